@@ -1,0 +1,128 @@
+# astgate: plain GNU make. `make` builds build/astgate; `make test` and `make run` also install
+# missing Debian packages (as root) and fetch the pinned grammar first. V=1 shows commands.
+
+CC ?= cc
+CLANG ?= clang-14
+CFLAGS ?= -O2 -g
+override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes \
+	-Wno-unused-parameter -Isrc -MMD -MP
+LIBS := -ltree-sitter -lyaml -lpcre2-8 -lm
+SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+GRAMMAR := grammars/tree-sitter-typescript
+GRAMMAR_STAMP := $(GRAMMAR)/.version
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+LIB_SRC := $(sort $(filter-out src/main.c,$(wildcard src/*.c src/api/*.c)))
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+
+GRAMMAR_OBJ := build/grammar/ts_parser.o build/grammar/ts_scanner.o \
+	build/grammar/tsx_parser.o build/grammar/tsx_scanner.o
+
+OBJ := $(LIB_SRC:%.c=build/%.o)
+ASAN_OBJ := $(LIB_SRC:%.c=build/asan/%.o)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/asan/%)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+
+.PHONY: all deps grammar run test test-build unit golden fuzz fuzz-build bench clean format check-format
+.DELETE_ON_ERROR:
+
+all: build/astgate
+
+deps:
+	$(Q)scripts/deps.sh
+
+grammar: $(GRAMMAR_STAMP)
+$(GRAMMAR_STAMP):
+	$(Q)scripts/fetch-grammar.sh grammars
+
+# grammar sources are generated code: built once, optimised, without our warnings or sanitizers
+build/grammar/ts_%.o: $(GRAMMAR_STAMP)
+	@mkdir -p $(@D)
+	@echo "  CC      $@"
+	$(Q)$(CC) -O2 -g0 -w -fPIC -I$(GRAMMAR)/typescript/src -c $(GRAMMAR)/typescript/src/$*.c -o $@
+build/grammar/tsx_%.o: $(GRAMMAR_STAMP)
+	@mkdir -p $(@D)
+	@echo "  CC      $@"
+	$(Q)$(CC) -O2 -g0 -w -fPIC -I$(GRAMMAR)/tsx/src -c $(GRAMMAR)/tsx/src/$*.c -o $@
+
+build/%.o: %.c | $(GRAMMAR_STAMP)
+	@mkdir -p $(@D)
+	@echo "  CC      $@"
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+build/asan/%.o: %.c | $(GRAMMAR_STAMP)
+	@mkdir -p $(@D)
+	@echo "  CC      $@"
+	$(Q)$(CC) $(CFLAGS) -O1 $(SAN) -c $< -o $@
+
+build/libastgate.a: $(OBJ)
+	$(Q)rm -f $@ && ar rcs $@ $^
+build/asan/libastgate.a: $(ASAN_OBJ)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+build/astgate: build/src/main.o build/libastgate.a $(GRAMMAR_OBJ)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
+
+build/asan/astgate: build/asan/src/main.o build/asan/libastgate.a $(GRAMMAR_OBJ)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LIBS)
+
+build/asan/test_%: build/asan/tests/unit/test_%.o build/asan/libastgate.a $(GRAMMAR_OBJ)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LIBS) -lcmocka
+
+run: deps
+	$(Q)$(MAKE) --no-print-directory all
+	./build/astgate rewrite --rules rules/mastra.yaml tests/samples/reply.md
+
+test-build: build/asan/astgate $(UNIT_BIN)
+
+test: deps
+	$(Q)$(MAKE) --no-print-directory test-build
+	$(Q)tests/run.sh build/asan
+
+unit: test-build
+	$(Q)for t in $(UNIT_BIN); do $$t || exit 1; done
+
+# libFuzzer targets (clang-14): make fuzz runs each for FUZZ_SECONDS
+FUZZ_SECONDS ?= 30
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=all -fno-omit-frame-pointer
+build/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(GRAMMAR_OBJ)
+	@mkdir -p $(@D)
+	@echo "  FUZZ    $@"
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(GRAMMAR_OBJ) $(LIBS)
+
+fuzz-build:
+	$(Q)scripts/deps.sh fuzz
+	$(Q)$(MAKE) --no-print-directory $(FUZZ_BIN)
+
+fuzz: fuzz-build
+	$(Q)for f in $(FUZZ_BIN); do \
+		name=$${f#build/fuzz/fuzz_}; mkdir -p build/fuzz/corpus/$$name; \
+		dict=; [ -f tests/fuzz/$$name.dict ] && dict=-dict=tests/fuzz/$$name.dict; \
+		echo "== fuzz $$name ($(FUZZ_SECONDS)s)"; \
+		$$f -max_total_time=$(FUZZ_SECONDS) $$dict build/fuzz/corpus/$$name tests/fuzz/corpus/$$name \
+			|| exit 1; \
+	done
+
+bench: all
+	$(Q)bench/run.sh
+
+format:
+	$(Q)clang-format -i src/*.c src/*.h tests/unit/*.c tests/fuzz/*.c
+check-format:
+	$(Q)clang-format --dry-run --Werror src/*.c src/*.h tests/unit/*.c tests/fuzz/*.c
+
+clean:
+	rm -rf build
+
+-include $(OBJ:.o=.d) $(ASAN_OBJ:.o=.d) build/src/main.d build/asan/src/main.d

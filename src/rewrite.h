@@ -1,0 +1,60 @@
+/* The rewrite engine: finds the code blocks of a reply, parses those that can concern a rule,
+ * matches, builds minimal edits, resolves overlaps, checks the result still parses, and splices.
+ * An ag_engine_t is per thread (parsers, matcher and scratch are reused); the rules it runs are
+ * shared and read-only. */
+#ifndef AG_REWRITE_H
+#define AG_REWRITE_H
+
+#include "rules.h"
+
+typedef struct ag_engine ag_engine_t;
+
+typedef enum ag_action {
+    AG_ACTION_REWRITE,
+    AG_ACTION_FLAG,
+    AG_ACTION_BLOCK,
+} ag_action_t;
+
+/* One thing the engine did or would do; borrowed views valid until the next call. */
+typedef struct ag_event {
+    const char *rule;   /* rule id */
+    ag_action_t action;
+    bool applied;       /* rewrite: the edit is in the output; false when dropped */
+    const char *reason; /* when not applied: "overlap with <rule>", "breaks the parse", ... */
+    uint32_t block;     /* 0-based index of the code block in the reply */
+    uint32_t line, col; /* 1-based position in the reply of the edit (or the match) */
+    ag_str_t before;    /* text replaced (empty for an insertion) */
+    ag_str_t after;     /* text put in its place (empty for flag/block) */
+    const char *message; /* the rule's message, may be "" */
+} ag_event_t;
+
+typedef struct ag_engine_opts {
+    uint64_t parse_timeout_us; /* per block parse budget; 0 = none */
+    uint32_t regex_match_limit; /* PCRE2 match limit; 0 = default */
+    size_t max_reply;          /* bytes of output; 0 = 16 MiB */
+    bool bare;                 /* treat a reply without fences that parses as TS as one block */
+} ag_engine_opts_t;
+
+typedef struct ag_result {
+    uint32_t blocks;     /* code blocks considered */
+    uint32_t parsed;     /* blocks actually parsed (the others lacked every rule literal) */
+    uint32_t rewrites;   /* edits applied */
+    uint32_t flags;      /* flagged violations */
+    uint32_t dropped;    /* edits dropped (overlap, parse check) */
+    uint32_t blocked;    /* block-action matches; the caller decides what to do */
+    const ag_event_t *events; /* borrowed, valid until the next ag_engine_rewrite */
+    uint32_t nevents;
+    uint64_t parse_ns, match_ns, splice_ns; /* time spent, for benchmarks */
+} ag_result_t;
+
+/* rules is borrowed and must outlive the engine. opts may be NULL for defaults. */
+ag_engine_t *ag_engine_new(const ag_rules_t *rules, const ag_engine_opts_t *opts);
+void ag_engine_free(ag_engine_t *e);
+
+/* Rewrites one reply (markdown or bare code) into out (appended; the whole reply, changed or
+ * not). Returns AG_OK, or AG_ETOOBIG when out's limit is reached (out is then unusable and the
+ * caller passes the reply through). Never fails because of what the reply contains. */
+AG_MUSTCHECK int ag_engine_rewrite(ag_engine_t *e, ag_str_t reply, ag_buf_t *out,
+                                   ag_result_t *res);
+
+#endif
