@@ -2,7 +2,7 @@
 # Installs the Debian packages astgate builds and tests with, when they are missing.
 # As root it runs apt-get; otherwise it prints the exact command and fails.
 set -eu
-pkgs="gcc make pkg-config curl ca-certificates libtree-sitter-dev libyaml-dev libpcre2-dev \
+pkgs="gcc make pkg-config curl ca-certificates openssl libtree-sitter-dev libyaml-dev libpcre2-dev \
 libevent-dev libcurl4-openssl-dev libjansson-dev libcmocka-dev"
 case "${1:-}" in
 fuzz) pkgs="$pkgs clang-14 libclang-rt-14-dev" ;;

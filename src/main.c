@@ -1,9 +1,211 @@
 /* astgate command line: argument parsing and dispatch to the subcommands. */
-#include "util.h"
+#include "audit.h"
+#include "lang.h"
+#include "rewrite.h"
+#include "rules.h"
+
+#include <errno.h>
+
+#define AG_VERSION "0.1.0"
+#define MAX_RULE_FILES 64
+
+static const char USAGE[] =
+    "usage: astgate <command> [options]\n"
+    "\n"
+    "Enforces rules on the TypeScript that language models generate.\n"
+    "\n"
+    "commands:\n"
+    "  rewrite --rules FILE [--rules FILE...] [--log FILE] [--no-bare] [INPUT]\n"
+    "      Rewrite one reply (markdown or bare code) from INPUT or stdin to stdout.\n"
+    "      Each rewrite, dropped edit and flag is a JSON line on stderr or in --log FILE.\n"
+    "      --no-bare: do not treat a reply without fences as code.\n"
+    "  check-rules FILE...\n"
+    "      Validate rule files and exit: 0 when all are good, 1 with file:line:col: cause.\n"
+    "\n"
+    "options:\n"
+    "  -h, --help     show this help\n"
+    "  -V, --version  show the version\n";
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "astgate: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nTry 'astgate --help'.\n");
+    return 2;
+}
+
+static int check_runtime(void)
+{
+    ag_diag_t d;
+    if (ag_lang_check(&d) != AG_OK) {
+        fprintf(stderr, "astgate: ");
+        ag_diag_print(&d, stderr);
+        return 1;
+    }
+    return 0;
+}
+
+static int load_rules(const char **files, uint32_t n, ag_rules_t **out)
+{
+    ag_diag_t d;
+    memset(&d, 0, sizeof(d));
+    if (ag_rules_load_files(files, n, out, &d) != AG_OK) {
+        ag_diag_print(&d, stderr);
+        return 1;
+    }
+    return 0;
+}
+
+static int cmd_check_rules(int argc, char **argv)
+{
+    const char *files[MAX_RULE_FILES];
+    uint32_t n = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            fputs("usage: astgate check-rules FILE...\n", stdout);
+            return 0;
+        }
+        if (argv[i][0] == '-' && argv[i][1] != '\0')
+            return usage_error("check-rules: unknown option '%s'", argv[i]);
+        if (n == MAX_RULE_FILES)
+            return usage_error("check-rules: too many rule files (at most %s)", "64");
+        files[n++] = argv[i];
+    }
+    if (n == 0)
+        return usage_error("check-rules: %s", "no rule files given");
+    ag_rules_t *rules = NULL;
+    if (check_runtime() || load_rules(files, n, &rules))
+        return 1;
+    printf("astgate: %u rule%s in %u file%s ok\n", ag_rules_count(rules),
+           ag_rules_count(rules) == 1 ? "" : "s", n, n == 1 ? "" : "s");
+    ag_rules_free(rules);
+    return 0;
+}
+
+static int cmd_rewrite(int argc, char **argv)
+{
+    const char *files[MAX_RULE_FILES];
+    uint32_t nfiles = 0;
+    const char *input = "-", *log_path = NULL;
+    bool have_input = false, bare = true;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--rules") == 0 || strcmp(a, "--log") == 0) {
+            if (i + 1 >= argc)
+                return usage_error("rewrite: %s needs a file", a);
+            if (a[2] == 'r') {
+                if (nfiles == MAX_RULE_FILES)
+                    return usage_error("rewrite: too many rule files (at most %s)", "64");
+                files[nfiles++] = argv[++i];
+            } else {
+                log_path = argv[++i];
+            }
+        } else if (strncmp(a, "--rules=", 8) == 0) {
+            if (nfiles == MAX_RULE_FILES)
+                return usage_error("rewrite: too many rule files (at most %s)", "64");
+            files[nfiles++] = a + 8;
+        } else if (strncmp(a, "--log=", 6) == 0) {
+            log_path = a + 6;
+        } else if (strcmp(a, "--no-bare") == 0) {
+            bare = false;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(USAGE, stdout);
+            return 0;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            return usage_error("rewrite: unknown option '%s'", a);
+        } else if (have_input) {
+            return usage_error("rewrite: only one INPUT is read; extra argument '%s'", a);
+        } else {
+            input = a;
+            have_input = true;
+        }
+    }
+    if (nfiles == 0)
+        return usage_error("rewrite: %s", "--rules FILE is required");
+    ag_rules_t *rules = NULL;
+    if (check_runtime() || load_rules(files, nfiles, &rules))
+        return 1;
+    int status = 1;
+    FILE *log = stderr;
+    ag_engine_t *engine = NULL;
+    ag_buf_t in, out, line;
+    ag_buf_init(&in, 64u << 20);
+    ag_buf_init(&out, 128u << 20);
+    ag_buf_init(&line, 1u << 20);
+    if (log_path) {
+        log = fopen(log_path, "a");
+        if (log == NULL) {
+            fprintf(stderr, "astgate: cannot open log %s: %s\n", log_path, strerror(errno));
+            goto out;
+        }
+    }
+    int rc = ag_read_file(input, &in);
+    if (rc != AG_OK) {
+        if (rc == AG_ETOOBIG)
+            fprintf(stderr, "astgate: %s: input is larger than 64 MiB\n", input);
+        else
+            fprintf(stderr, "astgate: cannot read %s: %s\n",
+                    strcmp(input, "-") == 0 ? "stdin" : input, strerror(errno));
+        goto out;
+    }
+    ag_engine_opts_t opts;
+    memset(&opts, 0, sizeof(opts));
+    opts.bare = bare;
+    opts.max_reply = in.len + (1u << 20);
+    opts.parse_timeout_us = 0;
+    engine = ag_engine_new(rules, &opts);
+    ag_result_t res;
+    if (ag_engine_rewrite(engine, ag_buf_str(&in), &out, &res) != AG_OK) {
+        /* a rewrite never loses the reply: pass it through */
+        ag_buf_reset(&out);
+        if (ag_buf_append(&out, in.ptr, in.len) != AG_OK)
+            goto out;
+        fprintf(stderr, "astgate: the rewritten reply is too large; passed through unchanged\n");
+    }
+    if (fwrite(out.ptr ? out.ptr : "", 1, out.len, stdout) != out.len || fflush(stdout) != 0) {
+        fprintf(stderr, "astgate: cannot write the output: %s\n", strerror(errno));
+        goto out;
+    }
+    ag_audit_ctx_t ctx;
+    ag_audit_ctx_init(&ctx);
+    ctx.file = have_input ? input : NULL;
+    for (uint32_t i = 0; i < res.nevents; i++) {
+        ag_buf_reset(&line);
+        if (ag_audit_format(&line, &res.events[i], &ctx, 0) == AG_OK)
+            fwrite(line.ptr, 1, line.len, log);
+    }
+    fflush(log);
+    status = 0;
+out:
+    if (log && log != stderr)
+        fclose(log);
+    ag_engine_free(engine);
+    ag_rules_free(rules);
+    ag_buf_dispose(&in);
+    ag_buf_dispose(&out);
+    ag_buf_dispose(&line);
+    return status;
+}
 
 int main(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    return 0;
+    if (argc < 2) {
+        fputs(USAGE, stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(USAGE, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "-V") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("astgate %s (tree-sitter-typescript 0.23.2, tree-sitter language ABI %d)\n",
+               AG_VERSION, TREE_SITTER_LANGUAGE_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "rewrite") == 0)
+        return cmd_rewrite(argc - 2, argv + 2);
+    if (strcmp(cmd, "check-rules") == 0)
+        return cmd_check_rules(argc - 2, argv + 2);
+    return usage_error("unknown command '%s'", cmd);
 }

@@ -20,7 +20,8 @@ typedef struct ag_event {
     const char *rule;   /* rule id */
     ag_action_t action;
     bool applied;       /* rewrite: the edit is in the output; false when dropped */
-    const char *reason; /* when not applied: "overlap with <rule>", "breaks the parse", ... */
+    const char *reason; /* when not applied: why, as a sentence for people */
+    const char *other_rule; /* dropped for an overlap: the id of the rule whose edit was kept */
     uint32_t block;     /* 0-based index of the code block in the reply */
     uint32_t line, col; /* 1-based position in the reply of the edit (or the match) */
     ag_str_t before;    /* text replaced (empty for an insertion) */

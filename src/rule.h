@@ -80,6 +80,7 @@ typedef struct ag_rnode {
     ag_pattern_t *pattern;      /* NULL = none */
     TSSymbol kind;              /* 0 = none */
     pcre2_code *regex;          /* NULL = none; unanchored search on the node text */
+    ag_str_t regex_literal;     /* text every regex match contains (loader's prefilter); len 0 = none */
     int32_t nth_position;       /* nthChild: 1-based position; 0 = none */
     bool nth_reverse;
     struct ag_rnode *nth_of;    /* nthChild.ofRule; NULL = count every named sibling */

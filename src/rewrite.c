@@ -1,0 +1,830 @@
+/* The rewrite engine: blocks → parse → match → edits → overlap resolution → parse check → splice.
+ * Edits are minimal: every byte outside an edit span is copied from the reply unchanged. */
+#include "rewrite.h"
+
+#include "fence.h"
+#include "flat.h"
+#include "match.h"
+#include "rewrite_int.h"
+#include "rules_int.h"
+
+#include <time.h>
+
+#define MAX_BLOCKS 256
+#define MAX_EDITS 4096
+#define MAX_EVENTS 4096
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+ag_engine_t *ag_engine_new(const ag_rules_t *rules, const ag_engine_opts_t *opts)
+{
+    ag_engine_t *e = ag_xcalloc(1, sizeof(*e));
+    e->rules = rules;
+    if (opts)
+        e->opts = *opts;
+    if (e->opts.max_reply == 0)
+        e->opts.max_reply = 16u << 20;
+    for (int li = 0; li < AG_LANG_COUNT; li++)
+        e->parser[li] = ag_lang_parser_new((ag_lang_t)li, e->opts.parse_timeout_us);
+    ag_matcher_init(&e->m, e->opts.regex_match_limit);
+    e->kinds = ag_ensure_kinds_new();
+    ag_flat_init(&e->flat);
+    ag_fence_langs_default(&e->default_langs);
+    ag_buf_init(&e->text, e->opts.max_reply * 2 + 65536);
+    ag_buf_init(&e->code, e->opts.max_reply + 65536);
+    ag_buf_init(&e->evtext, e->opts.max_reply * 2 + 65536);
+    ag_buf_init(&e->scratch, e->opts.max_reply + 65536);
+    e->blocks = ag_xmalloc(MAX_BLOCKS * sizeof(*e->blocks));
+    /* per-rule fence sets, resolved once */
+    uint32_t n = rules->n;
+    e->rule_fences = ag_xcalloc(n ? n : 1, sizeof(*e->rule_fences));
+    for (uint32_t r = 0; r < n; r++) {
+        const ag_rule_def_t *def = &rules->rules[r];
+        if (def->fences == NULL) {
+            e->rule_fences[r] = e->default_langs;
+            continue;
+        }
+        ag_fence_langs_clear(&e->rule_fences[r]);
+        for (uint32_t i = 0; i < def->nfences; i++)
+            if (ag_fence_langs_add(&e->rule_fences[r], ag_cstr(def->fences[i])) != AG_OK)
+                break;
+    }
+    return e;
+}
+
+void ag_engine_free(ag_engine_t *e)
+{
+    if (e == NULL)
+        return;
+    for (int li = 0; li < AG_LANG_COUNT; li++)
+        ts_parser_delete(e->parser[li]);
+    ag_matcher_dispose(&e->m);
+    ag_flat_dispose(&e->flat);
+    ag_buf_dispose(&e->text);
+    ag_buf_dispose(&e->code);
+    ag_buf_dispose(&e->evtext);
+    ag_buf_dispose(&e->scratch);
+    free(e->blocks);
+    free(e->ev_off);
+    free(e->active);
+    free(e->edits);
+    free(e->events);
+    free(e->rule_fences);
+    free(e->kinds);
+    free(e);
+}
+
+/* ---- positions ---- */
+
+static void line_col(ag_str_t reply, uint32_t off, uint32_t *line, uint32_t *col)
+{
+    uint32_t l = 1, start = 0;
+    for (uint32_t i = 0; i < off && i < reply.len; i++)
+        if (reply.ptr[i] == '\n') {
+            l++;
+            start = i + 1;
+        }
+    *line = l;
+    *col = off - start + 1;
+}
+
+/* ---- events ---- */
+
+static ag_event_t *event_add(ag_engine_t *e, uint32_t rule, ag_action_t action)
+{
+    if (e->nevents == MAX_EVENTS)
+        return NULL;
+    if (e->nevents == e->events_cap) {
+        e->events_cap = e->events_cap ? e->events_cap * 2 : 16;
+        e->events = ag_xrealloc(e->events, e->events_cap * sizeof(*e->events));
+        e->ev_off = ag_xrealloc(e->ev_off, e->events_cap * sizeof(*e->ev_off));
+    }
+    ag_event_t *ev = &e->events[e->nevents];
+    memset(ev, 0, sizeof(*ev));
+    memset(&e->ev_off[e->nevents], 0, sizeof(e->ev_off[0]));
+    e->nevents++;
+    const ag_rule_def_t *def = &e->rules->rules[rule];
+    ev->rule = def->id;
+    ev->action = action;
+    ev->message = def->message;
+    ev->reason = "";
+    ev->block = e->cur_block;
+    return ev;
+}
+
+/* Copies before/after texts so they survive scratch reuse; views are fixed up at the end. */
+static void event_texts(ag_engine_t *e, ag_event_t *ev, ag_str_t before, ag_str_t after)
+{
+    struct ev_off *o = &e->ev_off[ev - e->events];
+    o->before = (uint32_t)e->evtext.len;
+    if (ag_buf_append(&e->evtext, before.ptr, before.len) != AG_OK)
+        before.len = 0;
+    o->before_len = (uint32_t)before.len;
+    o->after = (uint32_t)e->evtext.len;
+    if (ag_buf_append(&e->evtext, after.ptr, after.len) != AG_OK)
+        after.len = 0;
+    o->after_len = (uint32_t)after.len;
+}
+
+void ag_engine_flag(ag_engine_t *e, uint32_t rule, uint32_t node, const char *reason)
+{
+    const ag_fnode_t *n = &e->flat.nodes[node];
+    ag_event_t *ev = event_add(e, rule, AG_ACTION_FLAG);
+    if (ev == NULL)
+        return;
+    uint32_t off = e->code_off + n->start;
+    line_col(e->reply, off, &ev->line, &ev->col);
+    ev->reason = reason ? reason : "";
+    uint32_t end = n->end < e->orig_len ? n->end : e->orig_len;
+    event_texts(e, ev, ag_str(e->reply.ptr + off, end > n->start ? end - n->start : 0),
+                ag_str(NULL, 0));
+    e->res.flags++;
+}
+
+/* ---- edits ---- */
+
+int ag_engine_edit(ag_engine_t *e, uint32_t rule, uint32_t start, uint32_t end, ag_str_t text,
+                   uint32_t guard_end)
+{
+    if (e->nedits == MAX_EDITS)
+        return AG_ETOOBIG;
+    if (e->nedits == e->edits_cap) {
+        e->edits_cap = e->edits_cap ? e->edits_cap * 2 : 16;
+        e->edits = ag_xrealloc(e->edits, e->edits_cap * sizeof(*e->edits));
+    }
+    ag_edit_t *ed = &e->edits[e->nedits];
+    ed->start = start;
+    ed->end = end;
+    ed->rule = rule;
+    ed->text_off = (uint32_t)e->text.len;
+    ed->text_len = (uint32_t)text.len;
+    ed->guard_end = guard_end > end ? guard_end : end;
+    ed->keep = true;
+    ed->reason = NULL;
+    ed->dup = false;
+    ed->winner = -1;
+    ed->seq = e->nedits;
+    if (ag_buf_append(&e->text, text.ptr, text.len) != AG_OK)
+        return AG_ETOOBIG;
+    e->nedits++;
+    return AG_OK;
+}
+
+static ag_str_t edit_text(const ag_engine_t *e, const ag_edit_t *ed)
+{
+    return ag_str(e->text.ptr + ed->text_off, ed->text_len);
+}
+
+static int edit_cmp(const void *a, const void *b)
+{
+    const ag_edit_t *x = a, *y = b;
+    if (x->start != y->start)
+        return x->start < y->start ? -1 : 1;
+    if (x->rule != y->rule)
+        return x->rule < y->rule ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* ---- transforms and fix templates ---- */
+
+static void run_transforms(ag_engine_t *e, const ag_rule_def_t *def, ag_env_t *env)
+{
+    for (uint32_t i = 0; i < def->ntransforms; i++) {
+        const ag_transform_t *t = &def->transforms[i];
+        ag_str_t src = ag_env_text(&e->flat, env, t->source, ag_buf_str(&e->text));
+        /* src may point into e->text, which the appends below can move: copy it first */
+        ag_buf_t tmp;
+        ag_buf_init(&tmp, e->text.max);
+        if (ag_buf_append(&tmp, src.ptr, src.len) != AG_OK) {
+            ag_buf_dispose(&tmp);
+            continue;
+        }
+        uint32_t off = (uint32_t)e->text.len;
+        if (t->kind == AG_TRANSFORM_REPLACE) {
+            PCRE2_SIZE outlen = tmp.len * 2 + 256;
+            for (int attempt = 0; attempt < 4; attempt++) {
+                char *outp = ag_xmalloc(outlen + 1);
+                PCRE2_SIZE got = outlen;
+                int rc = pcre2_substitute(t->re, (PCRE2_SPTR)(tmp.ptr ? tmp.ptr : ""), tmp.len, 0,
+                                          PCRE2_SUBSTITUTE_GLOBAL | PCRE2_SUBSTITUTE_OVERFLOW_LENGTH,
+                                          NULL, e->m.mctx, (PCRE2_SPTR)t->by, PCRE2_ZERO_TERMINATED,
+                                          (PCRE2_UCHAR *)outp, &got);
+                if (rc >= 0) {
+                    if (ag_buf_append(&e->text, outp, got) != AG_OK)
+                        got = 0;
+                    free(outp);
+                    break;
+                }
+                free(outp);
+                if (rc != PCRE2_ERROR_NOMEMORY)
+                    break;
+                outlen = got + 1;
+            }
+        } else {
+            /* substring by Unicode characters, negative indices from the end */
+            uint32_t nchars = 0;
+            for (size_t k = 0; k < tmp.len; k++)
+                if (((unsigned char)tmp.ptr[k] & 0xC0) != 0x80)
+                    nchars++;
+            int64_t s = t->has_start ? t->start_char : 0;
+            int64_t en = t->has_end ? t->end_char : (int64_t)nchars;
+            if (s < 0)
+                s += nchars;
+            if (en < 0)
+                en += nchars;
+            if (s < 0)
+                s = 0;
+            if (en > (int64_t)nchars)
+                en = nchars;
+            int64_t ci = -1;
+            size_t bs = tmp.len, be = tmp.len;
+            for (size_t k = 0; k <= tmp.len; k++) {
+                if (k == tmp.len || ((unsigned char)tmp.ptr[k] & 0xC0) != 0x80) {
+                    ci++;
+                    if (ci == s)
+                        bs = k;
+                    if (ci == en) {
+                        be = k;
+                        break;
+                    }
+                }
+            }
+            if (s < en && bs < be && ag_buf_append(&e->text, tmp.ptr + bs, be - bs) != AG_OK)
+                (void)0;
+        }
+        ag_buf_dispose(&tmp);
+        env->s[t->var].state = AG_SLOT_TEXT;
+        env->s[t->var].text_off = off;
+        env->s[t->var].text_len = (uint32_t)e->text.len - off;
+    }
+}
+
+/* Leading whitespace bytes of the line holding off, and that line's line ending. */
+void ag_engine_line_info(const ag_engine_t *e, uint32_t off, ag_str_t *indent, ag_str_t *eol)
+{
+    const char *s = e->code.ptr;
+    uint32_t ls = off;
+    while (ls > 0 && s[ls - 1] != '\n')
+        ls--;
+    uint32_t ie = ls;
+    while (ie < e->code_len && (s[ie] == ' ' || s[ie] == '\t'))
+        ie++;
+    *indent = ag_str(s + ls, ie - ls);
+    uint32_t le = off;
+    while (le < e->code_len && s[le] != '\n')
+        le++;
+    bool crlf = le < e->code_len && le > 0 && s[le - 1] == '\r';
+    *eol = crlf ? AG_STR_LIT("\r\n") : AG_STR_LIT("\n");
+}
+
+static int apply_fix(ag_engine_t *e, uint32_t rule, const ag_rule_def_t *def, uint32_t node,
+                     ag_env_t *env)
+{
+    const ag_fnode_t *n = &e->flat.nodes[node];
+    ag_str_t indent, eol;
+    ag_engine_line_info(e, n->start, &indent, &eol);
+    ag_buf_t out;
+    ag_buf_init(&out, e->text.max);
+    const char *t = def->fix;
+    uint32_t len = def->fix_len;
+    int rc = AG_OK;
+    for (uint32_t i = 0; i < len && rc == AG_OK; i++) {
+        if (t[i] == '\n') {
+            rc = ag_buf_append(&out, eol.ptr, eol.len);
+            if (rc == AG_OK)
+                rc = ag_buf_append(&out, indent.ptr, indent.len);
+            continue;
+        }
+        if (t[i] == '$') {
+            uint32_t j = i;
+            while (j < len && t[j] == '$' && j - i < 3)
+                j++;
+            uint32_t s = j;
+            while (j < len && ((t[j] >= 'A' && t[j] <= 'Z') || t[j] == '_' ||
+                               (j > s && t[j] >= '0' && t[j] <= '9')))
+                j++;
+            if (j > s) {
+                int v = ag_vars_find(&def->vars, ag_str(t + s, j - s));
+                if (v >= 0) {
+                    ag_str_t vt = ag_env_text(&e->flat, env, v, ag_buf_str(&e->text));
+                    rc = ag_buf_append(&out, vt.ptr, vt.len);
+                }
+                i = j - 1;
+                continue;
+            }
+        }
+        rc = ag_buf_appendc(&out, t[i]);
+    }
+    if (rc == AG_OK)
+        rc = ag_engine_edit(e, rule, n->start, n->end, ag_buf_str(&out), n->end);
+    ag_buf_dispose(&out);
+    return rc;
+}
+
+/* ---- matching one block ---- */
+
+static bool literal_present(const ag_rule_def_t *def, ag_str_t code)
+{
+    if (def->nliterals == 0)
+        return true;
+    for (uint32_t i = 0; i < def->nliterals; i++)
+        if (ag_memmem(code, ag_str(def->literals[i], def->literal_lens[i])))
+            return true;
+    return false;
+}
+
+static bool constraints_ok(ag_engine_t *e, const ag_rule_lang_t *rl, const ag_env_t *env)
+{
+    for (int v = 0; v < AG_MAX_VARS; v++) {
+        if (rl->constraints[v] == NULL)
+            continue;
+        if (env->s[v].state != AG_SLOT_SINGLE)
+            return false;
+        ag_env_t probe = *env;
+        if (!ag_match_rnode(&e->m, rl->constraints[v], env->s[v].node, &probe))
+            return false;
+    }
+    return true;
+}
+
+static void scan(ag_engine_t *e, ag_lang_t lang, const bool *active)
+{
+    const struct ag_rules *rs = e->rules;
+    const uint32_t *off = rs->by_kind_off[lang];
+    const uint32_t *idx = rs->by_kind_idx[lang];
+    for (uint32_t i = 0; i < e->flat.count; i++) {
+        TSSymbol sym = e->flat.nodes[i].sym;
+        if (sym >= rs->nsyms[lang])
+            continue; /* ERROR nodes */
+        for (uint32_t k = off[sym]; k < off[sym + 1]; k++) {
+            uint32_t r = idx[k];
+            if (!active[r])
+                continue;
+            const ag_rule_def_t *def = &rs->rules[r];
+            const ag_rule_lang_t *rl = &def->lang[lang];
+            ag_matcher_bind(&e->m, &e->flat, rl->utils, rl->nutils);
+            ag_env_t env;
+            memset(&env, 0, sizeof(env));
+            if (!ag_match_rnode(&e->m, rl->rule, i, &env) || !constraints_ok(e, rl, &env))
+                continue;
+            run_transforms(e, def, &env);
+            switch ((ag_action_t)def->action) {
+            case AG_ACTION_REWRITE:
+                if (def->ensure)
+                    ag_ensure_run(e, r, lang, i, &env);
+                else if (def->fix)
+                    (void)apply_fix(e, r, def, i, &env);
+                break;
+            case AG_ACTION_FLAG:
+                ag_engine_flag(e, r, i, NULL);
+                break;
+            case AG_ACTION_BLOCK: {
+                ag_event_t *ev = event_add(e, r, AG_ACTION_BLOCK);
+                if (ev) {
+                    const ag_fnode_t *n = &e->flat.nodes[i];
+                    line_col(e->reply, e->code_off + n->start, &ev->line, &ev->col);
+                    uint32_t end = n->end < e->orig_len ? n->end : e->orig_len;
+                    event_texts(e, ev,
+                                ag_str(e->reply.ptr + e->code_off + n->start,
+                                       end > n->start ? end - n->start : 0),
+                                ag_str(NULL, 0));
+                }
+                e->res.blocked++;
+                break;
+            }
+            }
+        }
+    }
+}
+
+/* ---- truncated code: close what the cut left open ---- */
+
+/* Appends to e->code the closers for brackets, strings, template literals and comments that are
+ * open at the end of code[0..len). A small JS lexer: regex literals are not tracked (a `/` starts
+ * a comment only when followed by / or *). */
+static void close_open(ag_engine_t *e, uint32_t len)
+{
+    char stack[256];
+    uint32_t sp = 0;
+    const char *s = e->code.ptr;
+    char in_str = 0;         /* ' " or ` when inside one */
+    int comment = 0;         /* 1 line, 2 block */
+    for (uint32_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (comment == 1) {
+            if (ch == '\n')
+                comment = 0;
+            continue;
+        }
+        if (comment == 2) {
+            if (ch == '*' && i + 1 < len && s[i + 1] == '/') {
+                comment = 0;
+                i++;
+            }
+            continue;
+        }
+        if (in_str) {
+            if (ch == '\\') {
+                i++;
+                continue;
+            }
+            if (ch == in_str) {
+                in_str = 0;
+                if (ch == '`' && sp && stack[sp - 1] == '`')
+                    sp--;
+                continue;
+            }
+            if (in_str == '`' && ch == '$' && i + 1 < len && s[i + 1] == '{') {
+                if (sp < sizeof(stack))
+                    stack[sp++] = '$';
+                in_str = 0;
+                i++;
+                continue;
+            }
+            if (in_str != '`' && ch == '\n')
+                in_str = 0; /* unterminated ordinary string: the parser recovers at the line */
+            continue;
+        }
+        switch (ch) {
+        case '/':
+            if (i + 1 < len && s[i + 1] == '/')
+                comment = 1;
+            else if (i + 1 < len && s[i + 1] == '*') {
+                comment = 2;
+                i++;
+            }
+            break;
+        case '\'':
+        case '"':
+            in_str = ch;
+            break;
+        case '`':
+            in_str = '`';
+            if (sp < sizeof(stack))
+                stack[sp++] = '`';
+            break;
+        case '(':
+        case '[':
+        case '{':
+            if (sp < sizeof(stack))
+                stack[sp++] = ch;
+            break;
+        case ')':
+        case ']':
+        case '}':
+            if (sp && stack[sp - 1] == '$' && ch == '}') {
+                sp--;
+                in_str = '`';
+            } else if (sp) {
+                sp--;
+            }
+            break;
+        default:
+            break;
+        }
+    }
+    int rc = AG_OK;
+    if (comment == 1)
+        rc = ag_buf_appendc(&e->code, '\n');
+    else if (comment == 2)
+        rc = ag_buf_append(&e->code, "*/", 2);
+    if (in_str && in_str != '`' && rc == AG_OK)
+        rc = ag_buf_appendc(&e->code, in_str);
+    while (sp && rc == AG_OK) {
+        char o = stack[--sp];
+        rc = ag_buf_appendc(&e->code, o == '(' ? ')' : o == '[' ? ']' : o == '`' ? '`' : '}');
+    }
+}
+
+uint32_t ag_engine_count_errors(TSNode root)
+{
+    uint32_t n = 0;
+    if (!ts_node_has_error(root))
+        return 0;
+    TSTreeCursor c = ts_tree_cursor_new(root);
+    for (;;) {
+        TSNode node = ts_tree_cursor_current_node(&c);
+        if (ts_node_symbol(node) == (TSSymbol)-1 || ts_node_is_missing(node))
+            n++;
+        if (ts_node_has_error(node) && ts_tree_cursor_goto_first_child(&c))
+            continue;
+        while (!ts_tree_cursor_goto_next_sibling(&c))
+            if (!ts_tree_cursor_goto_parent(&c))
+                goto done;
+    }
+done:
+    ts_tree_cursor_delete(&c);
+    return n;
+}
+
+/* ---- overlap resolution and the parse check ---- */
+
+static void edit_event(ag_engine_t *e, const ag_edit_t *ed)
+{
+    uint32_t saved = e->cur_block;
+    e->cur_block = ed->block;
+    ag_event_t *ev = event_add(e, ed->rule, AG_ACTION_REWRITE);
+    e->cur_block = saved;
+    if (ev == NULL)
+        return;
+    ev->applied = ed->keep;
+    ev->reason = ed->reason ? ed->reason : "";
+    ev->other_rule = ed->winner >= 0 ? e->rules->rules[ed->winner].id : NULL;
+    line_col(e->reply, ed->code_off + ed->start, &ev->line, &ev->col);
+    uint32_t end = ed->end < e->orig_len ? ed->end : e->orig_len;
+    event_texts(e, ev,
+                ag_str(e->reply.ptr + ed->code_off + ed->start,
+                       end > ed->start ? end - ed->start : 0),
+                edit_text(e, ed));
+}
+
+/* Applies the kept edits of ed[0..n) to e->code into e->scratch (the completion included). */
+static int apply_to_scratch(ag_engine_t *e, const ag_edit_t *ed, uint32_t n, int only_upto)
+{
+    ag_buf_reset(&e->scratch);
+    uint32_t pos = 0;
+    int rc = AG_OK;
+    for (uint32_t i = 0; i < n && rc == AG_OK; i++) {
+        if (!ed[i].keep || (only_upto >= 0 && i > (uint32_t)only_upto))
+            continue;
+        rc = ag_buf_append(&e->scratch, e->code.ptr + pos, ed[i].start - pos);
+        if (rc == AG_OK)
+            rc = ag_buf_append(&e->scratch, e->text.ptr + ed[i].text_off, ed[i].text_len);
+        pos = ed[i].end;
+    }
+    if (rc == AG_OK)
+        rc = ag_buf_append(&e->scratch, e->code.ptr + pos, e->code_len - pos);
+    return rc;
+}
+
+static TSPoint point_at(const char *s, uint32_t off)
+{
+    TSPoint p = {0, 0};
+    for (uint32_t i = 0; i < off; i++) {
+        if (s[i] == '\n') {
+            p.row++;
+            p.column = 0;
+        } else {
+            p.column++;
+        }
+    }
+    return p;
+}
+
+/* Errors in the code with the kept edits applied: an incremental reparse of tree. */
+static uint32_t errors_after(ag_engine_t *e, ag_lang_t lang, const TSTree *tree,
+                             const ag_edit_t *ed, uint32_t n, int only_upto)
+{
+    if (apply_to_scratch(e, ed, n, only_upto) != AG_OK)
+        return UINT32_MAX;
+    TSTree *copy = ts_tree_copy(tree);
+    for (uint32_t k = n; k-- > 0;) {
+        if (!ed[k].keep || (only_upto >= 0 && k > (uint32_t)only_upto))
+            continue;
+        TSPoint sp = point_at(e->code.ptr, ed[k].start);
+        TSPoint oe = point_at(e->code.ptr, ed[k].end);
+        TSPoint ne = sp;
+        const char *t = e->text.ptr + ed[k].text_off;
+        for (uint32_t j = 0; j < ed[k].text_len; j++) {
+            if (t[j] == '\n') {
+                ne.row++;
+                ne.column = 0;
+            } else {
+                ne.column++;
+            }
+        }
+        TSInputEdit ie = {ed[k].start, ed[k].end, ed[k].start + ed[k].text_len, sp, oe, ne};
+        ts_tree_edit(copy, &ie);
+    }
+    TSTree *nt = ts_parser_parse_string(e->parser[lang], copy, e->scratch.ptr,
+                                        (uint32_t)e->scratch.len);
+    ts_tree_delete(copy);
+    if (nt == NULL) {
+        ts_parser_reset(e->parser[lang]);
+        return UINT32_MAX;
+    }
+    uint32_t errs = ag_engine_count_errors(ts_tree_root_node(nt));
+    ts_tree_delete(nt);
+    return errs;
+}
+
+static void resolve(ag_engine_t *e, uint32_t first, ag_lang_t lang, const TSTree *tree,
+                    uint32_t base_errors)
+{
+    ag_edit_t *ed = e->edits + first;
+    uint32_t n = e->nedits - first;
+    if (n == 0)
+        return;
+    qsort(ed, n, sizeof(*ed), edit_cmp);
+    int last = -1;
+    uint32_t last_end = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        ed[i].code_off = e->code_off;
+        ed[i].block = e->cur_block;
+        if (ed[i].guard_end > e->orig_len) {
+            ed[i].keep = false;
+            ed[i].reason = "the reply is cut off inside the code this edit needs";
+            continue;
+        }
+        if (last >= 0) {
+            const ag_edit_t *p = &ed[last];
+            if (p->start == ed[i].start && p->end == ed[i].end &&
+                ag_str_eq(edit_text(e, p), edit_text(e, &ed[i]))) {
+                ed[i].keep = false;
+                ed[i].dup = true;
+                continue;
+            }
+            if (ed[i].start < last_end) {
+                ed[i].keep = false;
+                ed[i].reason = "it overlaps an edit that comes first";
+                ed[i].winner = (int32_t)p->rule;
+                continue;
+            }
+        }
+        last = (int)i;
+        last_end = ed[i].end;
+    }
+    /* the parse check: no edit may add a parse error */
+    uint32_t errs = errors_after(e, lang, tree, ed, n, -1);
+    if (errs > base_errors) {
+        /* find the culprits: accept edits one at a time */
+        for (uint32_t i = 0; i < n; i++) {
+            if (!ed[i].keep)
+                continue;
+            if (errors_after(e, lang, tree, ed, n, (int)i) > base_errors) {
+                ed[i].keep = false;
+                ed[i].reason = "the edit would break the parse";
+            }
+        }
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if (ed[i].dup)
+            continue;
+        if (ed[i].keep)
+            e->res.rewrites++;
+        else
+            e->res.dropped++;
+    }
+}
+
+/* ---- blocks ---- */
+
+static bool bare_code(const ag_flat_t *f, uint32_t errors, uint32_t len)
+{
+    if (errors == 0)
+        return true;
+    if (errors > 3)
+        return false;
+    uint64_t bad = 0;
+    for (uint32_t i = 0; i < f->count;) {
+        if (f->nodes[i].error) {
+            bad += f->nodes[i].end - f->nodes[i].start;
+            i = f->nodes[i].subtree_end;
+        } else {
+            i++;
+        }
+    }
+    return bad * 20 <= len;
+}
+
+static void process_block(ag_engine_t *e, uint32_t start, uint32_t end, ag_lang_t lang, bool bare)
+{
+    ag_str_t code = ag_str(e->reply.ptr + start, end - start);
+    const struct ag_rules *rs = e->rules;
+    bool any = false;
+    for (uint32_t r = 0; r < rs->n; r++) {
+        if (e->active[r])
+            e->active[r] = rs->rules[r].lang[lang].enabled && literal_present(&rs->rules[r], code);
+        any |= e->active[r];
+    }
+    if (!any)
+        return;
+    e->res.parsed++;
+    ag_buf_reset(&e->code);
+    if (ag_buf_append(&e->code, code.ptr, code.len) != AG_OK)
+        return;
+    e->code_off = start;
+    e->orig_len = e->code_len = (uint32_t)code.len;
+    uint64_t t0 = now_ns();
+    TSParser *p = e->parser[lang];
+    TSTree *tree = ts_parser_parse_string(p, NULL, e->code.ptr, e->code_len);
+    if (tree == NULL) {
+        ts_parser_reset(p);
+        return;
+    }
+    uint32_t errors = ag_engine_count_errors(ts_tree_root_node(tree));
+    if (errors) {
+        size_t before = e->code.len;
+        close_open(e, e->orig_len);
+        if (e->code.len > before) {
+            TSTree *t2 = ts_parser_parse_string(p, NULL, e->code.ptr, (uint32_t)e->code.len);
+            uint32_t e2 = t2 ? ag_engine_count_errors(ts_tree_root_node(t2)) : UINT32_MAX;
+            if (t2 == NULL)
+                ts_parser_reset(p);
+            if (e2 < errors) {
+                ts_tree_delete(tree);
+                tree = t2;
+                errors = e2;
+                e->code_len = (uint32_t)e->code.len;
+            } else {
+                if (t2)
+                    ts_tree_delete(t2);
+                e->code.len = before;
+                e->code.ptr[before] = '\0';
+            }
+        }
+    }
+    ag_flat_build(&e->flat, tree, e->code.ptr, e->code_len);
+    uint64_t t1 = now_ns();
+    e->res.parse_ns += t1 - t0;
+    if (bare && !bare_code(&e->flat, errors, e->code_len)) {
+        ts_tree_delete(tree);
+        return;
+    }
+    e->m.steps = 0;
+    uint32_t first = e->nedits;
+    scan(e, lang, e->active);
+    uint64_t t2 = now_ns();
+    e->res.match_ns += t2 - t1;
+    resolve(e, first, lang, tree, errors);
+    e->res.splice_ns += now_ns() - t2;
+    ts_tree_delete(tree);
+}
+
+int ag_engine_rewrite(ag_engine_t *e, ag_str_t reply, ag_buf_t *out, ag_result_t *res)
+{
+    const struct ag_rules *rs = e->rules;
+    memset(&e->res, 0, sizeof(e->res));
+    e->nedits = 0;
+    e->nevents = 0;
+    ag_buf_reset(&e->text);
+    ag_buf_reset(&e->evtext);
+    e->reply = reply;
+    if (e->active == NULL)
+        e->active = ag_xcalloc(rs->n ? rs->n : 1, sizeof(bool));
+    uint32_t nblocks = 0;
+    if (reply.len < UINT32_MAX / 2 && rs->n > 0) {
+        if (ag_fence_find(reply, e->blocks, MAX_BLOCKS, &nblocks) == AG_ETOOBIG &&
+            nblocks == 0)
+            nblocks = 0;
+        for (uint32_t b = 0; b < nblocks; b++) {
+            const ag_block_t *blk = &e->blocks[b];
+            int lang = -1;
+            for (uint32_t r = 0; r < rs->n; r++) {
+                int l = ag_fence_classify(blk, &e->rule_fences[r]);
+                e->active[r] = l >= 0;
+                if (l > lang)
+                    lang = l;
+            }
+            if (lang < 0)
+                continue;
+            e->res.blocks++;
+            e->cur_block = b;
+            process_block(e, blk->start, blk->end, (ag_lang_t)lang, false);
+        }
+        if (nblocks == 0 && e->opts.bare && reply.len > 0) {
+            for (uint32_t r = 0; r < rs->n; r++)
+                e->active[r] = true;
+            e->cur_block = 0;
+            e->res.blocks++;
+            process_block(e, 0, (uint32_t)reply.len, AG_LANG_TS, true);
+        }
+    }
+    /* splice the kept edits; they are sorted per block and blocks are in order */
+    uint64_t t0 = now_ns();
+    size_t pos = 0;
+    int rc = AG_OK;
+    for (uint32_t i = 0; i < e->nedits && rc == AG_OK; i++) {
+        const ag_edit_t *ed = &e->edits[i];
+        if (!ed->keep)
+            continue;
+        size_t s = ed->code_off + ed->start;
+        rc = ag_buf_append(out, reply.ptr + pos, s - pos);
+        if (rc == AG_OK)
+            rc = ag_buf_append(out, e->text.ptr + ed->text_off, ed->text_len);
+        pos = ed->code_off + ed->end;
+    }
+    if (rc == AG_OK)
+        rc = ag_buf_append(out, reply.ptr + pos, reply.len - pos);
+    e->res.splice_ns += now_ns() - t0;
+    /* events in reply order: the edits (applied and dropped), after the flags found while
+     * matching */
+    for (uint32_t i = 0; i < e->nedits; i++)
+        if (!e->edits[i].dup)
+            edit_event(e, &e->edits[i]);
+    for (uint32_t i = 0; i < e->nevents; i++) {
+        const struct ev_off *o = &e->ev_off[i];
+        e->events[i].before = ag_str(e->evtext.ptr + o->before, o->before_len);
+        e->events[i].after = ag_str(e->evtext.ptr + o->after, o->after_len);
+    }
+    e->res.events = e->events;
+    e->res.nevents = e->nevents;
+    if (res)
+        *res = e->res;
+    return rc;
+}

@@ -1,0 +1,74 @@
+/* Private state of the rewrite engine, shared by rewrite.c and ensure.c. */
+#ifndef AG_REWRITE_INT_H
+#define AG_REWRITE_INT_H
+
+#include "fence.h"
+#include "flat.h"
+#include "match.h"
+#include "rewrite.h"
+#include "rules_int.h"
+
+typedef struct ag_edit {
+    uint32_t start, end;      /* bytes in the block's code (e->code) */
+    uint32_t code_off;        /* where the block's code starts in the reply */
+    uint32_t block;
+    uint32_t rule;
+    uint32_t text_off, text_len; /* replacement, in e->text */
+    uint32_t guard_end;       /* bytes up to here must be in the reply (not a completion) */
+    uint32_t seq;             /* creation order, for a stable sort */
+    bool keep;
+    bool dup;                 /* the same edit made twice (two matches reached the same code) */
+    const char *reason;       /* why it was dropped */
+    int32_t winner;           /* dropped for an overlap: the rule whose edit was kept */
+} ag_edit_t;
+
+struct ev_off {
+    uint32_t before, before_len, after, after_len; /* into e->evtext */
+};
+
+struct ag_engine {
+    const struct ag_rules *rules;
+    ag_engine_opts_t opts;
+    TSParser *parser[AG_LANG_COUNT];
+    ag_matcher_t m;
+    ag_flat_t flat;
+    ag_fence_langs_t default_langs;
+    ag_fence_langs_t *rule_fences; /* per rule */
+    bool *active;                  /* per rule, for the block being processed */
+    ag_block_t *blocks;
+    /* the reply and block being processed */
+    ag_str_t reply;
+    uint32_t cur_block;
+    uint32_t code_off;  /* block code start in the reply */
+    uint32_t orig_len;  /* bytes of the block's code that are in the reply */
+    uint32_t code_len;  /* bytes parsed: orig_len plus any completion of a cut-off block */
+    ag_buf_t code;      /* the block's code (+ completion) */
+    ag_buf_t text;      /* edit replacements and transform outputs */
+    ag_buf_t evtext;    /* event texts */
+    ag_buf_t scratch;   /* reparse checks */
+    ag_edit_t *edits;
+    uint32_t nedits, edits_cap;
+    ag_event_t *events;
+    struct ev_off *ev_off;
+    uint32_t nevents, events_cap;
+    ag_result_t res;
+    struct kinds *kinds; /* per grammar: kind and field ids ensure.c needs */
+};
+
+/* Records an edit of e->code[start, end) to text by rule. guard_end: the edit is dropped when the
+ * code up to there is not all in the reply (a cut-off reply completed for parsing). */
+AG_MUSTCHECK int ag_engine_edit(ag_engine_t *e, uint32_t rule, uint32_t start, uint32_t end,
+                                ag_str_t text, uint32_t guard_end);
+/* Records a flag event at node. */
+void ag_engine_flag(ag_engine_t *e, uint32_t rule, uint32_t node, const char *reason);
+/* Indentation bytes of the line holding off in e->code, and its line ending. */
+void ag_engine_line_info(const ag_engine_t *e, uint32_t off, ag_str_t *indent, ag_str_t *eol);
+uint32_t ag_engine_count_errors(TSNode root);
+
+/* Kind and field ids for every grammar (an array of AG_LANG_COUNT); free with free(). */
+struct kinds *ag_ensure_kinds_new(void);
+/* Runs rule's metadata.astgate.ensure for a match at node (ensure.c). */
+void ag_ensure_run(ag_engine_t *e, uint32_t rule, ag_lang_t lang, uint32_t node,
+                   const ag_env_t *env);
+
+#endif

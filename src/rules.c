@@ -1,0 +1,1338 @@
+/* Rule files: validates ast-grep rule YAML plus metadata.astgate and compiles it, once per
+ * grammar, into rule.h structures. Every error names file:line:col and the cause; a rule set with
+ * any error is refused as a whole. */
+#include "rules.h"
+
+#include "arena.h"
+#include "rules_int.h"
+#include "yamldoc.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <strings.h>
+
+#define MAX_RULES 4096
+#define MAX_DEPTH 64
+
+typedef struct kindset {
+    bool any;       /* every kind */
+    uint8_t *bits;  /* nsyms bits when !any */
+} kindset_t;
+
+typedef struct litset {
+    bool none;      /* no literal is required */
+    uint32_t n;
+    ag_str_t lits[8];
+} litset_t;
+
+typedef struct ctx {
+    const char *file;
+    ag_diag_t *d;
+    ag_arena_t *arena;
+    struct ag_rules *rules;
+    TSParser *parser[AG_LANG_COUNT];
+    /* the rule being compiled */
+    ag_rule_def_t *def;
+    const ag_ynode_t *utils_node; /* the rule's utils mapping, NULL if none */
+    int depth;
+    kindset_t *kinds[AG_LANG_COUNT]; /* per rule index: kinds its top rule can match */
+} ctx_t;
+
+/* patterns and regexes are not in the arena: remember them for ag_rules_free */
+typedef struct owned {
+    ag_pattern_t **patterns;
+    uint32_t npatterns, cap_patterns;
+    pcre2_code **regexes;
+    uint32_t nregexes, cap_regexes;
+} owned_t;
+
+typedef struct ag_rules_priv {
+    struct ag_rules pub;
+    owned_t owned;
+} ag_rules_priv_t;
+
+static int fail(ctx_t *c, const ag_ynode_t *at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(ctx_t *c, const ag_ynode_t *at, const char *fmt, ...)
+{
+    char msg[sizeof(c->d->msg)];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    ag_diag_set(c->d, c->file, at ? at->line : 0, at ? at->col : 0, "%s", msg);
+    return AG_EINVAL;
+}
+
+static owned_t *owned_of(ctx_t *c)
+{
+    return &((ag_rules_priv_t *)c->rules)->owned;
+}
+
+static void own_pattern(ctx_t *c, ag_pattern_t *p)
+{
+    owned_t *o = owned_of(c);
+    if (o->npatterns == o->cap_patterns) {
+        o->cap_patterns = o->cap_patterns ? o->cap_patterns * 2 : 16;
+        o->patterns = ag_xrealloc(o->patterns, o->cap_patterns * sizeof(*o->patterns));
+    }
+    o->patterns[o->npatterns++] = p;
+}
+
+static void own_regex(ctx_t *c, pcre2_code *re)
+{
+    owned_t *o = owned_of(c);
+    if (o->nregexes == o->cap_regexes) {
+        o->cap_regexes = o->cap_regexes ? o->cap_regexes * 2 : 16;
+        o->regexes = ag_xrealloc(o->regexes, o->cap_regexes * sizeof(*o->regexes));
+    }
+    o->regexes[o->nregexes++] = re;
+}
+
+static bool is_map(const ag_ynode_t *n)
+{
+    return n && n->type == AG_Y_MAP;
+}
+
+static bool is_scalar(const ag_ynode_t *n)
+{
+    return n && n->type == AG_Y_SCALAR;
+}
+
+static ag_str_t sv(const ag_ynode_t *n)
+{
+    return ag_str(n->text, n->len);
+}
+
+static int need_scalar(ctx_t *c, const ag_ynode_t *n, const char *what)
+{
+    if (!is_scalar(n) || ag_yscalar_is_null(n))
+        return fail(c, n, "%s must be a string, not %s", what,
+                    n ? (is_scalar(n) ? "null" : ag_ytype_name(n->type)) : "missing");
+    return AG_OK;
+}
+
+static int need_map(ctx_t *c, const ag_ynode_t *n, const char *what)
+{
+    if (!is_map(n))
+        return fail(c, n, "%s must be a mapping, not %s", what,
+                    is_scalar(n) && ag_yscalar_is_null(n) ? "null" : ag_ytype_name(n->type));
+    return AG_OK;
+}
+
+/* Checks every key of map against the allowed list (NULL-terminated). */
+static int check_keys(ctx_t *c, const ag_ynode_t *map, const char *const *allowed,
+                      const char *where)
+{
+    for (uint32_t i = 0; i < map->n; i++) {
+        const ag_ynode_t *k = map->pairs[i].key;
+        bool ok = false;
+        for (const char *const *a = allowed; *a; a++)
+            if (ag_str_eqc(sv(k), *a))
+                ok = true;
+        if (!ok) {
+            char list[400] = "";
+            size_t off = 0;
+            for (const char *const *a = allowed; *a; a++)
+                off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s",
+                                        a == allowed ? "" : ", ", *a);
+            return fail(c, k, "unknown field `%.*s`%s%s, expected one of %s", (int)k->len,
+                        k->text, where ? " in " : "", where ? where : "", list);
+        }
+    }
+    return AG_OK;
+}
+
+/* ---- kinds and literals (for dispatch and the parse prefilter) ---- */
+
+static kindset_t ks_any(void)
+{
+    return (kindset_t){true, NULL};
+}
+
+static kindset_t ks_new(ctx_t *c, ag_lang_t lang)
+{
+    uint32_t n = c->rules->nsyms[lang];
+    return (kindset_t){false, ag_arena_alloc(c->arena, (n + 7) / 8)};
+}
+
+static void ks_add(kindset_t *k, TSSymbol s)
+{
+    k->bits[s / 8] |= (uint8_t)(1u << (s % 8));
+}
+
+static kindset_t ks_and(ctx_t *c, ag_lang_t lang, kindset_t a, kindset_t b)
+{
+    if (a.any)
+        return b;
+    if (b.any)
+        return a;
+    kindset_t r = ks_new(c, lang);
+    for (uint32_t i = 0; i < (c->rules->nsyms[lang] + 7) / 8; i++)
+        r.bits[i] = a.bits[i] & b.bits[i];
+    return r;
+}
+
+static kindset_t ks_or(ctx_t *c, ag_lang_t lang, kindset_t a, kindset_t b)
+{
+    if (a.any || b.any)
+        return ks_any();
+    kindset_t r = ks_new(c, lang);
+    for (uint32_t i = 0; i < (c->rules->nsyms[lang] + 7) / 8; i++)
+        r.bits[i] = a.bits[i] | b.bits[i];
+    return r;
+}
+
+static kindset_t kinds_of(ctx_t *c, ag_lang_t lang, const ag_rnode_t *r, const ag_util_t *utils,
+                          int depth);
+
+static kindset_t kinds_of(ctx_t *c, ag_lang_t lang, const ag_rnode_t *r, const ag_util_t *utils,
+                          int depth)
+{
+    kindset_t k = ks_any();
+    if (depth > MAX_DEPTH)
+        return k;
+    if (r->pattern && ag_pattern_kind(r->pattern)) {
+        kindset_t p = ks_new(c, lang);
+        ks_add(&p, ag_pattern_kind(r->pattern));
+        k = ks_and(c, lang, k, p);
+    }
+    if (r->kind) {
+        kindset_t p = ks_new(c, lang);
+        ks_add(&p, r->kind);
+        k = ks_and(c, lang, k, p);
+    }
+    for (uint32_t i = 0; i < r->nall; i++)
+        k = ks_and(c, lang, k, kinds_of(c, lang, r->all[i], utils, depth + 1));
+    if (r->nany) {
+        kindset_t u = kinds_of(c, lang, r->any[0], utils, depth + 1);
+        for (uint32_t i = 1; i < r->nany; i++)
+            u = ks_or(c, lang, u, kinds_of(c, lang, r->any[i], utils, depth + 1));
+        k = ks_and(c, lang, k, u);
+    }
+    if (r->matches >= 0)
+        k = ks_and(c, lang, k, kinds_of(c, lang, utils[r->matches].rule, utils, depth + 1));
+    return k;
+}
+
+/* A literal every match of the regex must contain: the regex is ^?literal$? with no
+ * metacharacters (e.g. ^Agent$), or starts with such a run followed by a group. */
+static ag_str_t regex_literal(ctx_t *c, ag_str_t re)
+{
+    size_t i = 0;
+    if (i < re.len && re.ptr[i] == '^')
+        i++;
+    size_t start = i;
+    while (i < re.len) {
+        char ch = re.ptr[i];
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+            ch == '_' || ch == '-' || ch == '@' || ch == '/' || ch == ' ' || ch == ':' ||
+            ch == '\'' || ch == '"')
+            i++;
+        else
+            break;
+    }
+    size_t end = i;
+    /* a quantifier applies to the last character: leave it out */
+    if (i < re.len && (re.ptr[i] == '?' || re.ptr[i] == '*' || re.ptr[i] == '{') && end > start)
+        end--;
+    /* an alternation at the top level makes the run optional */
+    for (size_t j = 0, depth = 0; j < re.len; j++) {
+        if (re.ptr[j] == '\\') {
+            j++;
+            continue;
+        }
+        if (re.ptr[j] == '(')
+            depth++;
+        else if (re.ptr[j] == ')' && depth)
+            depth--;
+        else if (re.ptr[j] == '|' && depth == 0)
+            return ag_str(NULL, 0);
+    }
+    if (end <= start)
+        return ag_str(NULL, 0);
+    return ag_str(re.ptr + start, end - start);
+}
+
+static litset_t lit_none(void)
+{
+    litset_t l;
+    memset(&l, 0, sizeof(l));
+    l.none = true;
+    return l;
+}
+
+static litset_t lit_one(ag_str_t s)
+{
+    litset_t l;
+    memset(&l, 0, sizeof(l));
+    if (s.len == 0) {
+        l.none = true;
+        return l;
+    }
+    l.n = 1;
+    l.lits[0] = s;
+    return l;
+}
+
+static size_t lit_score(const litset_t *l)
+{
+    if (l->none || l->n == 0)
+        return 0;
+    size_t min = SIZE_MAX;
+    for (uint32_t i = 0; i < l->n; i++)
+        if (l->lits[i].len < min)
+            min = l->lits[i].len;
+    return min;
+}
+
+/* both a and b are required: keep the more selective one */
+static litset_t lit_and(litset_t a, litset_t b)
+{
+    return lit_score(&b) > lit_score(&a) ? b : a;
+}
+
+/* either a or b: the union */
+static litset_t lit_or(litset_t a, litset_t b)
+{
+    if (a.none || b.none)
+        return lit_none();
+    litset_t r = a;
+    for (uint32_t i = 0; i < b.n; i++) {
+        bool dup = false;
+        for (uint32_t j = 0; j < r.n; j++)
+            if (ag_str_eq(r.lits[j], b.lits[i]))
+                dup = true;
+        if (dup)
+            continue;
+        if (r.n == 8)
+            return lit_none();
+        r.lits[r.n++] = b.lits[i];
+    }
+    return r;
+}
+
+static litset_t lits_of(const ag_rnode_t *r, const ag_util_t *utils, int depth);
+
+static litset_t lits_of(const ag_rnode_t *r, const ag_util_t *utils, int depth)
+{
+    litset_t l = lit_none();
+    if (depth > MAX_DEPTH)
+        return l;
+    if (r->pattern)
+        l = lit_and(l, lit_one(ag_pattern_literal(r->pattern)));
+    if (r->regex)
+        l = lit_and(l, lit_one(r->regex_literal));
+    for (uint32_t i = 0; i < r->nall; i++)
+        l = lit_and(l, lits_of(r->all[i], utils, depth + 1));
+    if (r->nany) {
+        litset_t u = lits_of(r->any[0], utils, depth + 1);
+        for (uint32_t i = 1; i < r->nany; i++)
+            u = lit_or(u, lits_of(r->any[i], utils, depth + 1));
+        l = lit_and(l, u);
+    }
+    if (r->matches >= 0)
+        l = lit_and(l, lits_of(utils[r->matches].rule, utils, depth + 1));
+    if (r->has)
+        l = lit_and(l, lits_of(r->has->rule, utils, depth + 1));
+    if (r->inside)
+        l = lit_and(l, lits_of(r->inside->rule, utils, depth + 1));
+    if (r->precedes)
+        l = lit_and(l, lits_of(r->precedes->rule, utils, depth + 1));
+    if (r->follows)
+        l = lit_and(l, lits_of(r->follows->rule, utils, depth + 1));
+    return l;
+}
+
+/* ---- rule objects ---- */
+
+static const char *const RULE_KEYS[] = {"pattern", "kind", "regex", "nthChild", "range", "inside",
+                                        "has", "precedes", "follows", "all", "any", "not",
+                                        "matches", NULL};
+
+static int compile_rnode(ctx_t *c, ag_lang_t lang, const ag_ynode_t *n, ag_rnode_t **out);
+
+static int parse_strictness(ctx_t *c, const ag_ynode_t *n, ag_strictness_t *out)
+{
+    static const char *const names[] = {"cst", "smart", "ast", "relaxed", "signature",
+                                        "template"};
+    if (need_scalar(c, n, "strictness") != AG_OK)
+        return AG_EINVAL;
+    for (int i = 0; i < 6; i++)
+        if (ag_str_eqc(sv(n), names[i])) {
+            *out = (ag_strictness_t)i;
+            return AG_OK;
+        }
+    return fail(c, n, "unknown strictness `%.*s`, expected one of cst, smart, ast, relaxed, "
+                      "signature, template",
+                (int)n->len, n->text);
+}
+
+static int compile_pattern(ctx_t *c, ag_lang_t lang, const ag_ynode_t *n, ag_pattern_t **out)
+{
+    ag_str_t src, selector = ag_str(NULL, 0);
+    ag_strictness_t strictness = AG_STRICT_SMART;
+    const ag_ynode_t *at = n;
+    if (is_map(n)) {
+        static const char *const keys[] = {"context", "selector", "strictness", NULL};
+        if (check_keys(c, n, keys, "pattern") != AG_OK)
+            return AG_EINVAL;
+        const ag_ynode_t *ctxn = ag_ymap_get(n, "context");
+        if (ctxn == NULL)
+            return fail(c, n, "a pattern object needs `context`");
+        if (need_scalar(c, ctxn, "pattern context") != AG_OK)
+            return AG_EINVAL;
+        src = sv(ctxn);
+        at = ctxn;
+        const ag_ynode_t *sel = ag_ymap_get(n, "selector");
+        if (sel) {
+            if (need_scalar(c, sel, "selector") != AG_OK)
+                return AG_EINVAL;
+            selector = sv(sel);
+            if (ag_lang_kind(lang, selector) == 0)
+                return fail(c, sel, "selector `%.*s` is not a kind of %s", (int)sel->len,
+                            sel->text, ag_lang_name(lang));
+        }
+        const ag_ynode_t *st = ag_ymap_get(n, "strictness");
+        if (st && parse_strictness(c, st, &strictness) != AG_OK)
+            return AG_EINVAL;
+    } else {
+        if (need_scalar(c, n, "pattern") != AG_OK)
+            return AG_EINVAL;
+        src = sv(n);
+    }
+    char err[256] = "";
+    ag_pattern_t *p = NULL;
+    if (ag_pattern_compile(lang, c->parser[lang], src, selector, strictness, &c->def->vars, &p,
+                           err, sizeof(err)) != AG_OK)
+        return fail(c, at, "bad pattern: %s", err[0] ? err : "does not compile");
+    own_pattern(c, p);
+    *out = p;
+    return AG_OK;
+}
+
+static int compile_regex(ctx_t *c, const ag_ynode_t *n, pcre2_code **out, ag_str_t *lit)
+{
+    if (need_scalar(c, n, "regex") != AG_OK)
+        return AG_EINVAL;
+    int errcode = 0;
+    PCRE2_SIZE erroff = 0;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)n->text, n->len, PCRE2_UTF | PCRE2_UCP, &errcode,
+                                   &erroff, NULL);
+    if (re == NULL) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(errcode, msg, sizeof(msg));
+        ag_diag_set(c->d, c->file, n->line, n->col + (n->plain ? (unsigned)erroff : 0),
+                    "bad regex `%.*s`: %s at offset %zu", (int)n->len, n->text, (char *)msg,
+                    (size_t)erroff);
+        return AG_EINVAL;
+    }
+    own_regex(c, re);
+    *out = re;
+    if (lit) {
+        ag_str_t l = regex_literal(c, sv(n));
+        *lit = ag_str(ag_arena_strndup(c->arena, l.ptr ? l.ptr : "", l.len), l.len);
+    }
+    return AG_OK;
+}
+
+static int compile_relation(ctx_t *c, ag_lang_t lang, const ag_ynode_t *n, const char *name,
+                            ag_relation_t **out)
+{
+    if (need_map(c, n, name) != AG_OK)
+        return AG_EINVAL;
+    static const char *const keys[] = {"pattern", "kind",    "regex", "nthChild", "range",
+                                       "inside",  "has",     "precedes", "follows", "all",
+                                       "any",     "not",     "matches", "stopBy", "field",
+                                       NULL};
+    if (check_keys(c, n, keys, name) != AG_OK)
+        return AG_EINVAL;
+    ag_relation_t *rel = ag_arena_alloc(c->arena, sizeof(*rel));
+    /* the relation's own rule is the mapping without stopBy/field */
+    ag_ynode_t inner = *n;
+    inner.pairs = ag_arena_alloc(c->arena, (n->n ? n->n : 1) * sizeof(*inner.pairs));
+    inner.n = 0;
+    for (uint32_t i = 0; i < n->n; i++) {
+        const ag_ynode_t *k = n->pairs[i].key;
+        const ag_ynode_t *v = n->pairs[i].value;
+        if (ag_str_eqc(sv(k), "stopBy")) {
+            if (is_scalar(v) && ag_str_eqc(sv(v), "neighbor")) {
+                rel->stop = AG_STOP_NEIGHBOR;
+            } else if (is_scalar(v) && ag_str_eqc(sv(v), "end")) {
+                rel->stop = AG_STOP_END;
+            } else if (is_map(v)) {
+                rel->stop = AG_STOP_RULE;
+                if (compile_rnode(c, lang, v, &rel->stop_rule) != AG_OK)
+                    return AG_EINVAL;
+            } else {
+                return fail(c, v, "stopBy must be `neighbor`, `end` or a rule");
+            }
+        } else if (ag_str_eqc(sv(k), "field")) {
+            if (ag_str_eqc(ag_cstr(name), "precedes") || ag_str_eqc(ag_cstr(name), "follows"))
+                return fail(c, k, "`field` is only allowed in `inside` and `has`");
+            if (need_scalar(c, v, "field") != AG_OK)
+                return AG_EINVAL;
+            rel->field = ag_lang_field(lang, sv(v));
+            if (rel->field == 0)
+                return fail(c, v, "`%.*s` is not a field of %s", (int)v->len, v->text,
+                            ag_lang_name(lang));
+        } else {
+            inner.pairs[inner.n++] = n->pairs[i];
+        }
+    }
+    if (compile_rnode(c, lang, &inner, &rel->rule) != AG_OK)
+        return AG_EINVAL;
+    *out = rel;
+    return AG_OK;
+}
+
+static int compile_list(ctx_t *c, ag_lang_t lang, const ag_ynode_t *n, const char *name,
+                        ag_rnode_t ***out, uint32_t *nout)
+{
+    if (n->type != AG_Y_SEQ)
+        return fail(c, n, "`%s` must be a sequence of rules", name);
+    ag_rnode_t **list = ag_arena_alloc(c->arena, (n->n ? n->n : 1) * sizeof(*list));
+    for (uint32_t i = 0; i < n->n; i++)
+        if (compile_rnode(c, lang, n->items[i], &list[i]) != AG_OK)
+            return AG_EINVAL;
+    *out = list;
+    *nout = n->n;
+    return AG_OK;
+}
+
+static int util_index(ctx_t *c, const ag_ynode_t *name)
+{
+    if (c->utils_node == NULL)
+        return -1;
+    for (uint32_t i = 0; i < c->utils_node->n; i++)
+        if (ag_str_eq(sv(c->utils_node->pairs[i].key), sv(name)))
+            return (int)i;
+    return -1;
+}
+
+static int compile_nth(ctx_t *c, ag_lang_t lang, const ag_ynode_t *n, ag_rnode_t *r)
+{
+    const ag_ynode_t *pos = n;
+    if (is_map(n)) {
+        static const char *const keys[] = {"position", "reverse", "ofRule", NULL};
+        if (check_keys(c, n, keys, "nthChild") != AG_OK)
+            return AG_EINVAL;
+        pos = ag_ymap_get(n, "position");
+        if (pos == NULL)
+            return fail(c, n, "nthChild needs `position`");
+        const ag_ynode_t *rev = ag_ymap_get(n, "reverse");
+        if (rev && ag_yscalar_bool(rev, &r->nth_reverse) != AG_OK)
+            return fail(c, rev, "`reverse` must be true or false");
+        const ag_ynode_t *of = ag_ymap_get(n, "ofRule");
+        if (of && compile_rnode(c, lang, of, &r->nth_of) != AG_OK)
+            return AG_EINVAL;
+    }
+    long v = 0;
+    if (!is_scalar(pos) || ag_yscalar_int(pos, &v) != AG_OK || v < 1 || v > INT32_MAX)
+        return fail(c, pos, "nthChild position must be a number from 1 (An+B forms are not "
+                            "supported yet)");
+    r->nth_position = (int32_t)v;
+    return AG_OK;
+}
+
+static int compile_rnode(ctx_t *c, ag_lang_t lang, const ag_ynode_t *n, ag_rnode_t **out)
+{
+    int rc = AG_EINVAL;
+    if (++c->depth > MAX_DEPTH) {
+        fail(c, n, "rule nested deeper than %d levels", MAX_DEPTH);
+        goto out;
+    }
+    if (need_map(c, n, "a rule") != AG_OK)
+        goto out;
+    if (check_keys(c, n, RULE_KEYS, NULL) != AG_OK)
+        goto out;
+    ag_rnode_t *r = ag_arena_alloc(c->arena, sizeof(*r));
+    r->matches = -1;
+    for (uint32_t i = 0; i < n->n; i++) {
+        const ag_ynode_t *k = n->pairs[i].key;
+        const ag_ynode_t *v = n->pairs[i].value;
+        ag_str_t key = sv(k);
+        if (ag_str_eqc(key, "pattern")) {
+            if (compile_pattern(c, lang, v, &r->pattern) != AG_OK)
+                goto out;
+        } else if (ag_str_eqc(key, "kind")) {
+            if (need_scalar(c, v, "kind") != AG_OK)
+                goto out;
+            r->kind = ag_lang_kind(lang, sv(v));
+            if (r->kind == 0)
+                goto bad_kind;
+        } else if (ag_str_eqc(key, "regex")) {
+            if (compile_regex(c, v, &r->regex, &r->regex_literal) != AG_OK)
+                goto out;
+        } else if (ag_str_eqc(key, "nthChild")) {
+            if (compile_nth(c, lang, v, r) != AG_OK)
+                goto out;
+        } else if (ag_str_eqc(key, "range")) {
+            fail(c, k, "`range` is not supported by astgate");
+            goto out;
+        } else if (ag_str_eqc(key, "inside")) {
+            if (compile_relation(c, lang, v, "inside", &r->inside) != AG_OK)
+                goto out;
+        } else if (ag_str_eqc(key, "has")) {
+            if (compile_relation(c, lang, v, "has", &r->has) != AG_OK)
+                goto out;
+        } else if (ag_str_eqc(key, "precedes")) {
+            if (compile_relation(c, lang, v, "precedes", &r->precedes) != AG_OK)
+                goto out;
+        } else if (ag_str_eqc(key, "follows")) {
+            if (compile_relation(c, lang, v, "follows", &r->follows) != AG_OK)
+                goto out;
+        } else if (ag_str_eqc(key, "all")) {
+            if (compile_list(c, lang, v, "all", &r->all, &r->nall) != AG_OK)
+                goto out;
+        } else if (ag_str_eqc(key, "any")) {
+            if (compile_list(c, lang, v, "any", &r->any, &r->nany) != AG_OK)
+                goto out;
+        } else if (ag_str_eqc(key, "not")) {
+            if (compile_rnode(c, lang, v, &r->not_) != AG_OK)
+                goto out;
+        } else if (ag_str_eqc(key, "matches")) {
+            if (need_scalar(c, v, "matches") != AG_OK)
+                goto out;
+            r->matches = util_index(c, v);
+            if (r->matches < 0) {
+                fail(c, v, "`matches` names an unknown util `%.*s`", (int)v->len, v->text);
+                goto out;
+            }
+        }
+        continue;
+    bad_kind:
+        fail(c, v, "`%.*s` is not a kind of %s", (int)v->len, v->text, ag_lang_name(lang));
+        goto out;
+    }
+    *out = r;
+    rc = AG_OK;
+out:
+    c->depth--;
+    return rc;
+}
+
+/* A util that reaches itself through `matches` on the same node would never stop. */
+static bool util_cycle(const ag_rnode_t *r, const ag_util_t *utils, uint32_t nutils,
+                       uint8_t *state, int depth)
+{
+    if (r == NULL || depth > MAX_DEPTH * 4)
+        return false;
+    if (r->matches >= 0) {
+        uint32_t u = (uint32_t)r->matches;
+        if (state[u] == 1)
+            return true;
+        if (state[u] == 0) {
+            state[u] = 1;
+            if (util_cycle(utils[u].rule, utils, nutils, state, depth + 1))
+                return true;
+            state[u] = 2;
+        }
+    }
+    for (uint32_t i = 0; i < r->nall; i++)
+        if (util_cycle(r->all[i], utils, nutils, state, depth + 1))
+            return true;
+    for (uint32_t i = 0; i < r->nany; i++)
+        if (util_cycle(r->any[i], utils, nutils, state, depth + 1))
+            return true;
+    return util_cycle(r->not_, utils, nutils, state, depth + 1);
+}
+
+/* ---- metadata.astgate.ensure ---- */
+
+static int parse_case(ctx_t *c, ag_lang_t lang, bool first, const ag_ynode_t *n,
+                      ag_ensure_case_t *ec, bool root)
+{
+    static const char *const root_keys[] = {"target", "key", "arg", "each", "onMissing",
+                                            "string", "code", "quote", "cases", NULL};
+    static const char *const case_keys[] = {"when", "key", "arg", "each", "onMissing", "string",
+                                            "code", "quote", "cases", "recurse", NULL};
+    if (need_map(c, n, root ? "ensure" : "an ensure case") != AG_OK)
+        return AG_EINVAL;
+    if (check_keys(c, n, root ? root_keys : case_keys, root ? "ensure" : "an ensure case") !=
+        AG_OK)
+        return AG_EINVAL;
+    const ag_ynode_t *when = ag_ymap_get(n, "when");
+    if (when && compile_rnode(c, lang, when, &ec->when[lang]) != AG_OK)
+        return AG_EINVAL;
+    const ag_ynode_t *cases = ag_ymap_get(n, "cases");
+    if (first) {
+        ec->line = n->line;
+        ec->col = n->col;
+        const ag_ynode_t *key = ag_ymap_get(n, "key");
+        const ag_ynode_t *arg = ag_ymap_get(n, "arg");
+        const ag_ynode_t *each = ag_ymap_get(n, "each");
+        if ((key != NULL) + (arg != NULL) + (each != NULL) > 1)
+            return fail(c, n, "use only one of `key`, `arg` and `each` in one ensure step");
+        ec->step = AG_STEP_SELF;
+        if (key || each) {
+            const ag_ynode_t *kn = key ? key : each;
+            if (need_scalar(c, kn, key ? "key" : "each") != AG_OK)
+                return AG_EINVAL;
+            ec->step = key ? AG_STEP_KEY : AG_STEP_EACH;
+            ec->key = ag_arena_strndup(c->arena, kn->text, kn->len);
+            ec->key_len = (uint32_t)kn->len;
+        } else if (arg) {
+            long v;
+            if (!is_scalar(arg) || ag_yscalar_int(arg, &v) != AG_OK || v < 0 || v > 255)
+                return fail(c, arg, "`arg` must be an argument index from 0");
+            ec->step = AG_STEP_ARG;
+            ec->arg = (uint32_t)v;
+        }
+        const ag_ynode_t *str = ag_ymap_get(n, "string");
+        const ag_ynode_t *code = ag_ymap_get(n, "code");
+        if (str && code)
+            return fail(c, code, "use either `string` or `code`, not both");
+        if (str || code) {
+            const ag_ynode_t *vn = str ? str : code;
+            if (!is_scalar(vn))
+                return fail(c, vn, "`%s` must be a scalar", str ? "string" : "code");
+            if (code && vn->len == 0)
+                return fail(c, vn, "`code` must not be empty");
+            ec->has_string = str != NULL;
+            ec->has_code = code != NULL;
+            ec->value = ag_arena_strndup(c->arena, vn->text, vn->len);
+            ec->value_len = (uint32_t)vn->len;
+        }
+        const ag_ynode_t *q = ag_ymap_get(n, "quote");
+        if (q) {
+            if (is_scalar(q) && ag_str_eqc(sv(q), "keep"))
+                ec->quote = AG_QUOTE_KEEP;
+            else if (is_scalar(q) && ag_str_eqc(sv(q), "single"))
+                ec->quote = AG_QUOTE_SINGLE;
+            else if (is_scalar(q) && ag_str_eqc(sv(q), "double"))
+                ec->quote = AG_QUOTE_DOUBLE;
+            else
+                return fail(c, q, "`quote` must be keep, single or double");
+        }
+        const ag_ynode_t *om = ag_ymap_get(n, "onMissing");
+        if (om) {
+            if (is_scalar(om) && ag_str_eqc(sv(om), "insert"))
+                ec->on_missing = AG_MISSING_INSERT;
+            else if (is_scalar(om) && ag_str_eqc(sv(om), "flag"))
+                ec->on_missing = AG_MISSING_FLAG;
+            else if (is_scalar(om) && ag_str_eqc(sv(om), "skip"))
+                ec->on_missing = AG_MISSING_SKIP;
+            else
+                return fail(c, om, "`onMissing` must be insert, flag or skip");
+            if (ec->step != AG_STEP_KEY && ec->step != AG_STEP_EACH)
+                return fail(c, om, "`onMissing` only applies to a `key` or `each` step");
+            if (ec->on_missing == AG_MISSING_INSERT && !ec->has_string && !ec->has_code)
+                return fail(c, om, "`onMissing: insert` needs a `string` or `code` to insert");
+        }
+        const ag_ynode_t *rec = ag_ymap_get(n, "recurse");
+        if (rec && ag_yscalar_bool(rec, &ec->recurse) != AG_OK)
+            return fail(c, rec, "`recurse` must be true or false");
+        int what = (ec->has_string || ec->has_code) + (cases != NULL) + ec->recurse;
+        if (what != 1)
+            return fail(c, n, "an ensure step needs exactly one of `string`, `code`, `cases` "
+                              "and `recurse: true`");
+        if (cases) {
+            if (cases->type != AG_Y_SEQ || cases->n == 0)
+                return fail(c, cases, "`cases` must be a non-empty sequence");
+            ec->cases = ag_arena_alloc(c->arena, cases->n * sizeof(*ec->cases));
+            ec->ncases = cases->n;
+        }
+    }
+    for (uint32_t i = 0; i < ec->ncases; i++)
+        if (parse_case(c, lang, first, cases->items[i], &ec->cases[i], false) != AG_OK)
+            return AG_EINVAL;
+    return AG_OK;
+}
+
+static int var_of(ctx_t *c, const ag_ynode_t *n, const char *what, bool intern)
+{
+    if (need_scalar(c, n, what) != AG_OK)
+        return -1;
+    ag_str_t s = sv(n);
+    if (s.len < 2 || s.ptr[0] != '$') {
+        fail(c, n, "%s must be a metavariable like $NAME", what);
+        return -1;
+    }
+    s.ptr++;
+    s.len--;
+    for (size_t i = 0; i < s.len; i++) {
+        char ch = s.ptr[i];
+        if (!((ch >= 'A' && ch <= 'Z') || ch == '_' || (i > 0 && ch >= '0' && ch <= '9'))) {
+            fail(c, n, "%s must be a metavariable like $NAME", what);
+            return -1;
+        }
+    }
+    int v = intern ? ag_vars_intern(&c->def->vars, s) : ag_vars_find(&c->def->vars, s);
+    if (v < 0 && intern)
+        fail(c, n, "too many metavariables (at most %d)", AG_MAX_VARS);
+    else if (v < 0)
+        fail(c, n, "%s `$%.*s` is never bound by the rule", what, (int)s.len, s.ptr);
+    return v;
+}
+
+/* ---- transforms and fix ---- */
+
+static int compile_transforms(ctx_t *c, const ag_ynode_t *n)
+{
+    if (need_map(c, n, "transform") != AG_OK)
+        return AG_EINVAL;
+    ag_rule_def_t *def = c->def;
+    def->transforms = ag_arena_alloc(c->arena, (n->n ? n->n : 1) * sizeof(*def->transforms));
+    /* intern every output first so transforms may use each other */
+    int outs[AG_MAX_VARS];
+    if (n->n > AG_MAX_VARS)
+        return fail(c, n, "too many transforms");
+    for (uint32_t i = 0; i < n->n; i++) {
+        const ag_ynode_t *k = n->pairs[i].key;
+        int v = ag_vars_intern(&def->vars, sv(k));
+        if (v < 0)
+            return fail(c, k, "too many metavariables (at most %d)", AG_MAX_VARS);
+        outs[i] = v;
+    }
+    bool done[AG_MAX_VARS] = {false};
+    ag_transform_t tmp[AG_MAX_VARS];
+    memset(tmp, 0, sizeof(tmp));
+    for (uint32_t i = 0; i < n->n; i++) {
+        const ag_ynode_t *v = n->pairs[i].value;
+        ag_transform_t *t = &tmp[i];
+        t->var = outs[i];
+        if (is_scalar(v))
+            return fail(c, v, "string-form transforms are not supported yet; use the object "
+                              "form (replace: {source, replace, by})");
+        if (need_map(c, v, "a transform") != AG_OK)
+            return AG_EINVAL;
+        if (v->n != 1)
+            return fail(c, v, "a transform has exactly one of replace, substring");
+        const ag_ynode_t *op = v->pairs[0].key;
+        const ag_ynode_t *body = v->pairs[0].value;
+        if (need_map(c, body, "a transform") != AG_OK)
+            return AG_EINVAL;
+        if (ag_str_eqc(sv(op), "replace")) {
+            static const char *const keys[] = {"source", "replace", "by", NULL};
+            if (check_keys(c, body, keys, "replace") != AG_OK)
+                return AG_EINVAL;
+            const ag_ynode_t *re = ag_ymap_get(body, "replace");
+            const ag_ynode_t *by = ag_ymap_get(body, "by");
+            if (re == NULL || by == NULL)
+                return fail(c, body, "replace needs `source`, `replace` and `by`");
+            t->kind = AG_TRANSFORM_REPLACE;
+            if (compile_regex(c, re, &t->re, NULL) != AG_OK)
+                return AG_EINVAL;
+            if (!is_scalar(by))
+                return fail(c, by, "`by` must be a string");
+            t->by = ag_arena_strndup(c->arena, by->text, by->len);
+        } else if (ag_str_eqc(sv(op), "substring")) {
+            static const char *const keys[] = {"source", "startChar", "endChar", NULL};
+            if (check_keys(c, body, keys, "substring") != AG_OK)
+                return AG_EINVAL;
+            t->kind = AG_TRANSFORM_SUBSTRING;
+            const ag_ynode_t *s = ag_ymap_get(body, "startChar");
+            const ag_ynode_t *e = ag_ymap_get(body, "endChar");
+            long lv;
+            if (s) {
+                if (!is_scalar(s) || ag_yscalar_int(s, &lv) != AG_OK || lv < INT32_MIN ||
+                    lv > INT32_MAX)
+                    return fail(c, s, "`startChar` must be an integer");
+                t->start_char = (int32_t)lv;
+                t->has_start = true;
+            }
+            if (e) {
+                if (!is_scalar(e) || ag_yscalar_int(e, &lv) != AG_OK || lv < INT32_MIN ||
+                    lv > INT32_MAX)
+                    return fail(c, e, "`endChar` must be an integer");
+                t->end_char = (int32_t)lv;
+                t->has_end = true;
+            }
+        } else {
+            return fail(c, op, "unknown transform `%.*s`, expected one of replace, substring",
+                        (int)op->len, op->text);
+        }
+        const ag_ynode_t *src = ag_ymap_get(body, "source");
+        if (src == NULL)
+            return fail(c, body, "a transform needs `source`");
+        t->source = var_of(c, src, "source", false);
+        if (t->source < 0)
+            return AG_EINVAL;
+    }
+    /* dependency order: a transform runs after the transform whose output it reads */
+    for (uint32_t round = 0; round < n->n; round++) {
+        for (uint32_t i = 0; i < n->n; i++) {
+            if (done[i])
+                continue;
+            bool ready = true;
+            for (uint32_t j = 0; j < n->n; j++)
+                if (!done[j] && tmp[i].source == outs[j])
+                    ready = false;
+            if (ready) {
+                def->transforms[def->ntransforms++] = tmp[i];
+                done[i] = true;
+            }
+        }
+    }
+    if (def->ntransforms != n->n)
+        return fail(c, n, "transforms depend on each other in a cycle");
+    return AG_OK;
+}
+
+static int check_template_vars(ctx_t *c, const ag_ynode_t *n, ag_str_t t)
+{
+    for (size_t i = 0; i < t.len; i++) {
+        if (t.ptr[i] != '$')
+            continue;
+        size_t j = i;
+        while (j < t.len && t.ptr[j] == '$' && j - i < 3)
+            j++;
+        size_t s = j;
+        while (j < t.len && ((t.ptr[j] >= 'A' && t.ptr[j] <= 'Z') || t.ptr[j] == '_' ||
+                             (j > s && t.ptr[j] >= '0' && t.ptr[j] <= '9')))
+            j++;
+        if (j == s) {
+            i = j - 1;
+            continue;
+        }
+        if (!(j - s == 1 && t.ptr[s] == '_') &&
+            ag_vars_find(&c->def->vars, ag_str(t.ptr + s, j - s)) < 0)
+            return fail(c, n, "fix uses `%.*s`, which the rule never binds", (int)(j - i),
+                        t.ptr + i);
+        i = j - 1;
+    }
+    return AG_OK;
+}
+
+static int compile_fix(ctx_t *c, const ag_ynode_t *n)
+{
+    const ag_ynode_t *t = n;
+    if (n->type == AG_Y_SEQ) {
+        if (n->n == 0)
+            return fail(c, n, "`fix` list is empty");
+        t = n->items[0]; /* ast-grep applies the first fixer */
+    }
+    if (is_map(t)) {
+        static const char *const keys[] = {"template", "expandStart", "expandEnd", "title", NULL};
+        if (check_keys(c, t, keys, "fix") != AG_OK)
+            return AG_EINVAL;
+        const ag_ynode_t *x = ag_ymap_get(t, "expandStart");
+        if (x == NULL)
+            x = ag_ymap_get(t, "expandEnd");
+        if (x)
+            return fail(c, x, "expandStart/expandEnd are not supported by astgate yet");
+        t = ag_ymap_get(t, "template");
+        if (t == NULL)
+            return fail(c, n, "a fix object needs `template`");
+    }
+    if (!is_scalar(t))
+        return fail(c, t, "`fix` must be a string template");
+    if (check_template_vars(c, t, sv(t)) != AG_OK)
+        return AG_EINVAL;
+    c->def->fix = ag_arena_strndup(c->arena, t->text, t->len);
+    c->def->fix_len = (uint32_t)t->len;
+    return AG_OK;
+}
+
+/* ---- one rule document ---- */
+
+static const char *const TOP_KEYS[] = {"id",      "language", "rule",     "constraints", "utils",
+                                       "transform", "fix",    "rewriters", "message",    "note",
+                                       "severity", "labels",  "files",    "ignores",     "url",
+                                       "metadata", NULL};
+
+static int parse_language(ctx_t *c, const ag_ynode_t *n, bool langs[AG_LANG_COUNT])
+{
+    static const struct {
+        const char *name;
+        bool ts, tsx;
+    } names[] = {
+        {"typescript", true, true}, {"ts", true, true},   {"javascript", true, true},
+        {"js", true, true},         {"tsx", false, true}, {"jsx", false, true},
+    };
+    if (need_scalar(c, n, "language") != AG_OK)
+        return AG_EINVAL;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (n->len == strlen(names[i].name) && strncasecmp(n->text, names[i].name, n->len) == 0) {
+            langs[AG_LANG_TS] = names[i].ts;
+            langs[AG_LANG_TSX] = names[i].tsx;
+            return AG_OK;
+        }
+    }
+    return fail(c, n, "language `%.*s` is not supported: astgate parses TypeScript, Tsx, "
+                      "JavaScript and Jsx",
+                (int)n->len, n->text);
+}
+
+static int parse_astgate(ctx_t *c, const ag_ynode_t *meta, const ag_ynode_t **ensure_node)
+{
+    const ag_ynode_t *ag = is_map(meta) ? ag_ymap_get(meta, "astgate") : NULL;
+    ag_rule_def_t *def = c->def;
+    *ensure_node = NULL;
+    if (ag == NULL)
+        return AG_OK;
+    if (need_map(c, ag, "metadata.astgate") != AG_OK)
+        return AG_EINVAL;
+    static const char *const keys[] = {"action", "fences", "ensure", NULL};
+    if (check_keys(c, ag, keys, "metadata.astgate") != AG_OK)
+        return AG_EINVAL;
+    const ag_ynode_t *action = ag_ymap_get(ag, "action");
+    if (action) {
+        if (is_scalar(action) && ag_str_eqc(sv(action), "rewrite"))
+            def->action = AG_ACTION_REWRITE;
+        else if (is_scalar(action) && ag_str_eqc(sv(action), "flag"))
+            def->action = AG_ACTION_FLAG;
+        else if (is_scalar(action) && ag_str_eqc(sv(action), "block"))
+            def->action = AG_ACTION_BLOCK;
+        else
+            return fail(c, action, "action must be rewrite, flag or block");
+    }
+    const ag_ynode_t *fences = ag_ymap_get(ag, "fences");
+    if (fences) {
+        if (fences->type != AG_Y_SEQ)
+            return fail(c, fences, "`fences` must be a sequence of fence languages");
+        def->fences = ag_arena_alloc(c->arena, (fences->n ? fences->n : 1) * sizeof(char *));
+        for (uint32_t i = 0; i < fences->n; i++) {
+            const ag_ynode_t *f = fences->items[i];
+            if (!is_scalar(f))
+                return fail(c, f, "a fence language must be a string");
+            char *name = ag_arena_strndup(c->arena, f->text, f->len);
+            for (char *p = name; *p; p++)
+                if (*p >= 'A' && *p <= 'Z')
+                    *p = (char)(*p - 'A' + 'a');
+            def->fences[def->nfences++] = name;
+        }
+    }
+    *ensure_node = ag_ymap_get(ag, "ensure");
+    return AG_OK;
+}
+
+static int compile_doc(ctx_t *c, const ag_ynode_t *doc, ag_rule_def_t *def)
+{
+    if (need_map(c, doc, "a rule document") != AG_OK)
+        return AG_EINVAL;
+    if (check_keys(c, doc, TOP_KEYS, NULL) != AG_OK)
+        return AG_EINVAL;
+    c->def = def;
+    ag_vars_init(&def->vars);
+    def->file = ag_arena_strndup(c->arena, c->file, strlen(c->file));
+    def->line = doc->line;
+    const ag_ynode_t *id = ag_ymap_get(doc, "id");
+    if (id == NULL)
+        return fail(c, doc, "missing field `id`");
+    if (need_scalar(c, id, "id") != AG_OK)
+        return AG_EINVAL;
+    def->id = ag_arena_strndup(c->arena, id->text, id->len);
+    for (uint32_t i = 0; i < c->rules->n; i++)
+        if (strcmp(c->rules->rules[i].id, def->id) == 0)
+            return fail(c, id, "duplicate rule id `%s` (first in %s:%u)", def->id,
+                        c->rules->rules[i].file, c->rules->rules[i].line);
+    const ag_ynode_t *lang = ag_ymap_get(doc, "language");
+    if (lang == NULL)
+        return fail(c, doc, "rule `%s`: missing field `language`", def->id);
+    bool langs[AG_LANG_COUNT] = {false};
+    if (parse_language(c, lang, langs) != AG_OK)
+        return AG_EINVAL;
+    const ag_ynode_t *rule = ag_ymap_get(doc, "rule");
+    if (rule == NULL)
+        return fail(c, doc, "rule `%s`: missing field `rule`", def->id);
+    const ag_ynode_t *msg = ag_ymap_get(doc, "message");
+    if (msg && !is_scalar(msg))
+        return fail(c, msg, "`message` must be a string");
+    def->message = msg ? ag_arena_strndup(c->arena, msg->text, msg->len) : "";
+    const ag_ynode_t *sev = ag_ymap_get(doc, "severity");
+    def->severity = "";
+    if (sev) {
+        static const char *const levels[] = {"hint", "info", "warning", "error", "off", NULL};
+        bool ok = false;
+        for (const char *const *l = levels; *l; l++)
+            if (is_scalar(sev) && ag_str_eqc(sv(sev), *l))
+                ok = true;
+        if (!ok)
+            return fail(c, sev, "severity must be one of hint, info, warning, error, off");
+        def->severity = ag_arena_strndup(c->arena, sev->text, sev->len);
+    }
+    const ag_ynode_t *ensure = NULL;
+    if (parse_astgate(c, ag_ymap_get(doc, "metadata"), &ensure) != AG_OK)
+        return AG_EINVAL;
+    const ag_ynode_t *fix = ag_ymap_get(doc, "fix");
+    if (fix && ensure)
+        return fail(c, ensure, "rule `%s`: use either `fix` or `metadata.astgate.ensure`, not both",
+                    def->id);
+    const ag_ynode_t *action = ag_ymap_get(ag_ymap_get(doc, "metadata"), "astgate");
+    action = action ? ag_ymap_get(action, "action") : NULL;
+    if (action == NULL)
+        def->action = (fix || ensure) ? AG_ACTION_REWRITE : AG_ACTION_FLAG;
+    else if (def->action == AG_ACTION_REWRITE && !fix && !ensure)
+        return fail(c, action, "rule `%s`: action rewrite needs a `fix` or an `ensure`",
+                    def->id);
+    const ag_ynode_t *utils = ag_ymap_get(doc, "utils");
+    if (utils && need_map(c, utils, "utils") != AG_OK)
+        return AG_EINVAL;
+    c->utils_node = utils;
+    const ag_ynode_t *constraints = ag_ymap_get(doc, "constraints");
+    if (constraints && need_map(c, constraints, "constraints") != AG_OK)
+        return AG_EINVAL;
+
+    bool first = true;
+    for (int li = 0; li < AG_LANG_COUNT; li++) {
+        if (!langs[li])
+            continue;
+        ag_lang_t l = (ag_lang_t)li;
+        ag_rule_lang_t *rl = &def->lang[li];
+        rl->enabled = true;
+        if (utils) {
+            rl->nutils = utils->n;
+            rl->utils = ag_arena_alloc(c->arena, (utils->n ? utils->n : 1) * sizeof(*rl->utils));
+            for (uint32_t i = 0; i < utils->n; i++)
+                rl->utils[i].name =
+                    ag_arena_strndup(c->arena, utils->pairs[i].key->text, utils->pairs[i].key->len);
+            for (uint32_t i = 0; i < utils->n; i++)
+                if (compile_rnode(c, l, utils->pairs[i].value, &rl->utils[i].rule) != AG_OK)
+                    return AG_EINVAL;
+            for (uint32_t i = 0; i < utils->n; i++) {
+                uint8_t state[256] = {0};
+                if (utils->n > 256)
+                    return fail(c, utils, "too many utils (at most 256)");
+                state[i] = 1;
+                if (util_cycle(rl->utils[i].rule, rl->utils, rl->nutils, state, 0))
+                    return fail(c, utils->pairs[i].key,
+                                "util `%s` matches itself on the same node (a cycle)",
+                                rl->utils[i].name);
+            }
+        }
+        if (compile_rnode(c, l, rule, &rl->rule) != AG_OK)
+            return AG_EINVAL;
+        kindset_t k = kinds_of(c, l, rl->rule, rl->utils, 0);
+        if (k.any)
+            return fail(c, rule, "rule `%s`: the rule must specify a set of AST kinds to match; "
+                                 "try adding a `kind` rule",
+                        def->id);
+        c->kinds[li][c->rules->n] = k;
+        if (constraints) {
+            for (uint32_t i = 0; i < constraints->n; i++) {
+                const ag_ynode_t *key = constraints->pairs[i].key;
+                ag_str_t name = sv(key);
+                if (name.len && name.ptr[0] == '$') {
+                    name.ptr++;
+                    name.len--;
+                }
+                int v = ag_vars_find(&def->vars, name);
+                if (v < 0)
+                    return fail(c, key, "constraint on `%.*s`, which the rule never binds",
+                                (int)key->len, key->text);
+                if (compile_rnode(c, l, constraints->pairs[i].value, &rl->constraints[v]) !=
+                    AG_OK)
+                    return AG_EINVAL;
+            }
+        }
+        if (ensure) {
+            if (first)
+                def->ensure = ag_arena_alloc(c->arena, sizeof(*def->ensure));
+            if (parse_case(c, l, first, ensure, &def->ensure->root, true) != AG_OK)
+                return AG_EINVAL;
+            if (first) {
+                const ag_ynode_t *target = ag_ymap_get(ensure, "target");
+                def->ensure->target = -1;
+                if (target) {
+                    def->ensure->target = var_of(c, target, "ensure target", false);
+                    if (def->ensure->target < 0)
+                        return AG_EINVAL;
+                }
+            }
+        }
+        first = false;
+    }
+    const ag_ynode_t *transform = ag_ymap_get(doc, "transform");
+    if (transform && compile_transforms(c, transform) != AG_OK)
+        return AG_EINVAL;
+    if (fix && compile_fix(c, fix) != AG_OK)
+        return AG_EINVAL;
+    return AG_OK;
+}
+
+/* ---- the rule set ---- */
+
+static void store_literals(ctx_t *c, ag_rule_def_t *def)
+{
+    litset_t l = lit_none();
+    for (int li = 0; li < AG_LANG_COUNT; li++) {
+        ag_rule_lang_t *rl = &def->lang[li];
+        if (!rl->enabled)
+            continue;
+        l = lits_of(rl->rule, rl->utils, 0);
+        for (int v = 0; v < AG_MAX_VARS; v++)
+            if (rl->constraints[v])
+                l = lit_and(l, lits_of(rl->constraints[v], rl->utils, 0));
+        break;
+    }
+    if (l.none || l.n == 0)
+        return;
+    def->literals = ag_arena_alloc(c->arena, l.n * sizeof(char *));
+    def->literal_lens = ag_arena_alloc(c->arena, l.n * sizeof(uint32_t));
+    for (uint32_t i = 0; i < l.n; i++) {
+        def->literals[i] = ag_arena_strndup(c->arena, l.lits[i].ptr, l.lits[i].len);
+        def->literal_lens[i] = (uint32_t)l.lits[i].len;
+    }
+    def->nliterals = l.n;
+}
+
+static int load_text(ctx_t *c, ag_str_t text, uint32_t *cap)
+{
+    ag_ydocs_t docs;
+    memset(&docs, 0, sizeof(docs));
+    int rc = ag_yaml_load(text, c->file, &docs, c->d);
+    if (rc != AG_OK)
+        return rc;
+    if (docs.n == 0) {
+        rc = fail(c, NULL, "no rules in this file");
+        goto out;
+    }
+    for (uint32_t i = 0; i < docs.n; i++) {
+        struct ag_rules *rs = c->rules;
+        if (rs->n == MAX_RULES) {
+            rc = fail(c, docs.roots[i], "too many rules (at most %d)", MAX_RULES);
+            goto out;
+        }
+        if (rs->n == *cap) {
+            *cap = *cap ? *cap * 2 : 16;
+            rs->rules = ag_xrealloc(rs->rules, *cap * sizeof(*rs->rules));
+            for (int li = 0; li < AG_LANG_COUNT; li++)
+                c->kinds[li] = ag_xrealloc(c->kinds[li], *cap * sizeof(kindset_t));
+        }
+        ag_rule_def_t *def = &rs->rules[rs->n];
+        memset(def, 0, sizeof(*def));
+        for (int li = 0; li < AG_LANG_COUNT; li++)
+            c->kinds[li][rs->n] = ks_any();
+        c->utils_node = NULL;
+        rc = compile_doc(c, docs.roots[i], def);
+        if (rc != AG_OK) {
+            ag_vars_dispose(&def->vars);
+            goto out;
+        }
+        store_literals(c, def);
+        rs->n++;
+    }
+out:
+    ag_ydocs_dispose(&docs);
+    return rc;
+}
+
+static void build_dispatch(ctx_t *c)
+{
+    struct ag_rules *rs = c->rules;
+    rs->need_literals = rs->n > 0;
+    for (uint32_t r = 0; r < rs->n; r++)
+        if (rs->rules[r].nliterals == 0)
+            rs->need_literals = false;
+    for (int li = 0; li < AG_LANG_COUNT; li++) {
+        uint32_t nsyms = rs->nsyms[li];
+        uint32_t *off = ag_arena_alloc(c->arena, (nsyms + 1) * sizeof(uint32_t));
+        uint32_t total = 0;
+        for (uint32_t s = 0; s < nsyms; s++) {
+            off[s] = total;
+            for (uint32_t r = 0; r < rs->n; r++) {
+                kindset_t k = c->kinds[li][r];
+                if (rs->rules[r].lang[li].enabled && !k.any && (k.bits[s / 8] >> (s % 8)) & 1)
+                    total++;
+            }
+        }
+        off[nsyms] = total;
+        uint32_t *idx = ag_arena_alloc(c->arena, (total ? total : 1) * sizeof(uint32_t));
+        uint32_t at = 0;
+        for (uint32_t s = 0; s < nsyms; s++)
+            for (uint32_t r = 0; r < rs->n; r++) {
+                kindset_t k = c->kinds[li][r];
+                if (rs->rules[r].lang[li].enabled && !k.any && (k.bits[s / 8] >> (s % 8)) & 1)
+                    idx[at++] = r;
+            }
+        rs->by_kind_off[li] = off;
+        rs->by_kind_idx[li] = idx;
+    }
+}
+
+static int load(const ag_str_t *texts, const char *const *names, uint32_t n, ag_rules_t **out,
+                ag_diag_t *d)
+{
+    ag_rules_priv_t *priv = ag_xcalloc(1, sizeof(*priv));
+    struct ag_rules *rs = &priv->pub;
+    ctx_t c;
+    memset(&c, 0, sizeof(c));
+    c.d = d;
+    c.rules = rs;
+    c.arena = rs->arena = ag_arena_new(16384);
+    uint32_t cap = 0;
+    int rc = AG_OK;
+    for (int li = 0; li < AG_LANG_COUNT; li++) {
+        c.parser[li] = ag_lang_parser_new((ag_lang_t)li, 0);
+        rs->nsyms[li] = ts_language_symbol_count(ag_lang_grammar((ag_lang_t)li));
+    }
+    for (uint32_t i = 0; i < n && rc == AG_OK; i++) {
+        c.file = names[i];
+        rc = load_text(&c, texts[i], &cap);
+    }
+    if (rc == AG_OK)
+        build_dispatch(&c);
+    for (int li = 0; li < AG_LANG_COUNT; li++) {
+        ts_parser_delete(c.parser[li]);
+        free(c.kinds[li]);
+    }
+    if (rc != AG_OK) {
+        ag_rules_free(rs);
+        return rc;
+    }
+    *out = rs;
+    return AG_OK;
+}
+
+int ag_rules_load_mem(ag_str_t text, const char *name, ag_rules_t **out, ag_diag_t *d)
+{
+    return load(&text, &name, 1, out, d);
+}
+
+int ag_rules_load_files(const char *const *paths, uint32_t npaths, ag_rules_t **out,
+                        ag_diag_t *d)
+{
+    ag_buf_t *bufs = ag_xcalloc(npaths ? npaths : 1, sizeof(*bufs));
+    ag_str_t *texts = ag_xcalloc(npaths ? npaths : 1, sizeof(*texts));
+    int rc = AG_OK;
+    for (uint32_t i = 0; i < npaths; i++) {
+        ag_buf_init(&bufs[i], 16u << 20);
+        rc = ag_read_file(paths[i], &bufs[i]);
+        if (rc != AG_OK) {
+            if (rc == AG_ETOOBIG)
+                ag_diag_set(d, paths[i], 0, 0, "rule file is larger than 16 MiB");
+            else
+                ag_diag_set(d, paths[i], 0, 0, "cannot read rule file: %s", strerror(errno));
+            goto out;
+        }
+        texts[i] = ag_buf_str(&bufs[i]);
+    }
+    if (npaths == 0) {
+        ag_diag_set(d, NULL, 0, 0, "no rule files given");
+        rc = AG_EINVAL;
+        goto out;
+    }
+    rc = load(texts, paths, npaths, out, d);
+out:
+    for (uint32_t i = 0; i < npaths; i++)
+        ag_buf_dispose(&bufs[i]);
+    free(bufs);
+    free(texts);
+    return rc;
+}
+
+void ag_rules_free(ag_rules_t *r)
+{
+    if (r == NULL)
+        return;
+    ag_rules_priv_t *priv = (ag_rules_priv_t *)r;
+    for (uint32_t i = 0; i < priv->owned.npatterns; i++)
+        ag_pattern_free(priv->owned.patterns[i]);
+    for (uint32_t i = 0; i < priv->owned.nregexes; i++)
+        pcre2_code_free(priv->owned.regexes[i]);
+    free(priv->owned.patterns);
+    free(priv->owned.regexes);
+    for (uint32_t i = 0; i < r->n; i++)
+        ag_vars_dispose(&r->rules[i].vars);
+    free(r->rules);
+    ag_arena_free(r->arena);
+    free(priv);
+}
+
+uint32_t ag_rules_count(const ag_rules_t *r)
+{
+    return r->n;
+}

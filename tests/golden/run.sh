@@ -1,0 +1,123 @@
+#!/bin/sh
+# Golden tests for the rewrite engine.
+#
+#   tests/golden/run.sh BINARY [FILTER]
+#
+# Each case is a folder tests/golden/NNN-name/ holding input.md (a model reply), and optionally
+# expected.md (the exact output; absent = the reply must come out byte for byte unchanged),
+# rules.yaml (rules to use instead of rules/mastra.yaml) and note.txt (what the case checks).
+# For every case this runs
+#   BINARY rewrite --rules RULES --log LOG CASE/input.md
+# and compares stdout with the expected bytes using cmp. A case also fails when the binary exits
+# non-zero (sanitizer reports, crashes) or runs longer than GOLDEN_TIMEOUT seconds (default 30).
+# FILTER, if given, runs only the cases whose folder name contains it.
+# Output: "ok N - name" / "not ok N - name" with a diff (CR shown as ^M, tab as ^I, line ends as $),
+# then "1..N" and the summary line "golden: P passed, F failed". Exit status 1 on any failure,
+# 2 on bad usage.
+set -u
+
+if [ $# -lt 1 ] || [ $# -gt 2 ]; then
+    echo "usage: $0 BINARY [FILTER]" >&2
+    exit 2
+fi
+bin=$1
+filter=${2:-}
+
+# resolve the binary before moving to the repository root
+case $bin in
+/*) ;;
+*/*) bin=$PWD/$bin ;;
+*) bin=$(command -v "$bin") || bin=$1 ;;
+esac
+if [ ! -x "$bin" ]; then
+    echo "golden: $bin: not an executable" >&2
+    exit 2
+fi
+
+cd "$(dirname "$0")/../.." || exit 2
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/golden.XXXXXX") || exit 2
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+limit=${GOLDEN_TIMEOUT:-30}
+runner=
+if command -v timeout >/dev/null 2>&1; then
+    runner="timeout $limit"
+fi
+
+# make CR, tabs and line ends visible without mangling UTF-8 (unlike cat -A)
+visible() {
+    awk '{ gsub(/\r/, "^M"); gsub(/\t/, "^I"); print "#   " $0 "$" }'
+}
+
+# first lines of a file as TAP comments
+excerpt() {
+    head -n 20 "$1" | awk '{ print "#   " $0 }'
+}
+
+n=0
+pass=0
+fail=0
+for dir in tests/golden/*/; do
+    dir=${dir%/}
+    name=${dir##*/}
+    if [ -n "$filter" ]; then
+        case $name in
+        *"$filter"*) ;;
+        *) continue ;;
+        esac
+    fi
+    n=$((n + 1))
+    if [ ! -f "$dir/input.md" ]; then
+        fail=$((fail + 1))
+        echo "not ok $n - $name # no input.md"
+        continue
+    fi
+    rules=rules/mastra.yaml
+    [ -f "$dir/rules.yaml" ] && rules=$dir/rules.yaml
+    want=$dir/expected.md
+    [ -f "$want" ] || want=$dir/input.md
+
+    : >"$tmp/log"
+    $runner "$bin" rewrite --rules "$rules" --log "$tmp/log" "$dir/input.md" \
+        >"$tmp/out" 2>"$tmp/err" </dev/null
+    rc=$?
+
+    if [ "$rc" -eq 0 ] && cmp -s "$want" "$tmp/out"; then
+        pass=$((pass + 1))
+        echo "ok $n - $name"
+        continue
+    fi
+    fail=$((fail + 1))
+    echo "not ok $n - $name"
+    [ -f "$dir/note.txt" ] && echo "#   checks: $(cat "$dir/note.txt")"
+    echo "#   command: $bin rewrite --rules $rules --log LOG $dir/input.md"
+    if [ "$rc" -eq 124 ] && [ -n "$runner" ]; then
+        echo "#   timed out after ${limit}s"
+    elif [ "$rc" -ne 0 ]; then
+        echo "#   exit status $rc"
+    fi
+    if ! cmp -s "$want" "$tmp/out"; then
+        echo "#   stdout differs from $want (--- expected, +++ actual):"
+        diff -u "$want" "$tmp/out" | visible
+    fi
+    if [ -s "$tmp/err" ]; then
+        echo "#   stderr:"
+        excerpt "$tmp/err"
+    fi
+    if [ -s "$tmp/log" ]; then
+        echo "#   log:"
+        excerpt "$tmp/log"
+    fi
+done
+
+echo "1..$n"
+echo "golden: $pass passed, $fail failed"
+if [ "$n" -eq 0 ]; then
+    echo "golden: no cases matched" >&2
+    exit 1
+fi
+[ "$fail" -eq 0 ] || exit 1
+exit 0

@@ -1,0 +1,39 @@
+#!/bin/sh
+# Runs every test that `make test` covers: the C unit tests (built with ASan and UBSan) and the
+# golden corpus through the sanitized binary. Ends with one summary line; exits 1 on any failure.
+#   tests/run.sh [BUILD_DIR]    (default build/asan)
+set -u
+dir=${1:-build/asan}
+cd "$(dirname "$0")/.." || exit 2
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+unit_pass=0
+unit_fail=0
+bad=0
+for t in "$dir"/test_*; do
+    [ -x "$t" ] || continue
+    out=$("$t" 2>&1)
+    rc=$?
+    printf '%s\n' "$out"
+    p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -n 1)
+    f=$(printf '%s\n' "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | tail -n 1)
+    unit_pass=$((unit_pass + ${p:-0}))
+    unit_fail=$((unit_fail + ${f:-0}))
+    if [ $rc -ne 0 ]; then
+        bad=1
+        [ -z "$f" ] && unit_fail=$((unit_fail + 1))
+    fi
+done
+
+golden_out=$(tests/golden/run.sh "$dir/astgate" 2>&1)
+rc=$?
+printf '%s\n' "$golden_out" | grep -v '^ok ' 
+[ $rc -ne 0 ] && bad=1
+g=$(printf '%s\n' "$golden_out" | sed -n 's/^golden: \([0-9]*\) passed, \([0-9]*\) failed.*/\1 \2/p')
+gp=${g% *}
+gf=${g#* }
+
+echo
+echo "tests: unit ${unit_pass} passed, ${unit_fail} failed; golden ${gp:-0} passed, ${gf:-0} failed"
+exit $bad
