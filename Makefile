@@ -81,7 +81,12 @@ build/asan/test_%: build/asan/tests/unit/test_%.o build/asan/libastgate.a $(GRAM
 
 run: deps
 	$(Q)$(MAKE) --no-print-directory all
-	./build/astgate rewrite --rules rules/mastra.yaml tests/samples/reply.md
+	./build/astgate rewrite --rules rules/mastra.yaml --log build/sample.log tests/samples/reply.md \
+		>build/sample.md
+	@echo "== the change (diff -u reply rewritten):"
+	@diff -u tests/samples/reply.md build/sample.md || true
+	@echo "== the audit log (build/sample.log):"
+	@cat build/sample.log
 
 test-build: build/asan/astgate $(UNIT_BIN)
 

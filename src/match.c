@@ -163,8 +163,7 @@ static bool env_put_multi(ag_matcher_t *m, ag_env_t *env, int var, uint32_t firs
     if (var < 0)
         return true;
     ag_slot_t *s = &env->s[var];
-    if (s->state == AG_SLOT_MULTI &&
-        !runs_exact(m, s->multi_first, s->multi_last, first, last))
+    if (s->state == AG_SLOT_MULTI && !runs_exact(m, s->multi_first, s->multi_last, first, last))
         return false;
     s->state = AG_SLOT_MULTI;
     s->multi_first = first;
@@ -483,8 +482,8 @@ bool ag_match_pattern(ag_matcher_t *m, const ag_pattern_t *p, uint32_t node, ag_
     if (p->root_kind && n->sym != p->root_kind)
         return false;
     /* cheap kind filter before copying the env */
-    if (root->kind != AG_PN_META && p->strictness != AG_STRICT_TEMPLATE &&
-        root->sym != SYM_ERROR && root->sym != n->sym)
+    if (root->kind != AG_PN_META && p->strictness != AG_STRICT_TEMPLATE && root->sym != SYM_ERROR &&
+        root->sym != n->sym)
         return false;
     if (!may_bind(root))
         return match_root(m, root, node, env, p->strictness);
@@ -504,8 +503,8 @@ static bool rule_match(ag_matcher_t *m, const ag_rnode_t *r, uint32_t i, ag_env_
 static bool is_pure(const ag_rnode_t *r)
 {
     while (r) {
-        if (r->pattern || r->nall || r->nany || r->not_ || r->matches >= 0 || r->inside ||
-            r->has || r->precedes || r->follows)
+        if (r->pattern || r->nall || r->nany || r->not_ || r->matches >= 0 || r->inside || r->has ||
+            r->precedes || r->follows)
             return false;
         r = r->nth_of;
     }
@@ -556,12 +555,15 @@ static bool needs_private_env(const ag_matcher_t *m, const ag_rnode_t *r)
     return need;
 }
 
-static bool regex_match(ag_matcher_t *m, const pcre2_code *re, uint32_t i)
+static bool regex_match(ag_matcher_t *m, const ag_rnode_t *r, uint32_t i)
 {
     if (!tick(m))
         return false;
     ag_str_t t = ag_flat_text(m->flat, i);
-    int rc = pcre2_match(re, (PCRE2_SPTR)t.ptr, t.len, 0, 0, m->md, m->mctx);
+    /* the loader's literal is in every match: a memmem spares most pcre2 calls */
+    if (r->regex_literal.len && !ag_memmem(t, r->regex_literal))
+        return false;
+    int rc = pcre2_match(r->regex, (PCRE2_SPTR)t.ptr, t.len, 0, 0, m->md, m->mctx);
     return rc >= 0; /* 0: matched, ovector too small for the groups */
 }
 
@@ -709,7 +711,7 @@ static bool rule_steps(ag_matcher_t *m, const ag_rnode_t *r, uint32_t i, ag_env_
         return false;
     if (r->pattern && !ag_match_pattern(m, r->pattern, i, env))
         return false;
-    if (r->regex && !regex_match(m, r->regex, i))
+    if (r->regex && !regex_match(m, r, i))
         return false;
     if (r->nth_position && !nth_child(m, r, i, env, depth))
         return false;

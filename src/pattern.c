@@ -179,8 +179,8 @@ static bool is_single(const ag_flat_t *f, uint32_t i)
 }
 
 int ag_pattern_compile(ag_lang_t lang, TSParser *parser, ag_str_t src, ag_str_t selector,
-                       ag_strictness_t strictness, ag_vars_t *vars, ag_pattern_t **out,
-                       char *err, size_t errlen)
+                       ag_strictness_t strictness, ag_vars_t *vars, ag_pattern_t **out, char *err,
+                       size_t errlen)
 {
     ag_pattern_t *p = NULL;
     TSTree *tree = NULL;

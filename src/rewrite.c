@@ -57,6 +57,11 @@ ag_engine_t *ag_engine_new(const ag_rules_t *rules, const ag_engine_opts_t *opts
     return e;
 }
 
+void ag_engine_set_block_base(ag_engine_t *e, uint32_t base)
+{
+    e->block_base = base;
+}
+
 void ag_engine_free(ag_engine_t *e)
 {
     if (e == NULL)
@@ -113,7 +118,7 @@ static ag_event_t *event_add(ag_engine_t *e, uint32_t rule, ag_action_t action)
     ev->action = action;
     ev->message = def->message;
     ev->reason = "";
-    ev->block = e->cur_block;
+    ev->block = e->block_base + e->cur_block;
     return ev;
 }
 
@@ -139,6 +144,7 @@ void ag_engine_flag(ag_engine_t *e, uint32_t rule, uint32_t node, const char *re
         return;
     uint32_t off = e->code_off + n->start;
     line_col(e->reply, off, &ev->line, &ev->col);
+    ev->offset = off;
     ev->reason = reason ? reason : "";
     uint32_t end = n->end < e->orig_len ? n->end : e->orig_len;
     event_texts(e, ev, ag_str(e->reply.ptr + off, end > n->start ? end - n->start : 0),
@@ -388,6 +394,7 @@ static void scan(ag_engine_t *e, ag_lang_t lang, const bool *active)
                 if (ev) {
                     const ag_fnode_t *n = &e->flat.nodes[i];
                     line_col(e->reply, e->code_off + n->start, &ev->line, &ev->col);
+                    ev->offset = e->code_off + n->start;
                     uint32_t end = n->end < e->orig_len ? n->end : e->orig_len;
                     event_texts(e, ev,
                                 ag_str(e->reply.ptr + e->code_off + n->start,
@@ -536,6 +543,7 @@ static void edit_event(ag_engine_t *e, const ag_edit_t *ed)
     ev->reason = ed->reason ? ed->reason : "";
     ev->other_rule = ed->winner >= 0 ? e->rules->rules[ed->winner].id : NULL;
     line_col(e->reply, ed->code_off + ed->start, &ev->line, &ev->col);
+    ev->offset = ed->code_off + ed->start;
     uint32_t end = ed->end < e->orig_len ? ed->end : e->orig_len;
     event_texts(e, ev,
                 ag_str(e->reply.ptr + ed->code_off + ed->start,
@@ -674,6 +682,36 @@ static void resolve(ag_engine_t *e, uint32_t first, ag_lang_t lang, const TSTree
 
 /* ---- blocks ---- */
 
+/* A reply without fences is tried as code only when its first non-blank line starts like code, so
+ * that a streaming proxy can decide from the first line whether to hold the reply back. */
+bool ag_engine_bare_start(ag_str_t text, bool *undecided)
+{
+    static const char *const starts[] = {
+        "import ", "import{", "export ", "const ", "let ",   "var ",    "function ", "async ",
+        "class ",  "interface ", "type ", "enum ", "new ",   "//",      "/*",        "'use ",
+        "\"use ", "@",       "declare ", "module.exports", "require(", "abstract ", NULL};
+    size_t i = 0;
+    while (i < text.len && (text.ptr[i] == ' ' || text.ptr[i] == '\t' || text.ptr[i] == '\n' ||
+                            text.ptr[i] == '\r'))
+        i++;
+    ag_str_t rest = ag_str(text.ptr + i, text.len - i);
+    if (undecided)
+        *undecided = false;
+    for (const char *const *s = starts; *s; s++) {
+        size_t n = strlen(*s);
+        size_t m = rest.len < n ? rest.len : n;
+        if (memcmp(rest.ptr, *s, m) != 0)
+            continue;
+        if (m == n)
+            return true;
+        if (undecided)
+            *undecided = true; /* a prefix of a code start: more text decides */
+    }
+    if (undecided && rest.len == 0)
+        *undecided = true;
+    return false;
+}
+
 static bool bare_code(const ag_flat_t *f, uint32_t errors, uint32_t len)
 {
     if (errors == 0)
@@ -787,7 +825,7 @@ int ag_engine_rewrite(ag_engine_t *e, ag_str_t reply, ag_buf_t *out, ag_result_t
             e->cur_block = b;
             process_block(e, blk->start, blk->end, (ag_lang_t)lang, false);
         }
-        if (nblocks == 0 && e->opts.bare && reply.len > 0) {
+        if (nblocks == 0 && e->opts.bare && ag_engine_bare_start(reply, NULL)) {
             for (uint32_t r = 0; r < rs->n; r++)
                 e->active[r] = true;
             e->cur_block = 0;

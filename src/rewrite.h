@@ -24,6 +24,8 @@ typedef struct ag_event {
     const char *other_rule; /* dropped for an overlap: the id of the rule whose edit was kept */
     uint32_t block;     /* 0-based index of the code block in the reply */
     uint32_t line, col; /* 1-based position in the reply of the edit (or the match) */
+    uint32_t offset;    /* byte offset of the same place; an applied edit replaced
+                           reply[offset, offset + before.len) with after */
     ag_str_t before;    /* text replaced (empty for an insertion) */
     ag_str_t after;     /* text put in its place (empty for flag/block) */
     const char *message; /* the rule's message, may be "" */
@@ -51,6 +53,15 @@ typedef struct ag_result {
 /* rules is borrowed and must outlive the engine. opts may be NULL for defaults. */
 ag_engine_t *ag_engine_new(const ag_rules_t *rules, const ag_engine_opts_t *opts);
 void ag_engine_free(ag_engine_t *e);
+
+/* Added to the block index of every event from now on (a streaming caller rewrites one block at
+ * a time and numbers them in the whole reply). */
+void ag_engine_set_block_base(ag_engine_t *e, uint32_t base);
+
+/* Whether a reply without fences starts like code (import, export, const, //, ...), the condition
+ * for trying it as one bare block. *undecided (may be NULL) is set when text is too short to tell
+ * (blank, or a prefix of a code start). */
+bool ag_engine_bare_start(ag_str_t text, bool *undecided);
 
 /* Rewrites one reply (markdown or bare code) into out (appended; the whole reply, changed or
  * not). Returns AG_OK, or AG_ETOOBIG when out's limit is reached (out is then unusable and the
