@@ -57,9 +57,12 @@ ag_engine_t *ag_engine_new(const ag_rules_t *rules, const ag_engine_opts_t *opts
     return e;
 }
 
-void ag_engine_set_block_base(ag_engine_t *e, uint32_t base)
+void ag_engine_set_origin(ag_engine_t *e, uint32_t block_base, uint32_t line_base,
+                          uint32_t offset_base)
 {
-    e->block_base = base;
+    e->block_base = block_base;
+    e->line_base = line_base;
+    e->offset_base = offset_base;
 }
 
 void ag_engine_free(ag_engine_t *e)
@@ -794,6 +797,31 @@ static void process_block(ag_engine_t *e, uint32_t start, uint32_t end, ag_lang_
     ts_tree_delete(tree);
 }
 
+/* The grammar for blk, or -1 when no rule looks at its language; active[r] (may be NULL) tells
+ * which rules do. */
+static int block_lang(const ag_engine_t *e, const ag_block_t *blk, bool *active)
+{
+    int lang = -1;
+    for (uint32_t r = 0; r < e->rules->n; r++) {
+        int l = ag_fence_classify(blk, &e->rule_fences[r]);
+        if (active)
+            active[r] = l >= 0;
+        if (l > lang)
+            lang = l;
+    }
+    return lang;
+}
+
+int ag_engine_block_lang(const ag_engine_t *e, const ag_block_t *blk)
+{
+    return block_lang(e, blk, NULL);
+}
+
+bool ag_engine_bare(const ag_engine_t *e)
+{
+    return e->opts.bare;
+}
+
 int ag_engine_rewrite(ag_engine_t *e, ag_str_t reply, ag_buf_t *out, ag_result_t *res)
 {
     const struct ag_rules *rs = e->rules;
@@ -812,13 +840,7 @@ int ag_engine_rewrite(ag_engine_t *e, ag_str_t reply, ag_buf_t *out, ag_result_t
             nblocks = 0;
         for (uint32_t b = 0; b < nblocks; b++) {
             const ag_block_t *blk = &e->blocks[b];
-            int lang = -1;
-            for (uint32_t r = 0; r < rs->n; r++) {
-                int l = ag_fence_classify(blk, &e->rule_fences[r]);
-                e->active[r] = l >= 0;
-                if (l > lang)
-                    lang = l;
-            }
+            int lang = block_lang(e, blk, e->active);
             if (lang < 0)
                 continue;
             e->res.blocks++;
@@ -857,6 +879,8 @@ int ag_engine_rewrite(ag_engine_t *e, ag_str_t reply, ag_buf_t *out, ag_result_t
             edit_event(e, &e->edits[i]);
     for (uint32_t i = 0; i < e->nevents; i++) {
         const struct ev_off *o = &e->ev_off[i];
+        e->events[i].line += e->line_base;
+        e->events[i].offset += e->offset_base;
         e->events[i].before = ag_str(e->evtext.ptr + o->before, o->before_len);
         e->events[i].after = ag_str(e->evtext.ptr + o->after, o->after_len);
     }

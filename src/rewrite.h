@@ -54,14 +54,22 @@ typedef struct ag_result {
 ag_engine_t *ag_engine_new(const ag_rules_t *rules, const ag_engine_opts_t *opts);
 void ag_engine_free(ag_engine_t *e);
 
-/* Added to the block index of every event from now on (a streaming caller rewrites one block at
- * a time and numbers them in the whole reply). */
-void ag_engine_set_block_base(ag_engine_t *e, uint32_t base);
+/* Added to the block index, line and offset of every event from now on: a streaming caller
+ * rewrites one block at a time (starting at a line start) and numbers events in the whole reply. */
+void ag_engine_set_origin(ag_engine_t *e, uint32_t block_base, uint32_t line_base,
+                          uint32_t offset_base);
 
 /* Whether a reply without fences starts like code (import, export, const, //, ...), the condition
  * for trying it as one bare block. *undecided (may be NULL) is set when text is too short to tell
  * (blank, or a prefix of a code start). */
 bool ag_engine_bare_start(ag_str_t text, bool *undecided);
+
+struct ag_block;
+/* The grammar (ag_lang_t) a fenced block is parsed with, or -1 when no rule applies to its
+ * language. */
+int ag_engine_block_lang(const ag_engine_t *e, const struct ag_block *blk);
+/* Whether the engine tries replies without fences as code (opts.bare). */
+bool ag_engine_bare(const ag_engine_t *e);
 
 /* Rewrites one reply (markdown or bare code) into out (appended; the whole reply, changed or
  * not). Returns AG_OK, or AG_ETOOBIG when out's limit is reached (out is then unusable and the

@@ -39,7 +39,9 @@ struct ag_engine {
     /* the reply and block being processed */
     ag_str_t reply;
     uint32_t cur_block;
-    uint32_t block_base; /* added to block indices in events */
+    uint32_t block_base;  /* added to block indices in events */
+    uint32_t line_base;   /* added to line numbers in events */
+    uint32_t offset_base; /* added to offsets in events */
     uint32_t code_off;  /* block code start in the reply */
     uint32_t orig_len;  /* bytes of the block's code that are in the reply */
     uint32_t code_len;  /* bytes parsed: orig_len plus any completion of a cut-off block */

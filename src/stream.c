@@ -1,0 +1,267 @@
+/* The streaming core. Per key, the text received so far is scanned line by line with the same
+ * fence finder as the engine (fence.c), from the last line start known to be outside any block:
+ * complete prose lines go out at once, a last incomplete line goes out unless it could still open
+ * a fence, a code block is held until its closing fence and then rewritten alone. The engine
+ * treats blocks independently, so block-by-block rewriting equals rewriting the whole text. */
+#include "stream.h"
+
+#include "fence.h"
+
+#define MAX_KEYS 256
+
+typedef struct key_state {
+    uint64_t key;
+    ag_buf_t text;       /* everything received for this key */
+    uint32_t emitted;    /* bytes of text already handed to the caller */
+    uint32_t scan;       /* a line start outside any block: fence scanning resumes here */
+    uint32_t blocks;     /* blocks passed so far, for numbering */
+    uint32_t giveup;     /* opener offset of a block too large to hold; UINT32_MAX = none */
+    bool bare_checked;   /* decided whether the text could be a bare code reply */
+    bool bare_pending;   /* holding everything: the text may be bare code */
+    bool finished;
+    bool blocked;
+} key_state_t;
+
+struct ag_stream {
+    ag_engine_t *engine;
+    size_t max_text;
+    ag_stream_result_cb cb;
+    void *ud;
+    key_state_t *keys;
+    uint32_t nkeys, cap;
+    ag_buf_t scratch;
+};
+
+ag_stream_t *ag_stream_new(ag_engine_t *engine, size_t max_text, ag_stream_result_cb cb, void *ud)
+{
+    ag_stream_t *s = ag_xcalloc(1, sizeof(*s));
+    s->engine = engine;
+    s->max_text = max_text ? max_text : (8u << 20);
+    s->cb = cb;
+    s->ud = ud;
+    ag_buf_init(&s->scratch, s->max_text * 2 + 65536);
+    return s;
+}
+
+void ag_stream_free(ag_stream_t *s)
+{
+    if (s == NULL)
+        return;
+    for (uint32_t i = 0; i < s->nkeys; i++)
+        ag_buf_dispose(&s->keys[i].text);
+    free(s->keys);
+    ag_buf_dispose(&s->scratch);
+    free(s);
+}
+
+static key_state_t *find(const ag_stream_t *s, uint64_t key)
+{
+    for (uint32_t i = 0; i < s->nkeys; i++)
+        if (s->keys[i].key == key)
+            return &s->keys[i];
+    return NULL;
+}
+
+static key_state_t *get(ag_stream_t *s, uint64_t key)
+{
+    key_state_t *k = find(s, key);
+    if (k)
+        return k;
+    if (s->nkeys == MAX_KEYS)
+        return NULL;
+    if (s->nkeys == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 4;
+        s->keys = ag_xrealloc(s->keys, s->cap * sizeof(*s->keys));
+    }
+    k = &s->keys[s->nkeys++];
+    memset(k, 0, sizeof(*k));
+    k->key = key;
+    k->giveup = UINT32_MAX;
+    ag_buf_init(&k->text, s->max_text);
+    return k;
+}
+
+size_t ag_stream_held(const ag_stream_t *s, uint64_t key)
+{
+    const key_state_t *k = find(s, key);
+    return k ? k->text.len - k->emitted : 0;
+}
+
+static int emit_to(key_state_t *k, uint32_t to, ag_buf_t *out)
+{
+    if (to <= k->emitted)
+        return AG_OK;
+    int rc = ag_buf_append(out, k->text.ptr + k->emitted, to - k->emitted);
+    if (rc == AG_OK)
+        k->emitted = to;
+    return rc;
+}
+
+/* Whether an incomplete last line could still become a fence opener. */
+static bool could_open(ag_str_t line)
+{
+    size_t i = 0;
+    while (i < line.len && i < 3 && line.ptr[i] == ' ')
+        i++;
+    if (i == line.len)
+        return true;
+    return line.ptr[i] == '`' || line.ptr[i] == '~';
+}
+
+/* Rewrites text[from, to) alone and appends the result; false when a block rule matched. */
+static int rewrite_span(ag_stream_t *s, key_state_t *k, uint32_t from, uint32_t to, ag_buf_t *out,
+                        bool *blocked)
+{
+    ag_result_t res;
+    ag_buf_reset(&s->scratch);
+    /* events are numbered in the whole text: from is a line start */
+    uint32_t lines = 0;
+    for (const char *p = k->text.ptr, *end = k->text.ptr + from;
+         (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++)
+        lines++;
+    ag_engine_set_origin(s->engine, k->blocks, lines, from);
+    int rc = ag_engine_rewrite(s->engine, ag_str(k->text.ptr + from, to - from), &s->scratch, &res);
+    ag_engine_set_origin(s->engine, 0, 0, 0);
+    if (rc != AG_OK) {
+        /* too large to rewrite: pass it through unchanged */
+        ag_buf_reset(&s->scratch);
+        rc = ag_buf_append(&s->scratch, k->text.ptr + from, to - from);
+        if (rc != AG_OK)
+            return rc;
+        memset(&res, 0, sizeof(res));
+    }
+    if (s->cb && res.nevents)
+        s->cb(s->ud, k->key, &res);
+    if (res.blocked) {
+        *blocked = true;
+        k->emitted = to;
+        return AG_OK;
+    }
+    rc = ag_buf_append(out, s->scratch.ptr, s->scratch.len);
+    if (rc == AG_OK)
+        k->emitted = to;
+    return rc;
+}
+
+static int advance(ag_stream_t *s, key_state_t *k, bool final, ag_buf_t *out, bool *blocked)
+{
+    ag_str_t all = ag_buf_str(&k->text);
+    int rc;
+    if (!k->bare_checked && ag_engine_bare(s->engine)) {
+        bool undecided = false;
+        bool code = ag_engine_bare_start(all, &undecided);
+        if (undecided && !final)
+            return AG_OK; /* a few bytes: wait for the line to say more */
+        k->bare_checked = true;
+        k->bare_pending = code;
+    }
+    k->bare_checked = true;
+    if (k->bare_pending) {
+        if (!ag_fence_any(all)) {
+            if (!final)
+                return AG_OK; /* may be a bare code reply: hold it all */
+            return rewrite_span(s, k, 0, (uint32_t)all.len, out, blocked);
+        }
+        k->bare_pending = false; /* it has fences: a markdown reply */
+    }
+    for (;;) {
+        uint32_t complete = (uint32_t)all.len;
+        if (!final) {
+            const char *nl = all.len > k->scan
+                                 ? memrchr(all.ptr + k->scan, '\n', all.len - k->scan)
+                                 : NULL;
+            complete = nl ? (uint32_t)(nl - all.ptr) + 1 : k->scan;
+        }
+        ag_str_t win = ag_str(all.ptr + k->scan, complete - k->scan);
+        uint32_t pos = 0;
+        ag_block_t b;
+        if (ag_fence_next(win, &pos, &b) != AG_OK) {
+            /* no opener in the complete lines: all of it is prose */
+            rc = emit_to(k, complete, out);
+            k->scan = complete;
+            if (rc == AG_OK && !could_open(ag_str(all.ptr + complete, all.len - complete)))
+                rc = emit_to(k, (uint32_t)all.len, out);
+            return rc;
+        }
+        uint32_t open = k->scan + b.open_start;
+        rc = emit_to(k, open, out);
+        if (rc != AG_OK)
+            return rc;
+        int lang = open == k->giveup ? -1 : ag_engine_block_lang(s->engine, &b);
+        if (!b.closed && !final && lang >= 0 && all.len - open > s->max_text / 2) {
+            k->giveup = open; /* too large to hold: let this block through unchanged */
+            lang = -1;
+        }
+        if (lang < 0) {
+            if (!b.closed)
+                return emit_to(k, (uint32_t)all.len, out); /* its content goes out as it comes */
+            rc = emit_to(k, k->scan + b.close_end, out);
+            k->scan += pos;
+            k->blocks++;
+            if (rc != AG_OK)
+                return rc;
+            continue;
+        }
+        if (!b.closed && !final)
+            return AG_OK; /* hold the code block until its closing fence */
+        uint32_t end = b.closed ? k->scan + b.close_end : (uint32_t)all.len;
+        rc = rewrite_span(s, k, open, end, out, blocked);
+        k->scan = b.closed ? k->scan + pos : (uint32_t)all.len;
+        k->blocks++;
+        if (rc != AG_OK || *blocked || !b.closed)
+            return rc;
+    }
+}
+
+int ag_stream_push(ag_stream_t *s, uint64_t key, ag_str_t delta, ag_buf_t *out,
+                   ag_stream_status_t *status)
+{
+    *status = AG_STREAM_OK;
+    key_state_t *k = get(s, key);
+    if (k == NULL)
+        return ag_buf_append(out, delta.ptr, delta.len); /* too many keys: pass through */
+    if (k->blocked) {
+        *status = AG_STREAM_BLOCKED;
+        return AG_OK;
+    }
+    if (k->finished || ag_buf_append(&k->text, delta.ptr, delta.len) != AG_OK) {
+        /* over the cap: what is held goes out unchanged, and so does the rest */
+        int rc = emit_to(k, (uint32_t)k->text.len, out);
+        if (rc == AG_OK)
+            rc = ag_buf_append(out, delta.ptr, delta.len);
+        k->finished = true;
+        return rc;
+    }
+    bool blocked = false;
+    int rc = advance(s, k, false, out, &blocked);
+    if (blocked) {
+        k->blocked = true;
+        *status = AG_STREAM_BLOCKED;
+    }
+    return rc;
+}
+
+int ag_stream_finish(ag_stream_t *s, uint64_t key, ag_buf_t *out, ag_stream_status_t *status)
+{
+    *status = AG_STREAM_OK;
+    key_state_t *k = find(s, key);
+    if (k == NULL)
+        return AG_OK;
+    if (k->blocked) {
+        *status = AG_STREAM_BLOCKED;
+        return AG_OK;
+    }
+    int rc = AG_OK;
+    if (!k->finished) {
+        bool blocked = false;
+        rc = advance(s, k, true, out, &blocked);
+        if (blocked) {
+            k->blocked = true;
+            *status = AG_STREAM_BLOCKED;
+        }
+    } else {
+        rc = emit_to(k, (uint32_t)k->text.len, out);
+    }
+    k->finished = true;
+    return rc;
+}

@@ -1,0 +1,41 @@
+/* The streaming core: hold back the code blocks of a text that arrives in deltas, rewrite each one
+ * when it closes (or when the text ends), and let everything else through at once. It works on
+ * (stream key, text delta) and knows nothing of JSON or SSE: an API adapter extracts the deltas
+ * (a choice index, an output/content index, a content block index → key) and writes the results
+ * back. What the deltas of one key add up to equals ag_engine_rewrite() of the whole text. */
+#ifndef AG_STREAM_H
+#define AG_STREAM_H
+
+#include "rewrite.h"
+
+typedef struct ag_stream ag_stream_t;
+
+/* Called after each rewrite of a held block (or bare reply), with the engine's result (events
+ * borrowed for the call). */
+typedef void (*ag_stream_result_cb)(void *ud, uint64_t key, const ag_result_t *res);
+
+/* engine is borrowed (per thread). max_text caps the bytes kept per key (the text of the held
+ * block and what the engine needs); past it the key passes through unchanged. */
+ag_stream_t *ag_stream_new(ag_engine_t *engine, size_t max_text, ag_stream_result_cb cb, void *ud);
+void ag_stream_free(ag_stream_t *s);
+
+typedef enum ag_stream_status {
+    AG_STREAM_OK = 0,
+    AG_STREAM_BLOCKED = 1, /* a block matched a rule with action block: it was not emitted; the
+                            * caller ends the stream with an error */
+} ag_stream_status_t;
+
+/* Adds delta to key's text and appends to out what can be sent now (possibly nothing: at most the
+ * last line when it could open a fence, or a code block until it closes). Returns AG_OK and sets
+ * *status; AG_ETOOBIG only when out is full. */
+AG_MUSTCHECK int ag_stream_push(ag_stream_t *s, uint64_t key, ag_str_t delta, ag_buf_t *out,
+                                ag_stream_status_t *status);
+
+/* The text of key is complete: appends everything still held, rewritten. */
+AG_MUSTCHECK int ag_stream_finish(ag_stream_t *s, uint64_t key, ag_buf_t *out,
+                                  ag_stream_status_t *status);
+
+/* Bytes currently held back for key (0 when nothing is). */
+size_t ag_stream_held(const ag_stream_t *s, uint64_t key);
+
+#endif
