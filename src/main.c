@@ -1,5 +1,7 @@
 /* astgate command line: argument parsing and dispatch to the subcommands. */
 #include "audit.h"
+#include "config.h"
+#include "proxy.h"
 #include "lang.h"
 #include "rewrite.h"
 #include "rules.h"
@@ -19,6 +21,9 @@ static const char USAGE[] =
     "      Rewrite one reply (markdown or bare code) from INPUT or stdin to stdout.\n"
     "      Each rewrite, dropped edit and flag is a JSON line on stderr or in --log FILE.\n"
     "      --no-bare: do not treat a reply without fences as code.\n"
+    "  serve [--config FILE] [--listen HOST:PORT] [--upstream URL] [--rules FILE...]\n"
+    "      Run the proxy. Without --config: the embedded default (127.0.0.1:8080 in front of\n"
+    "      https://api.openai.com with rules/mastra.yaml). --check: validate and exit.\n"
     "  check-rules FILE...\n"
     "      Validate rule files and exit: 0 when all are good, 1 with file:line:col: cause.\n"
     "\n"
@@ -187,6 +192,86 @@ out:
     return status;
 }
 
+static int cmd_serve(int argc, char **argv)
+{
+    const char *config = NULL, *listen = NULL, *upstream = NULL;
+    const char *rules_files[MAX_RULE_FILES];
+    uint32_t nrules = 0;
+    long workers = -1;
+    bool check = false;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char **slot = NULL;
+        if (strcmp(a, "--config") == 0 || strcmp(a, "-c") == 0)
+            slot = &config;
+        else if (strcmp(a, "--listen") == 0)
+            slot = &listen;
+        else if (strcmp(a, "--upstream") == 0)
+            slot = &upstream;
+        if (slot) {
+            if (i + 1 >= argc)
+                return usage_error("serve: %s needs a value", a);
+            *slot = argv[++i];
+        } else if (strcmp(a, "--rules") == 0) {
+            if (i + 1 >= argc)
+                return usage_error("serve: %s needs a file", a);
+            if (nrules == MAX_RULE_FILES)
+                return usage_error("serve: too many rule files (at most %s)", "64");
+            rules_files[nrules++] = argv[++i];
+        } else if (strcmp(a, "--workers") == 0) {
+            if (i + 1 >= argc)
+                return usage_error("serve: %s needs a number", a);
+            char *end = NULL;
+            workers = strtol(argv[++i], &end, 10);
+            if (*end || workers < 0 || workers > 256)
+                return usage_error("serve: --workers takes 0 to 256, not '%s'", argv[i]);
+        } else if (strcmp(a, "--check") == 0) {
+            check = true;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(USAGE, stdout);
+            return 0;
+        } else {
+            return usage_error("serve: unknown argument '%s'", a);
+        }
+    }
+    if (check_runtime())
+        return 1;
+    ag_config_t cfg;
+    ag_diag_t d;
+    memset(&d, 0, sizeof(d));
+    if (ag_config_load(config, &cfg, &d) != AG_OK) {
+        ag_diag_print(&d, stderr);
+        return 1;
+    }
+    int status = 1;
+    ag_rules_t *rules = NULL;
+    if ((listen && ag_config_set_listen(&cfg, listen, &d) != AG_OK) ||
+        (upstream && ag_config_set_upstream(&cfg, upstream, &d) != AG_OK)) {
+        fprintf(stderr, "astgate: %s\n", d.msg);
+        goto out;
+    }
+    for (uint32_t i = 0; i < nrules; i++)
+        if (ag_config_add_rules(&cfg, rules_files[i], i == 0, &d) != AG_OK) {
+            fprintf(stderr, "astgate: %s\n", d.msg);
+            goto out;
+        }
+    if (workers >= 0)
+        cfg.workers = (uint32_t)workers;
+    if (load_rules((const char **)cfg.rules, cfg.nrules, &rules))
+        goto out;
+    if (check) {
+        printf("astgate: configuration %s ok (%u rule%s)\n", cfg.source, ag_rules_count(rules),
+               ag_rules_count(rules) == 1 ? "" : "s");
+        status = 0;
+        goto out;
+    }
+    status = ag_proxy_run(&cfg, rules);
+out:
+    ag_rules_free(rules);
+    ag_config_dispose(&cfg);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -205,6 +290,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "rewrite") == 0)
         return cmd_rewrite(argc - 2, argv + 2);
+    if (strcmp(cmd, "serve") == 0)
+        return cmd_serve(argc - 2, argv + 2);
     if (strcmp(cmd, "check-rules") == 0)
         return cmd_check_rules(argc - 2, argv + 2);
     return usage_error("unknown command '%s'", cmd);

@@ -1,0 +1,29 @@
+/* Helpers shared by the API adapters. */
+#include "api.h"
+
+void ag_api_stats_rule(ag_api_stats_t *st, const char *id)
+{
+    for (uint32_t i = 0; i < st->nrule_ids; i++)
+        if (strcmp(st->rule_ids[i], id) == 0)
+            return;
+    if (st->nrule_ids < AG_API_MAX_RULE_IDS)
+        st->rule_ids[st->nrule_ids++] = id;
+}
+
+void ag_api_stats_add(ag_api_stats_t *st, const ag_result_t *res)
+{
+    st->rewrites += res->rewrites;
+    st->flags += res->flags;
+    st->dropped += res->dropped;
+    if (res->blocks)
+        st->had_code = true;
+    for (uint32_t i = 0; i < res->nevents; i++) {
+        const ag_event_t *ev = &res->events[i];
+        if (ev->action == AG_ACTION_REWRITE && ev->applied)
+            ag_api_stats_rule(st, ev->rule);
+        if (ev->action == AG_ACTION_BLOCK && st->blocked_rule == NULL) {
+            st->blocked_rule = ev->rule;
+            st->blocked_message = ev->message;
+        }
+    }
+}

@@ -1,0 +1,57 @@
+/* API adapters: what the proxy knows of one upstream API (OpenAI Chat Completions first). An
+ * adapter finds the reply text in a non-streamed body or in streamed events, runs the engine or the
+ * streaming core on it, and writes the result back, keeping every other byte. */
+#ifndef AG_API_H
+#define AG_API_H
+
+#include "rewrite.h"
+#include "stream.h"
+
+#define AG_API_MAX_RULE_IDS 16
+
+/* What an adapter did to one reply; the proxy turns it into headers, logs and metrics. */
+typedef struct ag_api_stats {
+    uint32_t rewrites;                       /* edits applied */
+    uint32_t flags;
+    uint32_t dropped;
+    const char *rule_ids[AG_API_MAX_RULE_IDS]; /* rules that rewrote, first seen first */
+    uint32_t nrule_ids;
+    const char *blocked_rule;                /* set when a block rule matched */
+    const char *blocked_message;
+    bool had_code;                           /* some reply text held a code block */
+} ag_api_stats_t;
+
+/* Given by the proxy for each request. */
+typedef struct ag_api_env {
+    ag_engine_t *engine;   /* the worker's engine */
+    size_t max_held;       /* ag_stream_new's max_text */
+    /* called for each engine result (the audit log); index: the choice or content part */
+    void (*on_result)(void *ud, int index, const ag_result_t *res);
+    void *ud;
+    ag_str_t model;        /* filled by the adapter when it reads the upstream's model */
+} ag_api_env_t;
+
+typedef struct ag_api {
+    const char *name;  /* for logs: "chat.completions" */
+    const char *path;  /* route it serves, e.g. "/v1/chat/completions" */
+    /* Non-streamed 2xx JSON body → the new body in out (appended). AG_EINVAL when the body is not
+     * what the API sends (the proxy then passes it through). */
+    int (*rewrite_body)(ag_api_env_t *env, ag_str_t body, ag_buf_t *out, ag_api_stats_t *st);
+    /* Streamed 2xx body. */
+    void *(*stream_new)(ag_api_env_t *env, ag_api_stats_t *st);
+    /* Upstream bytes in, client bytes out (appended). After a block, *ended is set: the stream
+     * was closed with an error event and nothing more may be sent. */
+    int (*stream_feed)(void *state, ag_str_t bytes, ag_buf_t *out, bool *ended);
+    /* The upstream body ended (cleanly or not): flush what is held. */
+    int (*stream_end)(void *state, ag_buf_t *out);
+    void (*stream_free)(void *state);
+} ag_api_t;
+
+extern const ag_api_t ag_api_openai_chat;
+
+/* Adds a rule id to st (once). */
+void ag_api_stats_rule(ag_api_stats_t *st, const char *id);
+/* Counts a result into st; sets blocked_rule from the first block event. */
+void ag_api_stats_add(ag_api_stats_t *st, const ag_result_t *res);
+
+#endif

@@ -1,0 +1,307 @@
+/* astgate.yaml, validated like the rule files: unknown or duplicate keys and bad values are
+ * refused with file:line:col, so a bad config never starts. */
+#include "config.h"
+
+#include "yamldoc.h"
+
+#include <errno.h>
+#include <stdarg.h>
+
+const char ag_config_default_yaml[] =
+    "# astgate's embedded default configuration\n"
+    "listen: 127.0.0.1:8080\n"
+    "upstream: https://api.openai.com\n"
+    "rules: [rules/mastra.yaml]\n"
+    "workers: 0\n"
+    "timeouts: {connect_ms: 10000, upstream_ms: 600000}\n"
+    "limits: {max_request_body: 16777216, max_response_body: 33554432, max_held: 4194304}\n"
+    "logs: {access: '-', rewrite: '-'}\n"
+    "block_status: 422\n"
+    "bare: true\n";
+
+static int fail(ag_diag_t *d, const char *file, const ag_ynode_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int fail(ag_diag_t *d, const char *file, const ag_ynode_t *n, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    ag_diag_set(d, file, n ? n->line : 0, n ? n->col : 0, "%s", msg);
+    return AG_EINVAL;
+}
+
+void ag_config_dispose(ag_config_t *cfg)
+{
+    for (uint32_t i = 0; i < cfg->nrules; i++)
+        free(cfg->rules[i]);
+    cfg->nrules = 0;
+}
+
+int ag_config_set_listen(ag_config_t *cfg, const char *hostport, ag_diag_t *d)
+{
+    const char *colon = strrchr(hostport, ':');
+    if (colon == NULL || colon == hostport || colon[1] == '\0') {
+        ag_diag_set(d, NULL, 0, 0, "listen address `%s` is not HOST:PORT", hostport);
+        return AG_EINVAL;
+    }
+    char *end = NULL;
+    errno = 0;
+    unsigned long port = strtoul(colon + 1, &end, 10);
+    if (errno || *end != '\0' || port > 65535) {
+        ag_diag_set(d, NULL, 0, 0, "listen address `%s` has a bad port", hostport);
+        return AG_EINVAL;
+    }
+    size_t hl = (size_t)(colon - hostport);
+    const char *h = hostport;
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    if (hl >= sizeof(cfg->listen_host)) {
+        ag_diag_set(d, NULL, 0, 0, "listen host is too long");
+        return AG_EINVAL;
+    }
+    memcpy(cfg->listen_host, h, hl);
+    cfg->listen_host[hl] = '\0';
+    cfg->listen_port = (uint16_t)port;
+    return AG_OK;
+}
+
+int ag_config_set_upstream(ag_config_t *cfg, const char *url, ag_diag_t *d)
+{
+    size_t n = strlen(url);
+    while (n > 0 && url[n - 1] == '/')
+        n--;
+    if (!(strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0) || n <= 8) {
+        ag_diag_set(d, NULL, 0, 0, "upstream `%s` must be an http:// or https:// URL", url);
+        return AG_EINVAL;
+    }
+    if (n >= sizeof(cfg->upstream)) {
+        ag_diag_set(d, NULL, 0, 0, "upstream URL is too long");
+        return AG_EINVAL;
+    }
+    memcpy(cfg->upstream, url, n);
+    cfg->upstream[n] = '\0';
+    return AG_OK;
+}
+
+int ag_config_add_rules(ag_config_t *cfg, const char *path, bool first, ag_diag_t *d)
+{
+    if (first)
+        ag_config_dispose(cfg);
+    if (cfg->nrules == AG_CONFIG_MAX_RULES) {
+        ag_diag_set(d, NULL, 0, 0, "too many rule files (at most %d)", AG_CONFIG_MAX_RULES);
+        return AG_EINVAL;
+    }
+    cfg->rules[cfg->nrules++] = ag_xstrndup(path, strlen(path));
+    return AG_OK;
+}
+
+static int get_uint(const char *file, const ag_ynode_t *n, uint64_t max, uint64_t *out,
+                    ag_diag_t *d, const char *what)
+{
+    long v;
+    if (n->type != AG_Y_SCALAR || ag_yscalar_int(n, &v) != AG_OK || v < 0 || (uint64_t)v > max)
+        return fail(d, file, n, "`%s` must be a whole number from 0 to %llu", what,
+                    (unsigned long long)max);
+    *out = (uint64_t)v;
+    return AG_OK;
+}
+
+static int get_str(const char *file, const ag_ynode_t *n, char *out, size_t cap, ag_diag_t *d,
+                   const char *what)
+{
+    if (n->type != AG_Y_SCALAR || ag_yscalar_is_null(n) || n->len >= cap ||
+        memchr(n->text, '\0', n->len))
+        return fail(d, file, n, "`%s` must be a string", what);
+    memcpy(out, n->text, n->len);
+    out[n->len] = '\0';
+    return AG_OK;
+}
+
+static int check_keys(const char *file, const ag_ynode_t *map, const char *const *keys,
+                      const char *where, ag_diag_t *d)
+{
+    if (map->type != AG_Y_MAP)
+        return fail(d, file, map, "`%s` must be a mapping", where);
+    for (uint32_t i = 0; i < map->n; i++) {
+        bool ok = false;
+        for (const char *const *k = keys; *k; k++)
+            if (ag_str_eqc(ag_yscalar_str(map->pairs[i].key), *k))
+                ok = true;
+        if (!ok) {
+            char list[256] = "";
+            size_t off = 0;
+            for (const char *const *k = keys; *k; k++)
+                off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s",
+                                        k == keys ? "" : ", ", *k);
+            return fail(d, file, map->pairs[i].key, "unknown key `%s` in %s, expected one of %s",
+                        map->pairs[i].key->text, where, list);
+        }
+    }
+    return AG_OK;
+}
+
+static void rel_path(const char *config_path, const char *p, char *out, size_t cap)
+{
+    const char *slash = config_path ? strrchr(config_path, '/') : NULL;
+    if (p[0] == '/' || slash == NULL) {
+        snprintf(out, cap, "%s", p);
+        return;
+    }
+    snprintf(out, cap, "%.*s/%s", (int)(slash - config_path), config_path, p);
+}
+
+static int apply(const char *path, const char *file, const ag_ynode_t *root, ag_config_t *cfg,
+                 ag_diag_t *d)
+{
+    static const char *const top[] = {"listen", "upstream", "rules",  "workers", "timeouts",
+                                      "limits", "logs",     "block_status", "bare", NULL};
+    if (check_keys(file, root, top, "the configuration", d) != AG_OK)
+        return AG_EINVAL;
+    const ag_ynode_t *n;
+    char tmp[1024];
+    uint64_t v = 0;
+    if ((n = ag_ymap_get(root, "listen")) != NULL) {
+        if (get_str(file, n, tmp, sizeof(tmp), d, "listen") != AG_OK)
+            return AG_EINVAL;
+        if (ag_config_set_listen(cfg, tmp, d) != AG_OK)
+            return fail(d, file, n, "%s", d->msg);
+    }
+    if ((n = ag_ymap_get(root, "upstream")) != NULL) {
+        if (get_str(file, n, tmp, sizeof(tmp), d, "upstream") != AG_OK)
+            return AG_EINVAL;
+        if (ag_config_set_upstream(cfg, tmp, d) != AG_OK)
+            return fail(d, file, n, "%s", d->msg);
+    }
+    if ((n = ag_ymap_get(root, "rules")) != NULL) {
+        if (n->type != AG_Y_SEQ || n->n == 0)
+            return fail(d, file, n, "`rules` must be a non-empty list of rule files");
+        for (uint32_t i = 0; i < n->n; i++) {
+            if (get_str(file, n->items[i], tmp, sizeof(tmp), d, "rules") != AG_OK)
+                return AG_EINVAL;
+            char full[2048];
+            rel_path(path, tmp, full, sizeof(full));
+            if (ag_config_add_rules(cfg, full, i == 0, d) != AG_OK)
+                return fail(d, file, n->items[i], "%s", d->msg);
+        }
+    }
+    if ((n = ag_ymap_get(root, "workers")) != NULL) {
+        if (get_uint(file, n, 256, &v, d, "workers") != AG_OK)
+            return AG_EINVAL;
+        cfg->workers = (uint32_t)v;
+    }
+    if ((n = ag_ymap_get(root, "timeouts")) != NULL) {
+        static const char *const keys[] = {"connect_ms", "upstream_ms", "parse_us", NULL};
+        if (check_keys(file, n, keys, "timeouts", d) != AG_OK)
+            return AG_EINVAL;
+        const ag_ynode_t *x;
+        if ((x = ag_ymap_get(n, "connect_ms")) != NULL) {
+            if (get_uint(file, x, 3600000, &v, d, "connect_ms") != AG_OK)
+                return AG_EINVAL;
+            cfg->connect_timeout_ms = (uint32_t)v;
+        }
+        if ((x = ag_ymap_get(n, "upstream_ms")) != NULL) {
+            if (get_uint(file, x, 86400000, &v, d, "upstream_ms") != AG_OK)
+                return AG_EINVAL;
+            cfg->upstream_timeout_ms = (uint32_t)v;
+        }
+        if ((x = ag_ymap_get(n, "parse_us")) != NULL) {
+            if (get_uint(file, x, 60000000, &v, d, "parse_us") != AG_OK)
+                return AG_EINVAL;
+            cfg->parse_timeout_us = v;
+        }
+    }
+    if ((n = ag_ymap_get(root, "limits")) != NULL) {
+        static const char *const keys[] = {"max_request_body", "max_response_body", "max_held",
+                                           NULL};
+        if (check_keys(file, n, keys, "limits", d) != AG_OK)
+            return AG_EINVAL;
+        const ag_ynode_t *x;
+        if ((x = ag_ymap_get(n, "max_request_body")) != NULL) {
+            if (get_uint(file, x, 1ull << 32, &v, d, "max_request_body") != AG_OK)
+                return AG_EINVAL;
+            cfg->max_request_body = v;
+        }
+        if ((x = ag_ymap_get(n, "max_response_body")) != NULL) {
+            if (get_uint(file, x, 1ull << 32, &v, d, "max_response_body") != AG_OK)
+                return AG_EINVAL;
+            cfg->max_response_body = v;
+        }
+        if ((x = ag_ymap_get(n, "max_held")) != NULL) {
+            if (get_uint(file, x, 1ull << 30, &v, d, "max_held") != AG_OK)
+                return AG_EINVAL;
+            cfg->max_held = v;
+        }
+    }
+    if ((n = ag_ymap_get(root, "logs")) != NULL) {
+        static const char *const keys[] = {"access", "rewrite", NULL};
+        if (check_keys(file, n, keys, "logs", d) != AG_OK)
+            return AG_EINVAL;
+        const ag_ynode_t *x;
+        if ((x = ag_ymap_get(n, "access")) != NULL &&
+            get_str(file, x, cfg->access_log, sizeof(cfg->access_log), d, "access") != AG_OK)
+            return AG_EINVAL;
+        if ((x = ag_ymap_get(n, "rewrite")) != NULL &&
+            get_str(file, x, cfg->rewrite_log, sizeof(cfg->rewrite_log), d, "rewrite") != AG_OK)
+            return AG_EINVAL;
+    }
+    if ((n = ag_ymap_get(root, "block_status")) != NULL) {
+        if (get_uint(file, n, 599, &v, d, "block_status") != AG_OK || v < 400)
+            return fail(d, file, n, "`block_status` must be an HTTP error status (400-599)");
+        cfg->block_status = (int)v;
+    }
+    if ((n = ag_ymap_get(root, "bare")) != NULL && ag_yscalar_bool(n, &cfg->bare) != AG_OK)
+        return fail(d, file, n, "`bare` must be true or false");
+    return AG_OK;
+}
+
+static int load_text(const char *path, ag_str_t text, ag_config_t *cfg, ag_diag_t *d)
+{
+    const char *file = path ? path : "(embedded default)";
+    ag_ydocs_t docs;
+    memset(&docs, 0, sizeof(docs));
+    int rc = ag_yaml_load(text, file, &docs, d);
+    if (rc != AG_OK)
+        return rc;
+    if (docs.n != 1 || docs.roots[0]->type != AG_Y_MAP)
+        rc = fail(d, file, docs.n ? docs.roots[0] : NULL,
+                  "the configuration must be one YAML mapping");
+    else
+        rc = apply(path, file, docs.roots[0], cfg, d);
+    ag_ydocs_dispose(&docs);
+    return rc;
+}
+
+int ag_config_load(const char *path, ag_config_t *cfg, ag_diag_t *d)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    /* the embedded default first; a file overrides what it sets */
+    int rc = load_text(NULL, ag_str(ag_config_default_yaml, strlen(ag_config_default_yaml)), cfg,
+                       d);
+    AG_ASSERT(rc == AG_OK);
+    snprintf(cfg->source, sizeof(cfg->source), "(embedded default)");
+    if (path == NULL)
+        return AG_OK;
+    ag_buf_t b;
+    ag_buf_init(&b, 1u << 20);
+    rc = ag_read_file(path, &b);
+    if (rc != AG_OK) {
+        ag_diag_set(d, path, 0, 0, "cannot read the configuration: %s",
+                    rc == AG_ETOOBIG ? "larger than 1 MiB" : strerror(errno));
+        ag_buf_dispose(&b);
+        ag_config_dispose(cfg);
+        return rc == AG_ETOOBIG ? AG_EINVAL : AG_EIO;
+    }
+    rc = load_text(path, ag_buf_str(&b), cfg, d);
+    ag_buf_dispose(&b);
+    if (rc != AG_OK) {
+        ag_config_dispose(cfg);
+        return rc;
+    }
+    snprintf(cfg->source, sizeof(cfg->source), "%s", path);
+    return AG_OK;
+}

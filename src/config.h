@@ -1,0 +1,43 @@
+/* astgate.yaml: the proxy's configuration, its embedded default, and command-line overrides. */
+#ifndef AG_CONFIG_H
+#define AG_CONFIG_H
+
+#include "util.h"
+
+#define AG_CONFIG_MAX_RULES 64
+
+typedef struct ag_config {
+    char listen_host[256];
+    uint16_t listen_port;          /* 0 = any free port (tests) */
+    char upstream[1024];           /* scheme://host[:port][/prefix], no trailing slash */
+    char *rules[AG_CONFIG_MAX_RULES]; /* owned paths, resolved against the config file's dir */
+    uint32_t nrules;
+    uint32_t workers;              /* threads; 0 = one per core */
+    uint32_t connect_timeout_ms;
+    uint32_t upstream_timeout_ms;  /* whole upstream exchange; 0 = none */
+    size_t max_request_body;       /* bytes; larger requests get 413 */
+    size_t max_response_body;      /* bytes buffered to rewrite a non-streamed reply */
+    size_t max_held;               /* bytes of text held per streamed choice */
+    uint64_t parse_timeout_us;     /* per code block */
+    char access_log[1024];         /* path, "-" = stderr, "off" */
+    char rewrite_log[1024];        /* path, "-" = stderr, "off" */
+    int block_status;              /* HTTP status for a blocked reply */
+    bool bare;                     /* try replies without fences as code */
+    char source[1024];             /* the config file, or "(embedded default)" */
+} ag_config_t;
+
+/* Loads path (NULL = the embedded default) into cfg. Errors fill d with file:line:col. */
+AG_MUSTCHECK int ag_config_load(const char *path, ag_config_t *cfg, ag_diag_t *d);
+void ag_config_dispose(ag_config_t *cfg);
+
+/* Command-line overrides. */
+AG_MUSTCHECK int ag_config_set_listen(ag_config_t *cfg, const char *hostport, ag_diag_t *d);
+AG_MUSTCHECK int ag_config_set_upstream(ag_config_t *cfg, const char *url, ag_diag_t *d);
+/* Replaces the rule list on the first call, appends on the next ones. */
+AG_MUSTCHECK int ag_config_add_rules(ag_config_t *cfg, const char *path, bool first,
+                                     ag_diag_t *d);
+
+/* The embedded default as YAML text. */
+extern const char ag_config_default_yaml[];
+
+#endif

@@ -1,0 +1,887 @@
+/* The proxy: evhttp for clients, curl multi (upstream.c) for the upstream, one loop per worker.
+ * A request is forwarded unchanged; the reply is passed through, rewritten whole (non-streamed
+ * API replies) or rewritten as it streams (server-sent events). A rewrite never fails a request. */
+#include "proxy.h"
+
+#include "api/api.h"
+#include "audit.h"
+#include "json.h"
+#include "rewrite.h"
+#include "upstream.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/thread.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_WORKERS 256
+
+typedef struct log_sink {
+    FILE *f; /* NULL = off */
+    pthread_mutex_t lock;
+} log_sink_t;
+
+typedef struct worker {
+    int id;
+    pthread_t thread;
+    struct event_base *base;
+    struct evhttp *http;
+    struct event *stop;
+    ag_upstream_t *up;
+    ag_engine_t *engine;
+    const ag_config_t *cfg;
+    const ag_rules_t *rules;
+    int fd;
+    uint64_t seq;
+} worker_t;
+
+typedef enum req_state {
+    REQ_UPSTREAM_HEAD, /* waiting for the upstream's status and headers */
+    REQ_PASSING,       /* streaming the upstream body through unchanged */
+    REQ_BUFFERING,     /* collecting a non-streamed API reply to rewrite */
+    REQ_STREAMING,     /* rewriting a streamed API reply event by event */
+    REQ_DONE,          /* reply ended; waiting to be freed */
+} req_state_t;
+
+typedef struct hdr {
+    char *name, *value;
+} hdr_t;
+
+typedef struct preq {
+    worker_t *w;
+    struct evhttp_request *req;
+    struct evhttp_connection *conn;
+    CURL *easy;
+    struct curl_slist *up_headers;
+    char *url;
+    char request_id[80];
+    char method[16];
+    char path[512];
+    const ag_api_t *api;       /* NULL: plain passthrough */
+    req_state_t state;
+    long status;               /* upstream status */
+    hdr_t *hdrs;               /* upstream response headers */
+    uint32_t nhdrs, cap_hdrs;
+    bool head_done;
+    bool reply_started;
+    bool client_gone;
+    bool finished;             /* our side is done with req */
+    ag_buf_t body;             /* REQ_BUFFERING: the upstream body */
+    ag_buf_t out;              /* scratch for client bytes */
+    void *stream;              /* REQ_STREAMING: adapter state */
+    ag_api_env_t env;
+    ag_api_stats_t stats;
+    bool stream_ended;
+    uint64_t bytes_out;
+    uint64_t t_start_ns;
+    uint64_t own_ns;           /* time spent in astgate's own work */
+    CURLcode result;
+} preq_t;
+
+static log_sink_t access_log, rewrite_log;
+static int stop_fd[2] = {-1, -1};
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- logs ---- */
+
+static int sink_open(log_sink_t *s, const char *spec)
+{
+    pthread_mutex_init(&s->lock, NULL);
+    if (strcmp(spec, "off") == 0) {
+        s->f = NULL;
+        return 0;
+    }
+    if (strcmp(spec, "-") == 0 || spec[0] == '\0') {
+        s->f = stderr;
+        return 0;
+    }
+    s->f = fopen(spec, "a");
+    if (s->f == NULL) {
+        fprintf(stderr, "astgate: cannot open log %s: %s\n", spec, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static void sink_write(log_sink_t *s, ag_str_t line)
+{
+    if (s->f == NULL)
+        return;
+    pthread_mutex_lock(&s->lock);
+    fwrite(line.ptr, 1, line.len, s->f);
+    fflush(s->f);
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void on_result(void *ud, int index, const ag_result_t *res)
+{
+    preq_t *r = ud;
+    ag_audit_ctx_t ctx;
+    ag_audit_ctx_init(&ctx);
+    ctx.request_id = r->request_id;
+    ctx.route = r->path;
+    ctx.model = r->env.model;
+    ctx.choice = index;
+    ctx.streamed = r->state == REQ_STREAMING;
+    ag_buf_t line;
+    ag_buf_init(&line, 1u << 20);
+    for (uint32_t i = 0; i < res->nevents; i++) {
+        ag_buf_reset(&line);
+        if (ag_audit_format(&line, &res->events[i], &ctx, 0) == AG_OK)
+            sink_write(&rewrite_log, ag_buf_str(&line));
+    }
+    ag_buf_dispose(&line);
+}
+
+static void access_line(preq_t *r, int status)
+{
+    if (access_log.f == NULL)
+        return;
+    double total_ms = (double)(now_ns() - r->t_start_ns) / 1e6;
+    double up_ms = 0;
+    if (r->easy) {
+        curl_off_t us = 0;
+        if (curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME_T, &us) == CURLE_OK)
+            up_ms = (double)us / 1000.0;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    ag_buf_t b;
+    ag_buf_init(&b, 1u << 16);
+    int rc = ag_buf_appendf(&b,
+                            "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\",\"type\":\"access\","
+                            "\"request_id\":\"%s\",\"method\":\"%s\",\"path\":",
+                            tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                            tm.tm_sec, ts.tv_nsec / 1000000, r->request_id, r->method);
+    if (rc == AG_OK)
+        rc = ag_json_append_str(&b, ag_cstr(r->path));
+    if (rc == AG_OK)
+        rc = ag_buf_appendf(&b,
+                            ",\"status\":%d,\"upstream_status\":%ld,\"bytes_in\":%zu,"
+                            "\"bytes_out\":%llu,\"upstream_ms\":%.3f,\"total_ms\":%.3f,"
+                            "\"added_ms\":%.3f,\"rewrites\":%u,\"streamed\":%s}\n",
+                            status, r->status,
+                            r->req ? evbuffer_get_length(evhttp_request_get_input_buffer(r->req))
+                                   : (size_t)0,
+                            (unsigned long long)r->bytes_out, up_ms, total_ms,
+                            (double)r->own_ns / 1e6, r->stats.rewrites,
+                            r->state == REQ_STREAMING ? "true" : "false");
+    if (rc == AG_OK)
+        sink_write(&access_log, ag_buf_str(&b));
+    ag_buf_dispose(&b);
+}
+
+/* ---- request lifetime ---- */
+
+static void preq_free(preq_t *r)
+{
+    if (r->easy)
+        curl_easy_cleanup(r->easy);
+    curl_slist_free_all(r->up_headers);
+    free(r->url);
+    for (uint32_t i = 0; i < r->nhdrs; i++) {
+        free(r->hdrs[i].name);
+        free(r->hdrs[i].value);
+    }
+    free(r->hdrs);
+    if (r->stream && r->api)
+        r->api->stream_free(r->stream);
+    ag_buf_dispose(&r->body);
+    ag_buf_dispose(&r->out);
+    free(r);
+}
+
+static void deferred_free(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    preq_free(arg);
+}
+
+/* Frees r after the current callback returns (never inside its own callbacks). */
+static void release(preq_t *r)
+{
+    struct timeval zero = {0, 0};
+    if (event_base_once(r->w->base, -1, EV_TIMEOUT, deferred_free, r, &zero) != 0)
+        preq_free(r);
+}
+
+/* Our side is done with the client request: detach from the connection so a later close does not
+ * reach r. */
+static void detach(preq_t *r)
+{
+    if (r->conn && !r->client_gone)
+        evhttp_connection_set_closecb(r->conn, NULL, NULL);
+    r->finished = true;
+}
+
+static void on_client_close(struct evhttp_connection *conn, void *arg)
+{
+    preq_t *r = arg;
+    (void)conn;
+    r->client_gone = true;
+    r->conn = NULL;
+    if (r->state == REQ_DONE)
+        return;
+    /* the client went away: cancel the upstream transfer at once */
+    if (r->easy && !r->finished) {
+        ag_upstream_cancel(r->w->up, r->easy);
+        access_line(r, 499);
+        r->state = REQ_DONE;
+        /* evhttp kept req for us: ending the reply frees it */
+        if (r->reply_started)
+            evhttp_send_reply_end(r->req);
+        else
+            evhttp_send_reply(r->req, 499, "Client Closed Request", NULL);
+        r->req = NULL;
+        r->finished = true;
+        release(r);
+    }
+}
+
+static void add_header(struct evkeyvalq *h, const char *name, const char *value)
+{
+    evhttp_add_header(h, name, value);
+}
+
+static void send_error(preq_t *r, int status, const char *reason, const char *type,
+                       const char *code, const char *message)
+{
+    struct evbuffer *b = evbuffer_new();
+    ag_buf_t j;
+    ag_buf_init(&j, 1u << 16);
+    int rc = ag_buf_append(&j, "{\"error\":{\"message\":", 20);
+    if (rc == AG_OK)
+        rc = ag_json_append_str(&j, ag_cstr(message));
+    if (rc == AG_OK)
+        rc = ag_buf_append(&j, ",\"type\":", 8);
+    if (rc == AG_OK)
+        rc = ag_json_append_str(&j, ag_cstr(type));
+    if (rc == AG_OK)
+        rc = ag_buf_append(&j, ",\"param\":null,\"code\":", 21);
+    if (rc == AG_OK)
+        rc = code ? ag_json_append_str(&j, ag_cstr(code)) : ag_buf_append(&j, "null", 4);
+    if (rc == AG_OK)
+        rc = ag_buf_append(&j, "}}\n", 3);
+    evbuffer_add(b, j.ptr, j.len);
+    struct evkeyvalq *oh = evhttp_request_get_output_headers(r->req);
+    add_header(oh, "Content-Type", "application/json");
+    add_header(oh, "x-request-id", r->request_id);
+    r->bytes_out += j.len;
+    access_line(r, status);
+    evhttp_send_reply(r->req, status, reason, b);
+    evbuffer_free(b);
+    ag_buf_dispose(&j);
+}
+
+/* ---- headers ---- */
+
+static bool hop_by_hop(const char *name)
+{
+    static const char *const names[] = {
+        "connection",      "keep-alive",        "proxy-connection", "proxy-authenticate",
+        "proxy-authorization", "te",            "trailer",          "trailers",
+        "transfer-encoding", "upgrade",         "host",             "content-length",
+        "expect",          "accept-encoding",   "x-request-id",     NULL};
+    for (const char *const *n = names; *n; n++)
+        if (strcasecmp(name, *n) == 0)
+            return true;
+    return false;
+}
+
+/* Headers named in the client's Connection header are hop-by-hop too. */
+static bool in_connection_header(const char *conn, const char *name)
+{
+    if (conn == NULL)
+        return false;
+    size_t n = strlen(name);
+    for (const char *p = conn; *p;) {
+        while (*p == ' ' || *p == ',' || *p == '\t')
+            p++;
+        const char *s = p;
+        while (*p && *p != ',')
+            p++;
+        const char *e = p;
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        if ((size_t)(e - s) == n && strncasecmp(s, name, n) == 0)
+            return true;
+    }
+    return false;
+}
+
+static size_t on_header(char *buf, size_t size, size_t nitems, void *arg)
+{
+    preq_t *r = arg;
+    size_t n = size * nitems;
+    uint64_t t0 = now_ns();
+    if (n >= 5 && strncmp(buf, "HTTP/", 5) == 0) {
+        /* a new response head (after 1xx ones): start over */
+        for (uint32_t i = 0; i < r->nhdrs; i++) {
+            free(r->hdrs[i].name);
+            free(r->hdrs[i].value);
+        }
+        r->nhdrs = 0;
+        const char *sp = memchr(buf, ' ', n);
+        r->status = sp ? strtol(sp + 1, NULL, 10) : 0;
+        return n;
+    }
+    if (n <= 2 && (buf[0] == '\r' || buf[0] == '\n')) {
+        if (r->status >= 200)
+            r->head_done = true;
+        return n;
+    }
+    const char *colon = memchr(buf, ':', n);
+    if (colon == NULL)
+        return n;
+    size_t nl = (size_t)(colon - buf);
+    const char *v = colon + 1;
+    const char *end = buf + n;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+        end--;
+    if (r->nhdrs == r->cap_hdrs) {
+        r->cap_hdrs = r->cap_hdrs ? r->cap_hdrs * 2 : 16;
+        r->hdrs = ag_xrealloc(r->hdrs, r->cap_hdrs * sizeof(*r->hdrs));
+    }
+    r->hdrs[r->nhdrs].name = ag_xstrndup(buf, nl);
+    r->hdrs[r->nhdrs].value = ag_xstrndup(v, (size_t)(end - v));
+    r->nhdrs++;
+    r->own_ns += now_ns() - t0;
+    return n;
+}
+
+static const char *up_header(const preq_t *r, const char *name)
+{
+    for (uint32_t i = 0; i < r->nhdrs; i++)
+        if (strcasecmp(r->hdrs[i].name, name) == 0)
+            return r->hdrs[i].value;
+    return NULL;
+}
+
+/* Copies the upstream's end-to-end headers to the client reply. */
+static void copy_headers(preq_t *r)
+{
+    struct evkeyvalq *oh = evhttp_request_get_output_headers(r->req);
+    const char *conn = up_header(r, "connection");
+    for (uint32_t i = 0; i < r->nhdrs; i++) {
+        const char *n = r->hdrs[i].name;
+        if (hop_by_hop(n) || strcasecmp(n, "content-encoding") == 0 ||
+            in_connection_header(conn, n))
+            continue;
+        add_header(oh, n, r->hdrs[i].value);
+    }
+    add_header(oh, "x-request-id", r->request_id);
+}
+
+static bool is_event_stream(const preq_t *r)
+{
+    const char *ct = up_header(r, "content-type");
+    return ct && strncasecmp(ct, "text/event-stream", 17) == 0;
+}
+
+static bool is_json(const preq_t *r)
+{
+    const char *ct = up_header(r, "content-type");
+    return ct && (strncasecmp(ct, "application/json", 16) == 0 || strstr(ct, "+json") != NULL);
+}
+
+/* ---- the reply ---- */
+
+static void send_chunk(preq_t *r, const void *p, size_t n)
+{
+    if (n == 0 || r->client_gone)
+        return;
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add(b, p, n);
+    r->bytes_out += n;
+    evhttp_send_reply_chunk(r->req, b);
+    evbuffer_free(b);
+}
+
+static void start_reply(preq_t *r)
+{
+    copy_headers(r);
+    r->reply_started = true;
+    evhttp_send_reply_start(r->req, (int)r->status, NULL);
+}
+
+/* The upstream's head is in: choose how the body goes to the client. */
+static void on_head(preq_t *r)
+{
+    bool ok = r->status >= 200 && r->status < 300;
+    if (r->api && ok && is_event_stream(r)) {
+        r->state = REQ_STREAMING;
+        r->stream = r->api->stream_new(&r->env, &r->stats);
+        start_reply(r);
+    } else if (r->api && ok && is_json(r)) {
+        r->state = REQ_BUFFERING;
+        ag_buf_init(&r->body, r->w->cfg->max_response_body);
+    } else {
+        r->state = REQ_PASSING;
+        start_reply(r);
+    }
+}
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+    preq_t *r = arg;
+    size_t n = size * nmemb;
+    if (r->client_gone)
+        return 0; /* aborts the transfer */
+    if (!r->head_done)
+        return n;
+    if (r->state == REQ_UPSTREAM_HEAD)
+        on_head(r);
+    uint64_t t0 = now_ns();
+    switch (r->state) {
+    case REQ_PASSING:
+        send_chunk(r, ptr, n);
+        break;
+    case REQ_BUFFERING:
+        if (ag_buf_append(&r->body, ptr, n) != AG_OK) {
+            /* too large to rewrite: pass it through as it is */
+            r->state = REQ_PASSING;
+            start_reply(r);
+            send_chunk(r, r->body.ptr, r->body.len);
+            send_chunk(r, ptr, n);
+            ag_buf_dispose(&r->body);
+        }
+        break;
+    case REQ_STREAMING:
+        if (r->stream_ended)
+            break;
+        ag_buf_reset(&r->out);
+        if (r->api->stream_feed(r->stream, ag_str(ptr, n), &r->out, &r->stream_ended) != AG_OK) {
+            /* cannot rewrite this stream any further: pass the rest through */
+            send_chunk(r, r->out.ptr, r->out.len);
+            r->api->stream_free(r->stream);
+            r->stream = NULL;
+            r->state = REQ_PASSING;
+            send_chunk(r, ptr, n);
+            break;
+        }
+        send_chunk(r, r->out.ptr, r->out.len);
+        break;
+    default:
+        break;
+    }
+    r->own_ns += now_ns() - t0;
+    if (r->stream_ended)
+        return 0; /* a block rule ended the stream: stop the upstream */
+    return n;
+}
+
+static void finish_buffered(preq_t *r)
+{
+    uint64_t t0 = now_ns();
+    ag_buf_reset(&r->out);
+    r->out.max = r->body.len * 2 + (1u << 20);
+    int rc = r->api->rewrite_body(&r->env, ag_buf_str(&r->body), &r->out, &r->stats);
+    r->own_ns += now_ns() - t0;
+    if (rc == AG_OK && r->stats.blocked_rule) {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "astgate blocked the reply: %s",
+                 r->stats.blocked_message && r->stats.blocked_message[0]
+                     ? r->stats.blocked_message
+                     : r->stats.blocked_rule);
+        send_error(r, r->w->cfg->block_status, "Blocked", "astgate_blocked",
+                   r->stats.blocked_rule, msg);
+        return;
+    }
+    const ag_buf_t *body = rc == AG_OK ? &r->out : &r->body;
+    copy_headers(r);
+    struct evkeyvalq *oh = evhttp_request_get_output_headers(r->req);
+    char num[32];
+    snprintf(num, sizeof(num), "%u", r->stats.rewrites);
+    add_header(oh, "x-astgate-rewrites", num);
+    if (r->stats.nrule_ids) {
+        char ids[1024] = "";
+        size_t off = 0;
+        for (uint32_t i = 0; i < r->stats.nrule_ids && off < sizeof(ids); i++)
+            off += (size_t)snprintf(ids + off, sizeof(ids) - off, "%s%s", i ? "," : "",
+                                    r->stats.rule_ids[i]);
+        add_header(oh, "x-astgate-rules", ids);
+    }
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add(b, body->ptr ? body->ptr : "", body->len);
+    r->bytes_out += body->len;
+    access_line(r, (int)r->status);
+    evhttp_send_reply(r->req, (int)r->status, NULL, b);
+    evbuffer_free(b);
+}
+
+static void on_done(CURL *easy, CURLcode result, void *priv)
+{
+    preq_t *r = priv;
+    (void)easy;
+    r->result = result;
+    if (r->state == REQ_DONE)
+        return;
+    /* detach first: ending the reply may free the connection */
+    detach(r);
+    if (!r->head_done || r->state == REQ_UPSTREAM_HEAD) {
+        if (r->head_done && result == CURLE_OK) {
+            /* a reply without a body */
+            on_head(r);
+        } else {
+            bool timeout = result == CURLE_OPERATION_TIMEDOUT;
+            char msg[512];
+            snprintf(msg, sizeof(msg), "astgate could not get a reply from the upstream: %s",
+                     curl_easy_strerror(result));
+            send_error(r, timeout ? 504 : 502, timeout ? "Gateway Timeout" : "Bad Gateway",
+                       timeout ? "astgate_upstream_timeout" : "astgate_upstream_error",
+                       timeout ? "upstream_timeout" : "upstream_unreachable", msg);
+            goto out;
+        }
+    }
+    switch (r->state) {
+    case REQ_BUFFERING:
+        finish_buffered(r);
+        goto out;
+    case REQ_STREAMING:
+        if (!r->stream_ended) {
+            ag_buf_reset(&r->out);
+            uint64_t t0 = now_ns();
+            if (r->api->stream_end(r->stream, &r->out) == AG_OK)
+                send_chunk(r, r->out.ptr, r->out.len);
+            r->own_ns += now_ns() - t0;
+        }
+        break;
+    default:
+        break;
+    }
+    access_line(r, (int)r->status);
+    if (!r->client_gone)
+        evhttp_send_reply_end(r->req);
+out:
+    r->state = REQ_DONE;
+    release(r);
+}
+
+/* ---- the request handler ---- */
+
+static const ag_api_t *const APIS[] = {&ag_api_openai_chat, NULL};
+
+static void new_request_id(worker_t *w, char *out, size_t cap)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t x = ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)w->id << 56) ^
+                 (++w->seq * 0x9E3779B97F4A7C15ull);
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    snprintf(out, cap, "ag-%016llx%04llx", (unsigned long long)x,
+             (unsigned long long)(w->seq & 0xffff));
+}
+
+static bool valid_request_id(const char *v)
+{
+    size_t n = strlen(v);
+    if (n == 0 || n >= 80)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)v[i] <= 0x20 || (unsigned char)v[i] >= 0x7f || v[i] == '"' ||
+            v[i] == '\\')
+            return false;
+    return true;
+}
+
+static const char *method_name(enum evhttp_cmd_type t)
+{
+    switch (t) {
+    case EVHTTP_REQ_GET:
+        return "GET";
+    case EVHTTP_REQ_POST:
+        return "POST";
+    case EVHTTP_REQ_HEAD:
+        return "HEAD";
+    case EVHTTP_REQ_PUT:
+        return "PUT";
+    case EVHTTP_REQ_DELETE:
+        return "DELETE";
+    case EVHTTP_REQ_OPTIONS:
+        return "OPTIONS";
+    case EVHTTP_REQ_TRACE:
+        return "TRACE";
+    case EVHTTP_REQ_CONNECT:
+        return "CONNECT";
+    case EVHTTP_REQ_PATCH:
+        return "PATCH";
+    }
+    return "GET";
+}
+
+static void handle(struct evhttp_request *req, void *arg)
+{
+    worker_t *w = arg;
+    preq_t *r = ag_xcalloc(1, sizeof(*r));
+    r->t_start_ns = now_ns();
+    r->w = w;
+    r->req = req;
+    r->conn = evhttp_request_get_connection(req);
+    r->state = REQ_UPSTREAM_HEAD;
+    ag_buf_init(&r->out, 64u << 20);
+    snprintf(r->method, sizeof(r->method), "%s", method_name(evhttp_request_get_command(req)));
+    const char *uri = evhttp_request_get_uri(req);
+    struct evkeyvalq *ih = evhttp_request_get_input_headers(req);
+    const char *rid = evhttp_find_header(ih, "x-request-id");
+    if (rid && valid_request_id(rid))
+        snprintf(r->request_id, sizeof(r->request_id), "%s", rid);
+    else
+        new_request_id(w, r->request_id, sizeof(r->request_id));
+    /* the path without the query, for routing and logs */
+    size_t plen = strcspn(uri, "?");
+    snprintf(r->path, sizeof(r->path), "%.*s", (int)(plen < sizeof(r->path) ? plen : 0), uri);
+    if (uri[0] != '/') {
+        send_error(r, 400, "Bad Request", "invalid_request_error", "bad_uri",
+                   "astgate only proxies origin-form request targets (a path)");
+        preq_free(r);
+        return;
+    }
+    if (strcmp(r->method, "POST") == 0)
+        for (const ag_api_t *const *a = APIS; *a; a++)
+            if (strcmp(r->path, (*a)->path) == 0)
+                r->api = *a;
+    r->env.engine = w->engine;
+    r->env.max_held = w->cfg->max_held;
+    r->env.on_result = on_result;
+    r->env.ud = r;
+
+    size_t ulen = strlen(w->cfg->upstream) + strlen(uri) + 1;
+    r->url = ag_xmalloc(ulen);
+    snprintf(r->url, ulen, "%s%s", w->cfg->upstream, uri);
+    CURL *e = curl_easy_init();
+    AG_ASSERT(e != NULL);
+    r->easy = e;
+    curl_easy_setopt(e, CURLOPT_URL, r->url);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""); /* curl decodes what it offers */
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)w->cfg->connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)w->cfg->upstream_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+
+    /* the request goes on unchanged: method, body and end-to-end headers */
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t blen = evbuffer_get_length(in);
+    const char *m = r->method;
+    if (strcmp(m, "GET") == 0) {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    } else if (strcmp(m, "HEAD") == 0) {
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    } else {
+        if (strcmp(m, "POST") != 0)
+            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, m);
+        if (blen || strcmp(m, "POST") == 0) {
+            curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+            curl_easy_setopt(e, CURLOPT_POSTFIELDS, blen ? (char *)evbuffer_pullup(in, -1) : "");
+        }
+    }
+    const char *conn = evhttp_find_header(ih, "connection");
+    struct curl_slist *hl = NULL;
+    bool has_ct = false;
+    for (struct evkeyval *h = ih->tqh_first; h; h = h->next.tqe_next) {
+        if (hop_by_hop(h->key) || in_connection_header(conn, h->key))
+            continue;
+        if (strcasecmp(h->key, "content-type") == 0)
+            has_ct = true;
+        size_t n = strlen(h->key) + strlen(h->value) + 3;
+        char *line = ag_xmalloc(n);
+        snprintf(line, n, "%s: %s", h->key, h->value);
+        hl = curl_slist_append(hl, line);
+        free(line);
+    }
+    if (!has_ct)
+        hl = curl_slist_append(hl, "Content-Type:"); /* curl must not invent one */
+    char ridh[128];
+    snprintf(ridh, sizeof(ridh), "x-request-id: %s", r->request_id);
+    hl = curl_slist_append(hl, ridh);
+    hl = curl_slist_append(hl, "Expect:");
+    r->up_headers = hl;
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, hl);
+    if (r->conn)
+        evhttp_connection_set_closecb(r->conn, on_client_close, r);
+    r->own_ns += now_ns() - r->t_start_ns;
+    if (ag_upstream_start(w->up, e) != AG_OK) {
+        send_error(r, 502, "Bad Gateway", "astgate_upstream_error", "upstream_unreachable",
+                   "astgate could not start the upstream request");
+        detach(r);
+        preq_free(r);
+    }
+}
+
+/* ---- workers ---- */
+
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+    worker_t *w = arg;
+    (void)fd;
+    (void)what;
+    event_base_loopbreak(w->base);
+}
+
+static void *worker_main(void *arg)
+{
+    worker_t *w = arg;
+    event_base_dispatch(w->base);
+    return NULL;
+}
+
+static int open_listener(const char *host, uint16_t port, uint16_t *bound, char *err, size_t n)
+{
+    struct addrinfo hints, *ai = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    char ps[8];
+    snprintf(ps, sizeof(ps), "%u", port);
+    int g = getaddrinfo(host[0] ? host : NULL, ps, &hints, &ai);
+    if (g != 0) {
+        snprintf(err, n, "cannot resolve listen host %s: %s", host, gai_strerror(g));
+        return -1;
+    }
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
+        snprintf(err, n, "cannot listen on %s:%u: %s", host, port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(ai);
+        return -1;
+    }
+    freeaddrinfo(ai);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    *bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                            : ((struct sockaddr_in *)&ss)->sin_port);
+    return fd;
+}
+
+int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
+{
+    int status = 1;
+    uint32_t nw = cfg->workers;
+    if (nw == 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        nw = c > 0 ? (uint32_t)c : 1;
+    }
+    if (nw > MAX_WORKERS)
+        nw = MAX_WORKERS;
+    if (sink_open(&access_log, cfg->access_log) != 0 ||
+        sink_open(&rewrite_log, cfg->rewrite_log) != 0)
+        return 1;
+    evthread_use_pthreads();
+    signal(SIGPIPE, SIG_IGN);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fprintf(stderr, "astgate: cannot initialise libcurl\n");
+        return 1;
+    }
+    worker_t *ws = ag_xcalloc(nw, sizeof(*ws));
+    uint16_t port = cfg->listen_port;
+    char err[512];
+    uint32_t started = 0;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* workers inherit the mask; main waits below */
+    for (uint32_t i = 0; i < nw; i++) {
+        worker_t *w = &ws[i];
+        w->id = (int)i;
+        w->cfg = cfg;
+        w->rules = rules;
+        uint16_t bound = 0;
+        w->fd = open_listener(cfg->listen_host, port, &bound, err, sizeof(err));
+        if (w->fd < 0) {
+            fprintf(stderr, "astgate: %s\n", err);
+            goto out;
+        }
+        port = bound; /* port 0: the others share the port the first one got */
+        w->base = event_base_new();
+        w->http = evhttp_new(w->base);
+        evhttp_set_max_body_size(w->http, (ev_ssize_t)cfg->max_request_body);
+        evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                                EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                                EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+        evhttp_set_gencb(w->http, handle, w);
+        if (evhttp_accept_socket(w->http, w->fd) != 0) {
+            fprintf(stderr, "astgate: cannot accept on the listening socket\n");
+            goto out;
+        }
+        ag_engine_opts_t eo;
+        memset(&eo, 0, sizeof(eo));
+        eo.bare = cfg->bare;
+        eo.parse_timeout_us = cfg->parse_timeout_us;
+        eo.max_reply = cfg->max_response_body;
+        w->engine = ag_engine_new(rules, &eo);
+        w->up = ag_upstream_new(w->base, on_done);
+        w->stop = event_new(w->base, -1, 0, on_stop, w);
+    }
+    for (uint32_t i = 0; i < nw; i++) {
+        if (pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]) != 0) {
+            fprintf(stderr, "astgate: cannot start worker %u\n", i);
+            goto stop;
+        }
+        started++;
+    }
+    fprintf(stderr, "astgate: listening on http://%s:%u (%u worker%s, upstream %s, config %s)\n",
+            cfg->listen_host, port, nw, nw == 1 ? "" : "s", cfg->upstream, cfg->source);
+    fflush(stderr);
+    int sig = 0;
+    sigwait(&set, &sig);
+    fprintf(stderr, "astgate: %s received, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    status = 0;
+stop:
+    for (uint32_t i = 0; i < started; i++)
+        event_active(ws[i].stop, 0, 0);
+    for (uint32_t i = 0; i < started; i++)
+        pthread_join(ws[i].thread, NULL);
+out:
+    for (uint32_t i = 0; i < nw; i++) {
+        worker_t *w = &ws[i];
+        if (w->stop)
+            event_free(w->stop);
+        ag_upstream_free(w->up);
+        if (w->http)
+            evhttp_free(w->http);
+        ag_engine_free(w->engine);
+        if (w->base)
+            event_base_free(w->base);
+    }
+    free(ws);
+    curl_global_cleanup();
+    (void)stop_fd;
+    return status;
+}
