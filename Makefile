@@ -30,7 +30,7 @@ ASAN_OBJ := $(LIB_SRC:%.c=build/asan/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/asan/%)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: all deps grammar run test test-build unit golden fuzz fuzz-build bench clean format check-format
+.PHONY: demo all deps grammar run test test-build unit golden fuzz fuzz-build bench clean format check-format
 .DELETE_ON_ERROR:
 
 all: build/astgate
@@ -81,6 +81,11 @@ build/asan/test_%: build/asan/tests/unit/test_%.o build/asan/libastgate.a $(GRAM
 
 run: deps
 	$(Q)$(MAKE) --no-print-directory all
+	./build/astgate serve
+
+# the engine alone on the bundled sample reply, showing the change
+demo: all
+	@rm -f build/sample.log
 	./build/astgate rewrite --rules rules/mastra.yaml --log build/sample.log tests/samples/reply.md \
 		>build/sample.md
 	@echo "== the change (diff -u reply rewritten):"

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #define MAX_WORKERS 256
+#define HIGH_WATERMARK (1u << 20) /* unsent client bytes above which upstream reads pause */
 
 typedef struct log_sink {
     FILE *f; /* NULL = off */
@@ -82,6 +83,9 @@ typedef struct preq {
     ag_api_env_t env;
     ag_api_stats_t stats;
     bool stream_ended;
+    bool paused;               /* upstream reads paused: the client is slow */
+    struct evbuffer_cb_entry *drain_cb;
+    struct event *resume;      /* resumes a paused upstream, outside the buffer callback */
     uint64_t bytes_out;
     uint64_t t_start_ns;
     uint64_t own_ns;           /* time spent in astgate's own work */
@@ -193,6 +197,8 @@ static void access_line(preq_t *r, int status)
 
 static void preq_free(preq_t *r)
 {
+    if (r->resume)
+        event_free(r->resume);
     if (r->easy)
         curl_easy_cleanup(r->easy);
     curl_slist_free_all(r->up_headers);
@@ -224,12 +230,25 @@ static void release(preq_t *r)
         preq_free(r);
 }
 
+static struct evbuffer *client_output(preq_t *r)
+{
+    if (r->client_gone || r->conn == NULL)
+        return NULL;
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(r->conn);
+    return bev ? bufferevent_get_output(bev) : NULL;
+}
+
 /* Our side is done with the client request: detach from the connection so a later close does not
  * reach r. */
 static void detach(preq_t *r)
 {
-    if (r->conn && !r->client_gone)
+    if (r->conn && !r->client_gone) {
         evhttp_connection_set_closecb(r->conn, NULL, NULL);
+        struct evbuffer *o = client_output(r);
+        if (o && r->drain_cb)
+            evbuffer_remove_cb_entry(o, r->drain_cb);
+    }
+    r->drain_cb = NULL;
     r->finished = true;
 }
 
@@ -407,6 +426,30 @@ static bool is_json(const preq_t *r)
 
 /* ---- the reply ---- */
 
+static void resume_upstream(evutil_socket_t fd, short what, void *arg)
+{
+    preq_t *r = arg;
+    (void)fd;
+    (void)what;
+    if (r->state == REQ_DONE || r->client_gone || !r->paused)
+        return;
+    r->paused = false;
+    curl_easy_pause(r->easy, CURLPAUSE_CONT);
+    ag_upstream_kick(r->w->up);
+}
+
+/* Resume reading the upstream once the client has taken half of what waited (le-proxy). */
+static void on_drain(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    preq_t *r = arg;
+    (void)info;
+    if (!r->paused || evbuffer_get_length(buf) > HIGH_WATERMARK / 2)
+        return;
+    evbuffer_remove_cb_entry(buf, r->drain_cb);
+    r->drain_cb = NULL;
+    event_active(r->resume, EV_TIMEOUT, 0); /* not from inside this buffer's callback */
+}
+
 static void send_chunk(preq_t *r, const void *p, size_t n)
 {
     if (n == 0 || r->client_gone)
@@ -416,6 +459,12 @@ static void send_chunk(preq_t *r, const void *p, size_t n)
     r->bytes_out += n;
     evhttp_send_reply_chunk(r->req, b);
     evbuffer_free(b);
+    struct evbuffer *o = client_output(r);
+    if (o && !r->paused && evbuffer_get_length(o) > HIGH_WATERMARK) {
+        r->paused = true;
+        curl_easy_pause(r->easy, CURLPAUSE_RECV);
+        r->drain_cb = evbuffer_add_cb(o, on_drain, r);
+    }
 }
 
 static void start_reply(preq_t *r)
@@ -642,6 +691,7 @@ static void handle(struct evhttp_request *req, void *arg)
     r->conn = evhttp_request_get_connection(req);
     r->state = REQ_UPSTREAM_HEAD;
     ag_buf_init(&r->out, 64u << 20);
+    r->resume = event_new(w->base, -1, 0, resume_upstream, r);
     snprintf(r->method, sizeof(r->method), "%s", method_name(evhttp_request_get_command(req)));
     const char *uri = evhttp_request_get_uri(req);
     struct evkeyvalq *ih = evhttp_request_get_input_headers(req);
