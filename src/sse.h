@@ -44,8 +44,8 @@
  * Thread-safety: a parser is used by one thread at a time; parsers share nothing.
  */
 
-#define AG_SSE_MAX_EVENT_DEFAULT ((size_t)4 << 20) /* bytes: 4 MiB (response.completed repeats the
-                                                    * whole output) */
+/* Default max_event, bytes: 4 MiB (response.completed repeats the whole output). */
+#define AG_SSE_MAX_EVENT_DEFAULT ((size_t)4 << 20)
 
 typedef enum ag_sse_kind {
     AG_SSE_EVENT,   /* an event, ended by a blank line (or by ag_sse_finish: eof set) */
@@ -69,8 +69,9 @@ typedef struct ag_sse_item {
                      * last line, with or without its line ending */
 } ag_sse_item_t;
 
-/* Called for each item in stream order. A non-zero return stops parsing: the feed/finish call
- * returns that value at once and the parser stays stopped (see ag_sse_feed). */
+/* Called for each item in stream order; it must not call into the parser. A non-zero return stops
+ * parsing: the feed/finish call returns that value at once and the parser stays stopped (see
+ * ag_sse_feed). */
 typedef int (*ag_sse_cb)(void *ud, const ag_sse_item_t *it);
 
 /* The parser, in the caller's storage. Fields are private. */

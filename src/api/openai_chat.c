@@ -301,24 +301,37 @@ static int choice_of(const chat_stream_t *cs, size_t n, size_t pos)
     return (int)pos < MAX_CHOICES ? (int)pos : -1;
 }
 
+/* Passes an item on as it came; an event cut off at the end of the stream gets its blank line
+ * (a client drops an event without one). */
+static int pass_raw(chat_stream_t *cs, const ag_sse_item_t *it)
+{
+    int rc = ag_buf_append(cs->out, it->raw.ptr, it->raw.len);
+    if (rc == AG_OK && it->kind == AG_SSE_EVENT && it->eof) {
+        bool eol = it->raw.len && (it->raw.ptr[it->raw.len - 1] == '\n' ||
+                                   it->raw.ptr[it->raw.len - 1] == '\r');
+        rc = ag_buf_append(cs->out, "\n\n", eol ? 1 : 2);
+    }
+    return rc;
+}
+
 static int on_event(chat_stream_t *cs, const ag_sse_item_t *it)
 {
     ag_str_t data = it->data;
     if (ag_str_eqc(data, "[DONE]")) {
         int rc = finish_all(cs);
         if (rc == AG_OK && !cs->ended)
-            rc = ag_buf_append(cs->out, it->raw.ptr, it->raw.len);
+            rc = pass_raw(cs, it);
         cs->done = true;
         return rc;
     }
     /* work on a copy: the SSE view is only valid during the callback, and splice reads it */
     ag_buf_reset(&cs->data);
     if (ag_buf_append(&cs->data, data.ptr, data.len) != AG_OK)
-        return ag_buf_append(cs->out, it->raw.ptr, it->raw.len);
+        return pass_raw(cs, it);
     ag_str_t json = ag_buf_str(&cs->data);
     size_t n = 0;
     if (ag_jscan_find(json, cs->paths, 7, cs->m, MAX_MATCHES, &n, NULL) != AG_OK)
-        return ag_buf_append(cs->out, it->raw.ptr, it->raw.len); /* not ours: pass it on */
+        return pass_raw(cs, it); /* not ours: pass it on */
     bool any_content = false;
     for (size_t i = 0; i < n; i++) {
         const ag_jscan_match_t *m = &cs->m[i];
@@ -360,7 +373,7 @@ static int on_event(chat_stream_t *cs, const ag_sse_item_t *it)
         }
     }
     if (!any_content)
-        return ag_buf_append(cs->out, it->raw.ptr, it->raw.len);
+        return pass_raw(cs, it);
     /* rewrite each content string to what the core lets through now */
     ag_jscan_splice_t sp[MAX_CHOICES];
     ag_jscan_edit_t ed[MAX_CHOICES];
@@ -448,7 +461,7 @@ static int on_item(void *ud, const ag_sse_item_t *it)
     if (cs->ended)
         return AG_OK;
     if (it->kind != AG_SSE_EVENT || cs->done)
-        return ag_buf_append(cs->out, it->raw.ptr, it->raw.len);
+        return pass_raw(cs, it);
     return on_event(cs, it);
 }
 
