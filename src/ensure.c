@@ -471,7 +471,8 @@ static void insert(ens_t *s, const ag_ensure_case_t *ec, uint32_t obj)
         if (!N(s, c)->named && T(s, c).len == 1 && T(s, c).ptr[0] == '}' && !N(s, c)->missing)
             close = c;
     }
-    if (rc != AG_OK || close == AG_NONE)
+    /* an object the parser had to repair has no trustworthy last property to insert after */
+    if (rc != AG_OK || close == AG_NONE || o->has_error)
         goto out;
     uint32_t guard = N(s, close)->end > s->guard ? N(s, close)->end : s->guard;
     if (last == AG_NONE) {

@@ -547,7 +547,7 @@ static void edit_event(ag_engine_t *e, const ag_edit_t *ed)
     ev->other_rule = ed->winner >= 0 ? e->rules->rules[ed->winner].id : NULL;
     line_col(e->reply, ed->code_off + ed->start, &ev->line, &ev->col);
     ev->offset = ed->code_off + ed->start;
-    uint32_t end = ed->end < e->orig_len ? ed->end : e->orig_len;
+    uint32_t end = ed->end < ed->orig_len ? ed->end : ed->orig_len;
     event_texts(e, ev,
                 ag_str(e->reply.ptr + ed->code_off + ed->start,
                        end > ed->start ? end - ed->start : 0),
@@ -636,6 +636,7 @@ static void resolve(ag_engine_t *e, uint32_t first, ag_lang_t lang, const TSTree
     uint32_t last_end = 0;
     for (uint32_t i = 0; i < n; i++) {
         ed[i].code_off = e->code_off;
+        ed[i].orig_len = e->orig_len;
         ed[i].block = e->cur_block;
         if (ed[i].guard_end > e->orig_len) {
             ed[i].keep = false;

@@ -36,6 +36,7 @@ typedef struct ctx {
     const ag_ynode_t *utils_node; /* the rule's utils mapping, NULL if none */
     int depth;
     kindset_t *kinds[AG_LANG_COUNT]; /* per rule index: kinds its top rule can match */
+    struct umemo *memo;              /* per util of the rule being compiled */
 } ctx_t;
 
 /* patterns and regexes are not in the arena: remember them for ag_rules_free */
@@ -184,8 +185,28 @@ static kindset_t ks_or(ctx_t *c, ag_lang_t lang, kindset_t a, kindset_t b)
     return r;
 }
 
+/* Per util memo, so that utils calling utils are walked once each (no exponential walk). */
+typedef struct umemo {
+    uint8_t kstate, lstate; /* 0 not yet, 1 in progress (a cycle: be conservative), 2 done */
+    kindset_t k;
+    litset_t l;
+} umemo_t;
+
 static kindset_t kinds_of(ctx_t *c, ag_lang_t lang, const ag_rnode_t *r, const ag_util_t *utils,
                           int depth);
+
+static kindset_t util_kinds(ctx_t *c, ag_lang_t lang, uint32_t u, const ag_util_t *utils, int depth)
+{
+    umemo_t *m = &c->memo[u];
+    if (m->kstate == 2)
+        return m->k;
+    if (m->kstate == 1)
+        return ks_any();
+    m->kstate = 1;
+    m->k = kinds_of(c, lang, utils[u].rule, utils, depth + 1);
+    m->kstate = 2;
+    return m->k;
+}
 
 static kindset_t kinds_of(ctx_t *c, ag_lang_t lang, const ag_rnode_t *r, const ag_util_t *utils,
                           int depth)
@@ -212,7 +233,7 @@ static kindset_t kinds_of(ctx_t *c, ag_lang_t lang, const ag_rnode_t *r, const a
         k = ks_and(c, lang, k, u);
     }
     if (r->matches >= 0)
-        k = ks_and(c, lang, k, kinds_of(c, lang, utils[r->matches].rule, utils, depth + 1));
+        k = ks_and(c, lang, k, util_kinds(c, lang, (uint32_t)r->matches, utils, depth));
     return k;
 }
 
@@ -313,9 +334,22 @@ static litset_t lit_or(litset_t a, litset_t b)
     return r;
 }
 
-static litset_t lits_of(const ag_rnode_t *r, const ag_util_t *utils, int depth);
+static litset_t lits_of(umemo_t *mm, const ag_rnode_t *r, const ag_util_t *utils, int depth);
 
-static litset_t lits_of(const ag_rnode_t *r, const ag_util_t *utils, int depth)
+static litset_t util_lits(umemo_t *mm, uint32_t u, const ag_util_t *utils, int depth)
+{
+    umemo_t *m = &mm[u];
+    if (m->lstate == 2)
+        return m->l;
+    if (m->lstate == 1)
+        return lit_none();
+    m->lstate = 1;
+    m->l = lits_of(mm, utils[u].rule, utils, depth + 1);
+    m->lstate = 2;
+    return m->l;
+}
+
+static litset_t lits_of(umemo_t *mm, const ag_rnode_t *r, const ag_util_t *utils, int depth)
 {
     litset_t l = lit_none();
     if (depth > MAX_DEPTH)
@@ -325,23 +359,23 @@ static litset_t lits_of(const ag_rnode_t *r, const ag_util_t *utils, int depth)
     if (r->regex)
         l = lit_and(l, lit_one(r->regex_literal));
     for (uint32_t i = 0; i < r->nall; i++)
-        l = lit_and(l, lits_of(r->all[i], utils, depth + 1));
+        l = lit_and(l, lits_of(mm, r->all[i], utils, depth + 1));
     if (r->nany) {
-        litset_t u = lits_of(r->any[0], utils, depth + 1);
+        litset_t u = lits_of(mm, r->any[0], utils, depth + 1);
         for (uint32_t i = 1; i < r->nany; i++)
-            u = lit_or(u, lits_of(r->any[i], utils, depth + 1));
+            u = lit_or(u, lits_of(mm, r->any[i], utils, depth + 1));
         l = lit_and(l, u);
     }
     if (r->matches >= 0)
-        l = lit_and(l, lits_of(utils[r->matches].rule, utils, depth + 1));
+        l = lit_and(l, util_lits(mm, (uint32_t)r->matches, utils, depth));
     if (r->has)
-        l = lit_and(l, lits_of(r->has->rule, utils, depth + 1));
+        l = lit_and(l, lits_of(mm, r->has->rule, utils, depth + 1));
     if (r->inside)
-        l = lit_and(l, lits_of(r->inside->rule, utils, depth + 1));
+        l = lit_and(l, lits_of(mm, r->inside->rule, utils, depth + 1));
     if (r->precedes)
-        l = lit_and(l, lits_of(r->precedes->rule, utils, depth + 1));
+        l = lit_and(l, lits_of(mm, r->precedes->rule, utils, depth + 1));
     if (r->follows)
-        l = lit_and(l, lits_of(r->follows->rule, utils, depth + 1));
+        l = lit_and(l, lits_of(mm, r->follows->rule, utils, depth + 1));
     return l;
 }
 
@@ -423,7 +457,11 @@ static int compile_regex(ctx_t *c, const ag_ynode_t *n, pcre2_code **out, ag_str
     if (re == NULL) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(errcode, msg, sizeof(msg));
-        ag_diag_set(c->d, c->file, n->line, n->col + (n->plain ? (unsigned)erroff : 0),
+        /* columns count characters, as the YAML positions do */
+        unsigned chars = 0;
+        for (size_t i = 0; i < erroff && i < n->len; i++)
+            chars += ((unsigned char)n->text[i] & 0xC0) != 0x80;
+        ag_diag_set(c->d, c->file, n->line, n->col + (n->plain ? chars : 0),
                     "bad regex `%.*s`: %s at offset %zu", (int)n->len, n->text, (char *)msg,
                     (size_t)erroff);
         return AG_EINVAL;
@@ -1095,6 +1133,7 @@ static int compile_doc(ctx_t *c, const ag_ynode_t *doc, ag_rule_def_t *def)
         }
         if (compile_rnode(c, l, rule, &rl->rule) != AG_OK)
             return AG_EINVAL;
+        c->memo = ag_arena_alloc(c->arena, (rl->nutils ? rl->nutils : 1) * sizeof(*c->memo));
         kindset_t k = kinds_of(c, l, rl->rule, rl->utils, 0);
         if (k.any)
             return fail(c, rule, "rule `%s`: the rule must specify a set of AST kinds to match; "
@@ -1152,10 +1191,10 @@ static void store_literals(ctx_t *c, ag_rule_def_t *def)
         ag_rule_lang_t *rl = &def->lang[li];
         if (!rl->enabled)
             continue;
-        l = lits_of(rl->rule, rl->utils, 0);
+        l = lits_of(c->memo, rl->rule, rl->utils, 0);
         for (int v = 0; v < AG_MAX_VARS; v++)
             if (rl->constraints[v])
-                l = lit_and(l, lits_of(rl->constraints[v], rl->utils, 0));
+                l = lit_and(l, lits_of(c->memo, rl->constraints[v], rl->utils, 0));
         break;
     }
     if (l.none || l.n == 0)
