@@ -7,6 +7,9 @@ libevent-dev libcurl4-openssl-dev libjansson-dev libcmocka-dev"
 case "${1:-}" in
 fuzz) pkgs="$pkgs clang-14 libclang-rt-14-dev" ;;
 esac
+# the end-to-end tests run on Node.js with npm (the machine's own, or Debian's)
+command -v node >/dev/null 2>&1 || pkgs="$pkgs nodejs"
+command -v npm >/dev/null 2>&1 || pkgs="$pkgs npm"
 missing=""
 for p in $pkgs; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -126,6 +126,20 @@ static size_t esc_len(const char *s, size_t i, size_t e)
     }
 }
 
+/* Whether s[i, e) (s[i] == '\\') is a proper prefix of a valid escape. */
+static bool esc_prefix(const char *s, size_t i, size_t e)
+{
+    if (e - i < 2)
+        return true;
+    if (s[i + 1] != 'u' || e - i >= 6)
+        return false;
+    for (size_t k = i + 2; k < e; k++) {
+        if (hexval(s[k]) < 0)
+            return false;
+    }
+    return true;
+}
+
 static size_t put_utf8(unsigned char *u, unsigned long cp)
 {
     if (cp < 0x80) {
@@ -206,7 +220,8 @@ static bool raw_eq(const char *s, size_t i, size_t e, bool esc, ag_str_t want)
 }
 
 /* Validates the string token at s[i] == '"': *end = offset after the closing quote, *esc =
- * whether it holds a backslash. On error *bad = offset of the offending byte (len: unterminated). */
+ * whether it holds a backslash. On error *bad = offset of the offending byte (len: unterminated).
+ */
 static int scan_str(const char *s, size_t len, size_t i, size_t *end, bool *esc, size_t *bad)
 {
     *esc = false;
@@ -223,7 +238,9 @@ static int scan_str(const char *s, size_t len, size_t i, size_t *end, bool *esc,
         }
         size_t n = s[i] == '\\' ? esc_len(s, i, len) : 0;
         if (n == 0) {
-            *bad = i; /* raw control byte, invalid UTF-8 or bad escape */
+            /* Raw control byte, invalid UTF-8 or bad escape; an escape cut short by the end of
+             * the text counts as the text ending early. */
+            *bad = s[i] == '\\' && esc_prefix(s, i, len) ? len : i;
             return AG_EINVAL;
         }
         *esc = true;
@@ -282,8 +299,8 @@ fail:
 /* ---- path patterns ---- */
 
 /* Copies pattern bytes from *i up to an unescaped byte of stops (or the end) into p->text. */
-static int take_text(ag_jscan_path_t *p, ag_str_t pat, size_t *i, const char *stops,
-                     uint16_t *off, uint16_t *len)
+static int take_text(ag_jscan_path_t *p, ag_str_t pat, size_t *i, const char *stops, uint16_t *off,
+                     uint16_t *len)
 {
     *off = p->textlen;
     while (*i < pat.len) {
@@ -731,9 +748,11 @@ static int run(scan_t *sc, size_t *bad)
     }
 }
 
-int ag_jscan_find(ag_str_t json, const ag_jscan_path_t *paths, size_t npaths,
-                  ag_jscan_match_t *out, size_t cap, size_t *n, size_t *errpos)
+int ag_jscan_find(ag_str_t json, const ag_jscan_path_t *paths, size_t npaths, ag_jscan_match_t *out,
+                  size_t cap, size_t *n, size_t *errpos)
 {
+    if (json.ptr == NULL)
+        json.ptr = ""; /* {NULL, 0}: no arithmetic on NULL */
     scan_t sc;
     size_t bad = 0;
 
@@ -771,8 +790,7 @@ int ag_jscan_find(ag_str_t json, const ag_jscan_path_t *paths, size_t npaths,
 
 bool ag_jscan_str_eq(ag_str_t json, const ag_jscan_match_t *m, ag_str_t want)
 {
-    if (m->type != AG_JSCAN_STRING || m->len < 2 || m->off > json.len ||
-        m->len > json.len - m->off)
+    if (m->type != AG_JSCAN_STRING || m->len < 2 || m->off > json.len || m->len > json.len - m->off)
         return false;
     return raw_eq(json.ptr, m->off + 1, m->off + m->len - 1, true, want);
 }
@@ -903,7 +921,7 @@ unsigned ag_jscan_str_style(ag_str_t json, size_t off, size_t len)
 
 static int put_u(ag_buf_t *out, unsigned long v, const char *hex)
 {
-    char e[6] = {'\\', 'u', hex[(v >> 12) & 15], hex[(v >> 8) & 15], hex[(v >> 4) & 15],
+    char e[6] = {'\\',       'u', hex[(v >> 12) & 15], hex[(v >> 8) & 15], hex[(v >> 4) & 15],
                  hex[v & 15]};
     return ag_buf_append(out, e, 6);
 }
@@ -947,9 +965,7 @@ int ag_jscan_escape(ag_buf_t *out, ag_str_t text, unsigned style)
             rc = ascii ? put_u(out, 0xfffd, hex) : ag_buf_append(out, "\xef\xbf\xbd", 3);
             n = 1;
         } else {
-            unsigned long cp = n == 2   ? u[i] & 0x1fUL
-                               : n == 3 ? u[i] & 0x0fUL
-                                        : u[i] & 0x07UL;
+            unsigned long cp = n == 2 ? u[i] & 0x1fUL : n == 3 ? u[i] & 0x0fUL : u[i] & 0x07UL;
             for (size_t k = 1; k < n; k++)
                 cp = (cp << 6) | (u[i + k] & 0x3fUL);
             if (cp >= 0x10000) {
@@ -980,8 +996,49 @@ static bool boundary(const size_t *map, size_t a)
     return a == 0 || map[a] != map[a - 1];
 }
 
+/* Whether json[i, e) starts with a \uXXXX escape of a code unit in [lo, hi]. */
+static bool surrogate_at(ag_str_t json, size_t i, size_t e, long lo, long hi)
+{
+    long v = e >= i && e - i >= 6 && json.ptr[i] == '\\' && json.ptr[i + 1] == 'u'
+                 ? hex4(json.ptr, i + 2)
+                 : -1;
+    return v >= lo && v <= hi;
+}
+
+/*
+ * Lone surrogate escapes decode to U+FFFD, but two of them meeting in the output (a lone high one
+ * left of an edit whose replacement, with any edits right after it, is empty, and a lone low one
+ * right of it) would decode as one other character. When that happens the high one, already in
+ * out, is rewritten as \ufffd: same length, same decoded text. This is the only byte outside the
+ * edits' raw spans that splicing may change.
+ */
+typedef struct seam {
+    size_t raw_end; /* out->len after the last raw copy inside the token */
+    size_t hi_at;   /* out offset of a lone high surrogate escape ending that copy; SIZE_MAX none */
+} seam_t;
+
+/* Copies json[from, to) to out, part of it inside the string token whose closing quote is at
+ * qpos; hi_end: the copy ends with a lone high surrogate escape. */
+static int copy_raw(ag_buf_t *out, ag_str_t json, size_t from, size_t to, size_t qpos, bool hi_end,
+                    unsigned style, seam_t *sm)
+{
+    if (from == to)
+        return AG_OK;
+    if (sm->hi_at != SIZE_MAX && out->len == sm->raw_end &&
+        surrogate_at(json, from, qpos, 0xdc00, 0xdfff))
+        memcpy(out->ptr + sm->hi_at, style & AG_JSCAN_ESC_UPPER ? "\\uFFFD" : "\\ufffd", 6);
+    int rc = ag_buf_append(out, json.ptr + from, to - from);
+    if (rc == AG_OK) {
+        sm->raw_end = out->len;
+        sm->hi_at = hi_end ? out->len - 6 : SIZE_MAX;
+    }
+    return rc;
+}
+
 int ag_jscan_splice(ag_str_t json, const ag_jscan_splice_t *sp, size_t n, ag_buf_t *out)
 {
+    if (json.ptr == NULL)
+        json.ptr = ""; /* {NULL, 0}: no arithmetic on NULL */
     size_t start = out->len, pos = 0, floor = 0;
     int rc = AG_OK;
 
@@ -999,11 +1056,13 @@ int ag_jscan_splice(ag_str_t json, const ag_jscan_splice_t *sp, size_t n, ag_buf
             pos = floor;
             continue;
         }
-        if (x->len < 2 || x->map_len == 0 || x->map[x->map_len - 1] != x->off + x->len - 1) {
+        size_t qpos = floor - 1; /* closing quote */
+        if (x->len < 2 || x->map_len == 0 || x->map[x->map_len - 1] != qpos) {
             rc = AG_EINVAL;
             break;
         }
         unsigned style = x->nedits > 0 ? ag_jscan_str_style(json, x->off, x->len) : 0;
+        seam_t sm = {0, SIZE_MAX};
         size_t dprev = 0;
         for (size_t j = 0; rc == AG_OK && j < x->nedits; j++) {
             const ag_jscan_edit_t *ed = &x->edits[j];
@@ -1013,15 +1072,21 @@ int ag_jscan_splice(ag_str_t json, const ag_jscan_splice_t *sp, size_t n, ag_buf
                 break;
             }
             size_t ra = x->map[ed->start], rb = x->map[ed->end];
-            if (ra < pos || ra <= x->off || rb < ra || rb >= floor) {
+            if (ra < pos || ra <= x->off || rb < ra || rb > qpos) {
                 rc = AG_EINVAL;
                 break;
             }
-            rc = ag_buf_append(out, json.ptr + pos, ra - pos);
+            bool hi_end = ed->start > 0 && x->map[ed->start - 1] + 6 == ra &&
+                          surrogate_at(json, ra - 6, ra, 0xd800, 0xdbff);
+            rc = copy_raw(out, json, pos, ra, qpos, hi_end, style, &sm);
             if (rc == AG_OK)
                 rc = ag_jscan_escape(out, ed->text, style);
             pos = rb;
             dprev = ed->end;
+        }
+        if (rc == AG_OK && x->nedits > 0) {
+            rc = copy_raw(out, json, pos, qpos, qpos, false, style, &sm);
+            pos = qpos;
         }
     }
     if (rc == AG_OK)

@@ -80,11 +80,11 @@ AG_MUSTCHECK int ag_jscan_path_compile(ag_jscan_path_t *p, ag_str_t pattern, uns
 
 /* One value found. Offsets are bytes into the scanned text. */
 typedef struct ag_jscan_match {
-    size_t off;                   /* first byte of the value token (the '"' for strings) */
-    size_t len;                   /* bytes of the whole token: strings include both quotes,
-                                   * objects/arrays run to their closing bracket */
-    size_t key_off;               /* member name token (with quotes) when the path's last step is
-                                   * a key; key_len == 0 otherwise */
+    size_t off;     /* first byte of the value token (the '"' for strings) */
+    size_t len;     /* bytes of the whole token: strings include both quotes,
+                     * objects/arrays run to their closing bracket */
+    size_t key_off; /* member name token (with quotes) when the path's last step is
+                     * a key; key_len == 0 otherwise */
     size_t key_len;
     size_t idx[AG_JSCAN_MAX_IDX]; /* element index of each array step, in path order */
     uint8_t path;                 /* index of the path in the paths[] given to ag_jscan_find */
@@ -136,8 +136,8 @@ AG_MUSTCHECK int ag_jscan_get_u64(ag_str_t json, const ag_jscan_match_t *m, uint
  * UTF-8, span outside json). AG_ETOOBIG: map_cap too small, or out->max reached. On error out is
  * left as it was and *map_len is not written.
  */
-AG_MUSTCHECK int ag_jscan_decode(ag_str_t json, size_t off, size_t len, ag_buf_t *out,
-                                 size_t *map, size_t map_cap, size_t *map_len);
+AG_MUSTCHECK int ag_jscan_decode(ag_str_t json, size_t off, size_t len, ag_buf_t *out, size_t *map,
+                                 size_t map_cap, size_t *map_len);
 
 /* Escape style of an existing string token, so that replacements look like the text around them:
  *   ASCII: the token writes non-ASCII only as \uXXXX escapes (it has at least one such escape
@@ -169,16 +169,16 @@ typedef struct ag_jscan_edit {
 
 /* Changes to one token of the body. */
 typedef struct ag_jscan_splice {
-    size_t off;                   /* token span in the body (a match's off/len) */
+    size_t off; /* token span in the body (a match's off/len) */
     size_t len;
-    const size_t *map;            /* ag_jscan_decode's map of this string token, map_len entries;
-                                   * NULL: replace the whole span [off, off+len) by raw */
+    const size_t *map; /* ag_jscan_decode's map of this string token, map_len entries;
+                        * NULL: replace the whole span [off, off+len) by raw */
     size_t map_len;
     const ag_jscan_edit_t *edits; /* in decoded coordinates, sorted, not overlapping (touching is
                                    * fine); nedits may be 0 */
     size_t nedits;
-    ag_str_t raw;                 /* only when map is NULL: replacement bytes, copied as they are
-                                   * (e.g. a renumbered "sequence_number") */
+    ag_str_t raw; /* only when map is NULL: replacement bytes, copied as they are
+                   * (e.g. a renumbered "sequence_number") */
 } ag_jscan_splice_t;
 
 /*
@@ -186,9 +186,13 @@ typedef struct ag_jscan_splice {
  * with spans that do not overlap. For a string token, each edit replaces raw bytes
  * [map[start], map[end]) with its text escaped in the token's own style (ag_jscan_str_style);
  * every byte outside the replaced spans is copied unchanged, so with no edits out receives json
- * byte for byte. AG_EINVAL for spans out of order or outside json, maps that do not end at the
- * token's closing quote, edits out of order or range, or an edit boundary inside a character
- * (map[i] == map[i - 1]). AG_ETOOBIG past out->max. On error out is left as it was.
+ * byte for byte. One exception, for invalid UTF-16 only: if a deletion would bring a lone high
+ * surrogate escape (\ud800-\udbff, decoded as U+FFFD) right before a lone low one, which would
+ * then decode as a pair, the high one is rewritten as \ufffd (same length, same decoded text).
+ * The decoded result is always the old decoded text with the edits applied. AG_EINVAL for spans out
+ * of order or outside json, maps that do not end at the token's closing quote, edits out of order
+ * or range, or an edit boundary inside a character (map[i] == map[i - 1]). AG_ETOOBIG past
+ * out->max. On error out is left as it was.
  */
 AG_MUSTCHECK int ag_jscan_splice(ag_str_t json, const ag_jscan_splice_t *sp, size_t n,
                                  ag_buf_t *out);

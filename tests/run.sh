@@ -1,6 +1,7 @@
 #!/bin/sh
-# Runs every test that `make test` covers: the C unit tests (built with ASan and UBSan) and the
-# golden corpus through the sanitized binary. Ends with one summary line; exits 1 on any failure.
+# Runs every test that `make test` covers: the C unit tests (built with ASan and UBSan), the
+# golden corpus and the end-to-end tests (official SDKs against `astgate serve` in front of a fake
+# upstream) through the sanitized binary. Ends with one summary line; exits 1 on any failure.
 #   tests/run.sh [BUILD_DIR]    (default build/asan)
 set -u
 dir=${1:-build/asan}
@@ -34,6 +35,16 @@ g=$(printf '%s\n' "$golden_out" | sed -n 's/^golden: \([0-9]*\) passed, \([0-9]*
 gp=${g% *}
 gf=${g#* }
 
+e2e_out=$(tests/e2e/run.sh "$dir/astgate" 2>&1)
+rc=$?
+printf '%s\n' "$e2e_out" | grep -E '^(not ok|# Subtest|e2e:)|✖' | grep -v '^# Subtest' | tail -n 40
+[ $rc -ne 0 ] && bad=1
+e=$(printf '%s\n' "$e2e_out" | sed -n 's/^e2e: \([0-9]*\) passed, \([0-9]*\) failed.*/\1 \2/p' | tail -n 1)
+ep=${e% *}
+ef=${e#* }
+[ -z "$e" ] && ef=1
+
 echo
-echo "tests: unit ${unit_pass} passed, ${unit_fail} failed; golden ${gp:-0} passed, ${gf:-0} failed"
+echo "tests: unit ${unit_pass} passed, ${unit_fail} failed; golden ${gp:-0} passed, ${gf:-0} failed;" \
+    "e2e ${ep:-0} passed, ${ef:-0} failed"
 exit $bad

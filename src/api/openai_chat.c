@@ -150,6 +150,7 @@ typedef struct chat_stream {
     bool has_fingerprint;
     bool choice_open[MAX_CHOICES]; /* a delta was seen and the choice is not finished */
     bool ended;              /* a block rule ended the stream */
+    bool block_pending;      /* a block matched while finishing into the current event */
     bool done;               /* [DONE] passed */
     int cur_choice;          /* for on_result */
 } chat_stream_t;
@@ -252,7 +253,11 @@ static int emit_flush(chat_stream_t *cs, int choice, ag_str_t text)
     if (rc == AG_OK)
         rc = ag_buf_appendf(&j, "\"choices\":[{\"index\":%d,\"delta\":{\"content\":", choice);
     if (rc == AG_OK)
+        rc = ag_buf_appendc(&j, '"');
+    if (rc == AG_OK)
         rc = ag_jscan_escape(&j, text, 0) == AG_OK ? AG_OK : AG_EINVAL;
+    if (rc == AG_OK)
+        rc = ag_buf_appendc(&j, '"');
     if (rc == AG_OK)
         rc = ag_buf_append(&j, "},\"logprobs\":null,\"finish_reason\":null}]}", 41);
     if (rc == AG_OK)
@@ -275,9 +280,14 @@ static int finish_choice(chat_stream_t *cs, int choice, ag_buf_t *into)
     int rc = ag_stream_finish(cs->core, (uint64_t)choice, dst, &status);
     if (rc != AG_OK)
         return rc;
-    if (status == AG_STREAM_BLOCKED)
-        return emit_block_error(cs);
-    return into ? AG_OK : emit_flush(cs, choice, ag_buf_str(&cs->text));
+    if (status == AG_STREAM_BLOCKED && into) {
+        cs->block_pending = true; /* the caller sends what came before, then the error */
+        return AG_OK;
+    }
+    rc = into ? AG_OK : emit_flush(cs, choice, ag_buf_str(&cs->text));
+    if (rc == AG_OK && status == AG_STREAM_BLOCKED)
+        rc = emit_block_error(cs);
+    return rc;
 }
 
 static int finish_all(chat_stream_t *cs)
@@ -378,6 +388,7 @@ static int on_event(chat_stream_t *cs, const ag_sse_item_t *it)
     ag_jscan_splice_t sp[MAX_CHOICES];
     ag_jscan_edit_t ed[MAX_CHOICES];
     size_t texts_off[MAX_CHOICES];
+    int choices[MAX_CHOICES];
     size_t nsp = 0;
     ag_buf_t texts;
     ag_buf_init(&texts, 128u << 20);
@@ -398,18 +409,23 @@ static int on_event(chat_stream_t *cs, const ag_sse_item_t *it)
                             &status);
         if (rc != AG_OK)
             break;
-        if (status == AG_STREAM_BLOCKED) {
-            ag_buf_dispose(&texts);
-            return emit_block_error(cs);
-        }
         /* the same event also ends this choice: its held text goes in this content */
-        for (size_t k = 0; k < n && rc == AG_OK; k++)
+        for (size_t k = 0; k < n && rc == AG_OK && status != AG_STREAM_BLOCKED; k++)
             if (cs->m[k].path == P_FINISH && cs->m[k].idx[0] == m->idx[0])
                 rc = finish_choice(cs, choice, &texts);
-        if (cs->ended) {
+        if (rc == AG_OK && (status == AG_STREAM_BLOCKED || cs->block_pending)) {
+            /* what the choices let through before the block still reaches the client, each
+             * in an event of its own, then the error ends the stream */
+            for (size_t j = 0; j < nsp && rc == AG_OK; j++)
+                rc = emit_flush(cs, choices[j], ag_str(texts.ptr + texts_off[j], ed[j].text.len));
+            if (rc == AG_OK)
+                rc = emit_flush(cs, choice, ag_str(texts.ptr + before, texts.len - before));
+            if (rc == AG_OK)
+                rc = emit_block_error(cs);
             ag_buf_dispose(&texts);
             return rc;
         }
+        choices[nsp] = choice;
         texts_off[nsp] = before;
         ed[nsp].start = 0;
         ed[nsp].end = 0;
