@@ -129,6 +129,16 @@ static uint32_t first_named(const ens_t *s, uint32_t i)
     return AG_NONE;
 }
 
+/* last named child that is not a comment */
+static uint32_t last_named(const ens_t *s, uint32_t i)
+{
+    uint32_t last = AG_NONE;
+    for (uint32_t c = N(s, i)->first_child; c != AG_NONE; c = N(s, c)->next_sib)
+        if (N(s, c)->named && !N(s, c)->extra)
+            last = c;
+    return last;
+}
+
 static bool is_function(const ens_t *s, uint32_t i)
 {
     return is(s, i, s->k->arrow) || is(s, i, s->k->function_expression) ||
@@ -322,10 +332,13 @@ static void lookup(const ens_t *s, uint32_t obj, ag_str_t key, lookup_t *r, int 
     for (uint32_t c = N(s, obj)->first_child; c != AG_NONE; c = N(s, c)->next_sib) {
         const ag_fnode_t *n = N(s, c);
         if (n->sym == s->k->pair) {
-            uint32_t kn = field(s, c, s->k->f_key);
+            /* pair: key ':' value; the first and last named children (comments aside) */
+            uint32_t kn = first_named(s, c);
             if (kn != AG_NONE && key_is(s, kn, key)) {
                 r->state = LK_FOUND;
-                r->value = field(s, c, s->k->f_value);
+                r->value = last_named(s, c);
+                if (r->value == kn)
+                    r->value = AG_NONE;
             }
         } else if (n->sym == s->k->shorthand) {
             if (ag_str_eq(T(s, c), key)) {
@@ -389,6 +402,8 @@ static int quoted(ag_buf_t *b, char q, ag_str_t v)
             rc = ag_buf_appendc(b, '\\');
         if (rc == AG_OK && ch == '\n')
             rc = ag_buf_append(b, "\\n", 2);
+        else if (rc == AG_OK && ch == '\r')
+            rc = ag_buf_append(b, "\\r", 2);
         else if (rc == AG_OK)
             rc = ag_buf_appendc(b, ch);
     }
@@ -445,11 +460,33 @@ static void pin(ens_t *s, const ag_ensure_case_t *ec, uint32_t leaf)
     if (rc == AG_OK)
         rc = ag_engine_edit(s->e, s->rule, n->start, n->end, ag_buf_str(&b),
                             n->end > s->guard ? n->end : s->guard);
+    /* a whole string or template literal replaced by a literal quoted (and escaped) for the same
+     * quote character cannot change how the rest parses */
+    if (rc == AG_OK && ec->has_string && !n->has_error && !n->missing &&
+        (n->sym == s->k->string || n->sym == s->k->template_string) &&
+        b.len && b.ptr[0] == s->f->src[n->start])
+        ag_engine_edit_is_safe(s->e);
 out:
     ag_buf_dispose(&b);
 }
 
 /* Inserts `key: value` as the last property of obj (see shared/reference/rules.md §6.3). */
+/* Whether `key: 'value'` inserted into a well-formed object can be trusted to parse: the key is
+ * an identifier and the value a literal quoted by quoted(). */
+static bool insert_is_safe(const ag_ensure_case_t *ec)
+{
+    if (!ec->has_string || ec->key_len == 0)
+        return false;
+    for (uint32_t i = 0; i < ec->key_len; i++) {
+        char ch = ec->key[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' || ch == '$' ||
+                  (i > 0 && ch >= '0' && ch <= '9');
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
 static void insert(ens_t *s, const ag_ensure_case_t *ec, uint32_t obj)
 {
     const ag_fnode_t *o = N(s, obj);
@@ -489,6 +526,8 @@ static void insert(ens_t *s, const ag_ensure_case_t *ec, uint32_t obj)
             rc = ag_buf_appendc(&b, ' ');
         if (rc == AG_OK)
             rc = ag_engine_edit(s->e, s->rule, open_end, close_start, ag_buf_str(&b), guard);
+        if (rc == AG_OK && insert_is_safe(ec))
+            ag_engine_edit_is_safe(s->e);
         goto out;
     }
     uint32_t after = N(s, last)->end; /* end of the last property, or of its comma */
@@ -517,6 +556,8 @@ static void insert(ens_t *s, const ag_ensure_case_t *ec, uint32_t obj)
         }
         if (rc == AG_OK)
             rc = ag_engine_edit(s->e, s->rule, after, after, ag_buf_str(&b), guard);
+        if (rc == AG_OK && insert_is_safe(ec))
+            ag_engine_edit_is_safe(s->e);
         goto out;
     }
     /* multi-line: a new line after the last property's line (after a trailing comment), with
@@ -546,6 +587,8 @@ static void insert(ens_t *s, const ag_ensure_case_t *ec, uint32_t obj)
         rc = ag_buf_appendc(&b, ',');
     if (rc == AG_OK)
         rc = ag_engine_edit(s->e, s->rule, edit_start, ins, ag_buf_str(&b), guard);
+    if (rc == AG_OK && insert_is_safe(ec))
+        ag_engine_edit_is_safe(s->e);
 out:
     ag_buf_dispose(&prop);
     ag_buf_dispose(&b);

@@ -18,22 +18,27 @@ typedef struct ag_fnode {
     uint32_t subtree_end;  /* descendants are the indices (i, subtree_end) */
     uint32_t child_count;  /* all children, named or not */
     TSSymbol sym;          /* public symbol (ts_node_symbol) */
-    TSFieldId field;       /* field under the parent; 0 = none */
+    TSFieldId field;       /* field under the parent; 0 = none. Filled lazily: read it only
+                            * through ag_flat_child_by_field */
     uint8_t named : 1;     /* ts_node_is_named */
     uint8_t extra : 1;     /* ts_node_is_extra (comments) */
     uint8_t missing : 1;   /* inserted by error recovery, zero width */
     uint8_t error : 1;     /* an ERROR node */
     uint8_t has_error : 1; /* ts_node_has_error: this subtree holds an ERROR or MISSING node */
+    uint8_t fields_done : 1; /* the field ids of this node's children are filled */
 } ag_fnode_t;
 
 typedef struct ag_flat {
     ag_fnode_t *nodes; /* nodes[0] is the root */
+    TSNode *ts;        /* the tree-sitter node of each entry, for lazy field ids */
     uint32_t count;
     uint32_t cap;
     uint32_t errors;   /* ERROR plus MISSING nodes */
     const char *src;   /* borrowed source the tree was parsed from */
     uint32_t src_len;
     const TSLanguage *lang;
+    uint32_t *left;    /* scratch for ag_flat_build: siblings left per open level */
+    uint32_t left_cap;
 } ag_flat_t;
 
 void ag_flat_init(ag_flat_t *f);
@@ -45,7 +50,8 @@ static inline ag_str_t ag_flat_text(const ag_flat_t *f, uint32_t i)
 {
     return (ag_str_t){f->src + f->nodes[i].start, f->nodes[i].end - f->nodes[i].start};
 }
-/* First child of i with the given field, or AG_NONE. */
+/* First child of i with the given field, or AG_NONE. Field ids cost a walk of the field map in
+ * tree-sitter 0.20.7, so they are computed here, once per parent, on first use. */
 uint32_t ag_flat_child_by_field(const ag_flat_t *f, uint32_t i, TSFieldId field);
 /* The n-th (0-based) named child of i, or AG_NONE. */
 uint32_t ag_flat_named_child(const ag_flat_t *f, uint32_t i, uint32_t n);

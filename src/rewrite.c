@@ -174,6 +174,7 @@ int ag_engine_edit(ag_engine_t *e, uint32_t rule, uint32_t start, uint32_t end, 
     ed->text_len = (uint32_t)text.len;
     ed->guard_end = guard_end > end ? guard_end : end;
     ed->keep = true;
+    ed->safe = false;
     ed->reason = NULL;
     ed->dup = false;
     ed->winner = -1;
@@ -182,6 +183,12 @@ int ag_engine_edit(ag_engine_t *e, uint32_t rule, uint32_t start, uint32_t end, 
         return AG_ETOOBIG;
     e->nedits++;
     return AG_OK;
+}
+
+void ag_engine_edit_is_safe(ag_engine_t *e)
+{
+    if (e->nedits)
+        e->edits[e->nedits - 1].safe = true;
 }
 
 static ag_str_t edit_text(const ag_engine_t *e, const ag_edit_t *ed)
@@ -661,8 +668,12 @@ static void resolve(ag_engine_t *e, uint32_t first, ag_lang_t lang, const TSTree
         last = (int)i;
         last_end = ed[i].end;
     }
-    /* the parse check: no edit may add a parse error */
-    uint32_t errs = errors_after(e, lang, tree, ed, n, -1);
+    /* the parse check: no edit may add a parse error (literal swaps cannot) */
+    bool all_safe = true;
+    for (uint32_t i = 0; i < n; i++)
+        if (ed[i].keep && !ed[i].safe)
+            all_safe = false;
+    uint32_t errs = all_safe ? base_errors : errors_after(e, lang, tree, ed, n, -1);
     if (errs > base_errors) {
         /* find the culprits: accept edits one at a time */
         for (uint32_t i = 0; i < n; i++) {

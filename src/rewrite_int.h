@@ -18,6 +18,7 @@ typedef struct ag_edit {
     uint32_t guard_end;       /* bytes up to here must be in the reply (not a completion) */
     uint32_t seq;             /* creation order, for a stable sort */
     bool keep;
+    bool safe;                /* cannot break the parse: a literal replaced by a literal */
     bool dup;                 /* the same edit made twice (two matches reached the same code) */
     const char *reason;       /* why it was dropped */
     int32_t winner;           /* dropped for an overlap: the rule whose edit was kept */
@@ -63,6 +64,9 @@ struct ag_engine {
  * code up to there is not all in the reply (a cut-off reply completed for parsing). */
 AG_MUSTCHECK int ag_engine_edit(ag_engine_t *e, uint32_t rule, uint32_t start, uint32_t end,
                                 ag_str_t text, uint32_t guard_end);
+/* Marks the last edit recorded as one that cannot change the parse (a complete string literal
+ * replaced by a string literal escaped for its quote): the parse check skips it. */
+void ag_engine_edit_is_safe(ag_engine_t *e);
 /* Records a flag event at node. */
 void ag_engine_flag(ag_engine_t *e, uint32_t rule, uint32_t node, const char *reason);
 /* Indentation bytes of the line holding off in e->code, and its line ending. */
