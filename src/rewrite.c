@@ -634,10 +634,10 @@ static uint32_t errors_after(ag_engine_t *e, ag_lang_t lang, const TSTree *tree,
 static void resolve(ag_engine_t *e, uint32_t first, ag_lang_t lang, const TSTree *tree,
                     uint32_t base_errors)
 {
-    ag_edit_t *ed = e->edits + first;
     uint32_t n = e->nedits - first;
     if (n == 0)
         return;
+    ag_edit_t *ed = e->edits + first;
     qsort(ed, n, sizeof(*ed), edit_cmp);
     int last = -1;
     uint32_t last_end = 0;
