@@ -64,6 +64,8 @@ int ag_audit_format(ag_buf_t *b, const ag_event_t *ev, const ag_audit_ctx_t *ctx
         rc = ag_buf_appendf(b, ",\"action\":\"%s\"", ag_action_name(ev->action));
     if (rc == AG_OK && ev->action == AG_ACTION_REWRITE)
         rc = ag_buf_appendf(b, ",\"applied\":%s", ev->applied ? "true" : "false");
+    if (rc == AG_OK && ev->shadow)
+        rc = ag_buf_append(b, ",\"mode\":\"shadow\"", 16);
     if (rc == AG_OK)
         rc = ag_buf_appendf(b, ",\"block\":%u,\"line\":%u,\"column\":%u", ev->block, ev->line,
                             ev->col);

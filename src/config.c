@@ -158,8 +158,9 @@ static void rel_path(const char *config_path, const char *p, char *out, size_t c
 static int apply(const char *path, const char *file, const ag_ynode_t *root, ag_config_t *cfg,
                  ag_diag_t *d)
 {
-    static const char *const top[] = {"listen", "upstream", "rules",  "workers", "timeouts",
-                                      "limits", "logs",     "block_status", "bare", NULL};
+    static const char *const top[] = {"listen", "upstream",     "rules", "workers", "timeouts",
+                                      "limits", "logs",         "block_status", "bare", "mode",
+                                      "admin",  NULL};
     if (check_keys(file, root, top, "the configuration", d) != AG_OK)
         return AG_EINVAL;
     const ag_ynode_t *n;
@@ -256,6 +257,23 @@ static int apply(const char *path, const char *file, const ag_ynode_t *root, ag_
     }
     if ((n = ag_ymap_get(root, "bare")) != NULL && ag_yscalar_bool(n, &cfg->bare) != AG_OK)
         return fail(d, file, n, "`bare` must be true or false");
+    if ((n = ag_ymap_get(root, "mode")) != NULL) {
+        if (n->type == AG_Y_SCALAR && ag_str_eqc(ag_yscalar_str(n), "shadow"))
+            cfg->shadow = true;
+        else if (n->type == AG_Y_SCALAR && ag_str_eqc(ag_yscalar_str(n), "enforce"))
+            cfg->shadow = false;
+        else
+            return fail(d, file, n, "`mode` must be enforce or shadow");
+    }
+    if ((n = ag_ymap_get(root, "admin")) != NULL) {
+        if (get_str(file, n, tmp, sizeof(tmp), d, "admin") != AG_OK)
+            return AG_EINVAL;
+        ag_config_t probe = *cfg;
+        if (ag_config_set_listen(&probe, tmp, d) != AG_OK)
+            return fail(d, file, n, "admin: %s", d->msg);
+        memcpy(cfg->admin_host, probe.listen_host, sizeof(cfg->admin_host));
+        cfg->admin_port = probe.listen_port;
+    }
     return AG_OK;
 }
 

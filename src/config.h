@@ -23,6 +23,9 @@ typedef struct ag_config {
     char rewrite_log[1024];        /* path, "-" = stderr, "off" */
     int block_status;              /* HTTP status for a blocked reply */
     bool bare;                     /* try replies without fences as code */
+    bool shadow;                   /* mode: shadow: log and count, change nothing */
+    char admin_host[256];          /* /metrics and /healthz listener; empty = on `listen` */
+    uint16_t admin_port;
     char source[1024];             /* the config file, or "(embedded default)" */
 } ag_config_t;
 

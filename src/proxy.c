@@ -6,6 +6,7 @@
 #include "api/api.h"
 #include "audit.h"
 #include "json.h"
+#include "metrics.h"
 #include "rewrite.h"
 #include "upstream.h"
 
@@ -44,6 +45,7 @@ typedef struct worker {
     const ag_rules_t *rules;
     int fd;
     uint64_t seq;
+    ag_wmetrics_t m;
 } worker_t;
 
 typedef enum req_state {
@@ -93,6 +95,10 @@ typedef struct preq {
 } preq_t;
 
 static log_sink_t access_log, rewrite_log;
+/* for /metrics: every worker's counters (set before the workers start, read-only after) */
+static ag_wmetrics_t **all_metrics;
+static uint32_t nall_metrics;
+static const ag_rules_t *metrics_rules;
 static int stop_fd[2] = {-1, -1};
 
 static uint64_t now_ns(void)
@@ -133,9 +139,44 @@ static void sink_write(log_sink_t *s, ag_str_t line)
     pthread_mutex_unlock(&s->lock);
 }
 
+static void count_events(ag_wmetrics_t *m, const ag_result_t *res)
+{
+    for (uint32_t i = 0; i < res->nevents; i++) {
+        const ag_event_t *ev = &res->events[i];
+        uint32_t k = ev->rule_index;
+        if (ev->shadow && (ev->action == AG_ACTION_BLOCK ||
+                           (ev->action == AG_ACTION_REWRITE && ev->reason &&
+                            strcmp(ev->reason, "shadow mode") == 0)))
+            ag_m_inc(&m->shadowed[k], 1);
+        else if (ev->action == AG_ACTION_REWRITE)
+            ag_m_inc(ev->applied ? &m->rewrites[k] : &m->dropped[k], 1);
+        else if (ev->action == AG_ACTION_FLAG)
+            ag_m_inc(&m->flags[k], 1);
+        else
+            ag_m_inc(&m->blocks[k], 1);
+    }
+}
+
+static void on_reply(void *ud, int index, const ag_reply_summary_t *s)
+{
+    preq_t *r = ud;
+    ag_wmetrics_t *m = &r->w->m;
+    (void)index;
+    ag_m_inc(&m->replies, 1);
+    if (!s->had_code)
+        return;
+    ag_m_inc(&m->replies_code, 1);
+    if (s->rewrites + s->flags + s->dropped + s->blocked + s->shadowed == 0)
+        ag_m_inc(&m->replies_raw_ok, 1);
+    if (s->flags + s->dropped + s->blocked == 0)
+        ag_m_inc(&m->replies_corrected_ok, 1);
+    ag_m_observe(m, AG_HIST_PARSE, s->parse_ns);
+}
+
 static void on_result(void *ud, int index, const ag_result_t *res)
 {
     preq_t *r = ud;
+    count_events(&r->w->m, res);
     ag_audit_ctx_t ctx;
     ag_audit_ctx_init(&ctx);
     ctx.request_id = r->request_id;
@@ -155,6 +196,18 @@ static void on_result(void *ud, int index, const ag_result_t *res)
 
 static void access_line(preq_t *r, int status)
 {
+    ag_wmetrics_t *m = &r->w->m;
+    int route = r->api ? AG_M_ROUTE_CHAT : AG_M_ROUTE_PASS;
+    if (status >= 100 && status < 600)
+        ag_m_inc(&m->requests[route][status], 1);
+    ag_m_observe(m, AG_HIST_ADDED, r->own_ns);
+    if (r->easy) {
+        curl_off_t t = 0;
+        if (curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME_T, &t) == CURLE_OK && t > 0)
+            ag_m_observe(m, AG_HIST_UPSTREAM, (uint64_t)t * 1000u);
+    }
+    if (r->state == REQ_STREAMING)
+        __atomic_fetch_sub(&m->streams_in_flight, 1, __ATOMIC_RELAXED);
     if (access_log.f == NULL)
         return;
     double total_ms = (double)(now_ns() - r->t_start_ns) / 1e6;
@@ -480,6 +533,7 @@ static void on_head(preq_t *r)
     bool ok = r->status >= 200 && r->status < 300;
     if (r->api && ok && is_event_stream(r)) {
         r->state = REQ_STREAMING;
+        __atomic_fetch_add(&r->w->m.streams_in_flight, 1, __ATOMIC_RELAXED);
         r->stream = r->api->stream_new(&r->env, &r->stats);
         start_reply(r);
     } else if (r->api && ok && is_json(r)) {
@@ -627,6 +681,51 @@ out:
     release(r);
 }
 
+/* ---- /metrics and /healthz ---- */
+
+static bool admin_path(const char *path)
+{
+    return strcmp(path, "/metrics") == 0 || strcmp(path, "/healthz") == 0;
+}
+
+static void serve_admin(struct evhttp_request *req)
+{
+    const char *uri = evhttp_request_get_uri(req);
+    size_t plen = strcspn(uri, "?");
+    struct evbuffer *b = evbuffer_new();
+    struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
+    int status = 200;
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET &&
+        evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
+        status = 405;
+        evbuffer_add_printf(b, "method not allowed\n");
+    } else if (plen == 8 && strncmp(uri, "/healthz", 8) == 0) {
+        evbuffer_add_printf(b, "ok\n");
+    } else if (plen == 8 && strncmp(uri, "/metrics", 8) == 0) {
+        ag_buf_t t;
+        ag_buf_init(&t, 16u << 20);
+        if (ag_metrics_render(&t, all_metrics, nall_metrics, metrics_rules) == AG_OK)
+            evbuffer_add(b, t.ptr, t.len);
+        else
+            status = 500;
+        ag_buf_dispose(&t);
+        evhttp_add_header(oh, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    } else {
+        status = 404;
+        evbuffer_add_printf(b, "not found\n");
+    }
+    if (evhttp_find_header(oh, "Content-Type") == NULL)
+        evhttp_add_header(oh, "Content-Type", "text/plain; charset=utf-8");
+    evhttp_send_reply(req, status, NULL, b);
+    evbuffer_free(b);
+}
+
+static void handle_admin(struct evhttp_request *req, void *arg)
+{
+    (void)arg;
+    serve_admin(req);
+}
+
 /* ---- the request handler ---- */
 
 static const ag_api_t *const APIS[] = {&ag_api_openai_chat, NULL};
@@ -684,6 +783,15 @@ static const char *method_name(enum evhttp_cmd_type t)
 static void handle(struct evhttp_request *req, void *arg)
 {
     worker_t *w = arg;
+    if (w->cfg->admin_port == 0 && w->cfg->admin_host[0] == '\0') {
+        const char *u = evhttp_request_get_uri(req);
+        char p[16];
+        snprintf(p, sizeof(p), "%.*s", (int)strcspn(u, "?"), u);
+        if (admin_path(p)) {
+            serve_admin(req);
+            return;
+        }
+    }
     preq_t *r = ag_xcalloc(1, sizeof(*r));
     r->t_start_ns = now_ns();
     r->w = w;
@@ -716,6 +824,7 @@ static void handle(struct evhttp_request *req, void *arg)
     r->env.engine = w->engine;
     r->env.max_held = w->cfg->max_held;
     r->env.on_result = on_result;
+    r->env.on_reply = on_reply;
     r->env.ud = r;
 
     size_t ulen = strlen(w->cfg->upstream) + strlen(uri) + 1;
@@ -859,6 +968,11 @@ int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
         return 1;
     }
     worker_t *ws = ag_xcalloc(nw, sizeof(*ws));
+    all_metrics = ag_xcalloc(nw, sizeof(*all_metrics));
+    nall_metrics = nw;
+    metrics_rules = rules;
+    struct evhttp *admin = NULL;
+    uint16_t admin_port = 0;
     uint16_t port = cfg->listen_port;
     char err[512];
     uint32_t started = 0;
@@ -890,14 +1004,32 @@ int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
             fprintf(stderr, "astgate: cannot accept on the listening socket\n");
             goto out;
         }
+        ag_wmetrics_init(&w->m, ag_rules_count(rules));
+        all_metrics[i] = &w->m;
         ag_engine_opts_t eo;
         memset(&eo, 0, sizeof(eo));
         eo.bare = cfg->bare;
+        eo.shadow = cfg->shadow;
         eo.parse_timeout_us = cfg->parse_timeout_us;
         eo.max_reply = cfg->max_response_body;
         w->engine = ag_engine_new(rules, &eo);
         w->up = ag_upstream_new(w->base, on_done);
         w->stop = event_new(w->base, -1, 0, on_stop, w);
+    }
+    if (cfg->admin_host[0]) {
+        /* the admin listener runs on the first worker's loop */
+        int afd = open_listener(cfg->admin_host, cfg->admin_port, &admin_port, err, sizeof(err));
+        if (afd < 0) {
+            fprintf(stderr, "astgate: admin: %s\n", err);
+            goto out;
+        }
+        admin = evhttp_new(ws[0].base);
+        evhttp_set_gencb(admin, handle_admin, NULL);
+        if (evhttp_accept_socket(admin, afd) != 0) {
+            fprintf(stderr, "astgate: cannot accept on the admin socket\n");
+            close(afd);
+            goto out;
+        }
     }
     for (uint32_t i = 0; i < nw; i++) {
         if (pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]) != 0) {
@@ -906,8 +1038,12 @@ int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
         }
         started++;
     }
-    fprintf(stderr, "astgate: listening on http://%s:%u (%u worker%s, upstream %s, config %s)\n",
-            cfg->listen_host, port, nw, nw == 1 ? "" : "s", cfg->upstream, cfg->source);
+    fprintf(stderr, "astgate: listening on http://%s:%u (%u worker%s, upstream %s, config %s%s)\n",
+            cfg->listen_host, port, nw, nw == 1 ? "" : "s", cfg->upstream, cfg->source,
+            cfg->shadow ? ", shadow mode" : "");
+    if (admin)
+        fprintf(stderr, "astgate: admin (/metrics, /healthz) on http://%s:%u\n", cfg->admin_host,
+                admin_port);
     fflush(stderr);
     int sig = 0;
     sigwait(&set, &sig);
@@ -919,8 +1055,11 @@ stop:
     for (uint32_t i = 0; i < started; i++)
         pthread_join(ws[i].thread, NULL);
 out:
+    if (admin)
+        evhttp_free(admin);
     for (uint32_t i = 0; i < nw; i++) {
         worker_t *w = &ws[i];
+        ag_wmetrics_dispose(&w->m);
         if (w->stop)
             event_free(w->stop);
         ag_upstream_free(w->up);
@@ -931,6 +1070,8 @@ out:
             event_base_free(w->base);
     }
     free(ws);
+    free(all_metrics);
+    all_metrics = NULL;
     curl_global_cleanup();
     (void)stop_fd;
     return status;

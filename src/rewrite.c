@@ -118,9 +118,11 @@ static ag_event_t *event_add(ag_engine_t *e, uint32_t rule, ag_action_t action)
     e->nevents++;
     const ag_rule_def_t *def = &e->rules->rules[rule];
     ev->rule = def->id;
+    ev->rule_index = rule;
     ev->action = action;
     ev->message = def->message;
     ev->reason = "";
+    ev->shadow = e->opts.shadow || def->shadow;
     ev->block = e->block_base + e->cur_block;
     return ev;
 }
@@ -411,7 +413,10 @@ static void scan(ag_engine_t *e, ag_lang_t lang, const bool *active)
                                        end > n->start ? end - n->start : 0),
                                 ag_str(NULL, 0));
                 }
-                e->res.blocked++;
+                if (e->opts.shadow || def->shadow)
+                    e->res.shadowed++;
+                else
+                    e->res.blocked++;
                 break;
             }
             }
@@ -688,10 +693,16 @@ static void resolve(ag_engine_t *e, uint32_t first, ag_lang_t lang, const TSTree
     for (uint32_t i = 0; i < n; i++) {
         if (ed[i].dup)
             continue;
-        if (ed[i].keep)
+        if (ed[i].keep && (e->opts.shadow || e->rules->rules[ed[i].rule].shadow)) {
+            /* checked like the others, but shadow mode changes nothing */
+            ed[i].keep = false;
+            ed[i].reason = "shadow mode";
+            e->res.shadowed++;
+        } else if (ed[i].keep) {
             e->res.rewrites++;
-        else
+        } else {
             e->res.dropped++;
+        }
     }
 }
 

@@ -18,8 +18,10 @@ typedef enum ag_action {
 /* One thing the engine did or would do; borrowed views valid until the next call. */
 typedef struct ag_event {
     const char *rule;   /* rule id */
+    uint32_t rule_index; /* position of the rule in the rule set (ag_rules_rule_id) */
     ag_action_t action;
-    bool applied;       /* rewrite: the edit is in the output; false when dropped */
+    bool applied;       /* rewrite: the edit is in the output; false when dropped or shadowed */
+    bool shadow;        /* the rule runs in shadow mode: reported, not applied (nor blocked) */
     const char *reason; /* when not applied: why, as a sentence for people */
     const char *other_rule; /* dropped for an overlap: the id of the rule whose edit was kept */
     uint32_t block;     /* 0-based index of the code block in the reply */
@@ -36,6 +38,7 @@ typedef struct ag_engine_opts {
     uint32_t regex_match_limit; /* PCRE2 match limit; 0 = default */
     size_t max_reply;          /* bytes of output; 0 = 16 MiB */
     bool bare;                 /* treat a reply without fences that parses as TS as one block */
+    bool shadow;               /* every rule in shadow mode: log, change and block nothing */
 } ag_engine_opts_t;
 
 typedef struct ag_result {
@@ -44,7 +47,8 @@ typedef struct ag_result {
     uint32_t rewrites;   /* edits applied */
     uint32_t flags;      /* flagged violations */
     uint32_t dropped;    /* edits dropped (overlap, parse check) */
-    uint32_t blocked;    /* block-action matches; the caller decides what to do */
+    uint32_t blocked;    /* block-action matches (enforced); the caller decides what to do */
+    uint32_t shadowed;   /* rewrites and blocks a shadow-mode rule would have made */
     const ag_event_t *events; /* borrowed, valid until the next ag_engine_rewrite */
     uint32_t nevents;
     uint64_t parse_ns, match_ns, splice_ns; /* time spent, for benchmarks */

@@ -1003,7 +1003,7 @@ static int parse_astgate(ctx_t *c, const ag_ynode_t *meta, const ag_ynode_t **en
         return AG_OK;
     if (need_map(c, ag, "metadata.astgate") != AG_OK)
         return AG_EINVAL;
-    static const char *const keys[] = {"action", "fences", "ensure", NULL};
+    static const char *const keys[] = {"action", "fences", "ensure", "mode", NULL};
     if (check_keys(c, ag, keys, "metadata.astgate") != AG_OK)
         return AG_EINVAL;
     const ag_ynode_t *action = ag_ymap_get(ag, "action");
@@ -1016,6 +1016,13 @@ static int parse_astgate(ctx_t *c, const ag_ynode_t *meta, const ag_ynode_t **en
             def->action = AG_ACTION_BLOCK;
         else
             return fail(c, action, "action must be rewrite, flag or block");
+    }
+    const ag_ynode_t *mode = ag_ymap_get(ag, "mode");
+    if (mode) {
+        if (is_scalar(mode) && ag_str_eqc(sv(mode), "shadow"))
+            def->shadow = true;
+        else if (!(is_scalar(mode) && ag_str_eqc(sv(mode), "enforce")))
+            return fail(c, mode, "mode must be enforce or shadow");
     }
     const ag_ynode_t *fences = ag_ymap_get(ag, "fences");
     if (fences) {
@@ -1374,4 +1381,9 @@ void ag_rules_free(ag_rules_t *r)
 uint32_t ag_rules_count(const ag_rules_t *r)
 {
     return r->n;
+}
+
+const char *ag_rules_rule_id(const ag_rules_t *r, uint32_t i)
+{
+    return i < r->n ? r->rules[i].id : "";
 }

@@ -17,5 +17,7 @@ AG_MUSTCHECK int ag_rules_load_mem(ag_str_t text, const char *name, ag_rules_t *
 void ag_rules_free(ag_rules_t *r);
 /* Number of rules loaded. */
 uint32_t ag_rules_count(const ag_rules_t *r);
+/* Id of rule i (0 <= i < ag_rules_count). */
+const char *ag_rules_rule_id(const ag_rules_t *r, uint32_t i);
 
 #endif

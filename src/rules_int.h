@@ -84,6 +84,8 @@ typedef struct ag_rule_def {
     char *message;
     char *severity;
     uint8_t action;            /* ag_action_t */
+    bool shadow;               /* metadata.astgate.mode: shadow: log what it would do, change
+                                * nothing, block nothing */
     ag_vars_t vars;
     ag_rule_lang_t lang[AG_LANG_COUNT];
     ag_transform_t *transforms; /* in evaluation (dependency) order */

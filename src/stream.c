@@ -130,7 +130,7 @@ static int rewrite_span(ag_stream_t *s, key_state_t *k, uint32_t from, uint32_t 
             return rc;
         memset(&res, 0, sizeof(res));
     }
-    if (s->cb && res.nevents)
+    if (s->cb)
         s->cb(s->ud, k->key, &res);
     if (res.blocked) {
         *blocked = true;

@@ -11,7 +11,7 @@
 typedef struct ag_stream ag_stream_t;
 
 /* Called after each rewrite of a held block (or bare reply), with the engine's result (events
- * borrowed for the call). */
+ * borrowed for the call), whether or not anything happened. */
 typedef void (*ag_stream_result_cb)(void *ud, uint64_t key, const ag_result_t *res);
 
 /* engine is borrowed (per thread). max_text caps the bytes kept per key (the text of the held

@@ -27,3 +27,14 @@ void ag_api_stats_add(ag_api_stats_t *st, const ag_result_t *res)
         }
     }
 }
+
+void ag_reply_summary_add(ag_reply_summary_t *s, const ag_result_t *res)
+{
+    s->had_code |= res->blocks > 0;
+    s->rewrites += res->rewrites;
+    s->flags += res->flags;
+    s->dropped += res->dropped;
+    s->blocked += res->blocked;
+    s->shadowed += res->shadowed;
+    s->parse_ns += res->parse_ns;
+}

@@ -21,12 +21,27 @@ typedef struct ag_api_stats {
     bool had_code;                           /* some reply text held a code block */
 } ag_api_stats_t;
 
+/* One reply (a choice, a content part) as the rules saw it, for metrics. */
+typedef struct ag_reply_summary {
+    bool had_code;      /* a code block was considered */
+    uint32_t rewrites;  /* applied */
+    uint32_t flags;
+    uint32_t dropped;
+    uint32_t blocked;
+    uint32_t shadowed;  /* what shadow-mode rules would have done */
+    uint64_t parse_ns;
+} ag_reply_summary_t;
+
+void ag_reply_summary_add(ag_reply_summary_t *s, const ag_result_t *res);
+
 /* Given by the proxy for each request. */
 typedef struct ag_api_env {
     ag_engine_t *engine;   /* the worker's engine */
     size_t max_held;       /* ag_stream_new's max_text */
     /* called for each engine result (the audit log); index: the choice or content part */
     void (*on_result)(void *ud, int index, const ag_result_t *res);
+    /* called once per reply when it is complete (metrics) */
+    void (*on_reply)(void *ud, int index, const ag_reply_summary_t *s);
     void *ud;
     ag_str_t model;        /* filled by the adapter when it reads the upstream's model */
 } ag_api_env_t;

@@ -87,6 +87,12 @@ static int rewrite_body(ag_api_env_t *env, ag_str_t body, ag_buf_t *out, ag_api_
             break;
         if (env->on_result && res.nevents)
             env->on_result(env->ud, (int)m[i].idx[0], &res);
+        if (env->on_reply) {
+            ag_reply_summary_t sum;
+            memset(&sum, 0, sizeof(sum));
+            ag_reply_summary_add(&sum, &res);
+            env->on_reply(env->ud, (int)m[i].idx[0], &sum);
+        }
         ag_api_stats_add(st, &res);
         /* the applied edits, in decoded coordinates; their texts copied (events are borrowed) */
         size_t applied = 0;
@@ -152,7 +158,7 @@ typedef struct chat_stream {
     bool ended;              /* a block rule ended the stream */
     bool block_pending;      /* a block matched while finishing into the current event */
     bool done;               /* [DONE] passed */
-    int cur_choice;          /* for on_result */
+    ag_reply_summary_t sum[MAX_CHOICES]; /* per choice, reported when it finishes */
 } chat_stream_t;
 
 enum { P_CONTENT, P_FINISH, P_INDEX, P_ID, P_CREATED, P_MODEL, P_FPRINT };
@@ -161,7 +167,9 @@ static void on_core_result(void *ud, uint64_t key, const ag_result_t *res)
 {
     chat_stream_t *cs = ud;
     ag_api_stats_add(cs->st, res);
-    if (cs->env->on_result)
+    if (key < MAX_CHOICES)
+        ag_reply_summary_add(&cs->sum[key], res);
+    if (cs->env->on_result && res->nevents)
         cs->env->on_result(cs->env->ud, (int)key, res);
 }
 
@@ -274,10 +282,13 @@ static int finish_choice(chat_stream_t *cs, int choice, ag_buf_t *into)
         return AG_OK;
     cs->choice_open[choice] = false;
     ag_stream_status_t status;
+    ag_reply_summary_t *sum = &cs->sum[choice];
     ag_buf_t *dst = into ? into : &cs->text;
     if (!into)
         ag_buf_reset(&cs->text);
     int rc = ag_stream_finish(cs->core, (uint64_t)choice, dst, &status);
+    if (cs->env->on_reply)
+        cs->env->on_reply(cs->env->ud, choice, sum);
     if (rc != AG_OK)
         return rc;
     if (status == AG_STREAM_BLOCKED && into) {
