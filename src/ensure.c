@@ -29,6 +29,7 @@ typedef struct ens {
     ag_env_t env;
     int depth;
     uint32_t guard; /* the values being pinned end here: all of it must be in the reply */
+    uint32_t match; /* the node the rule matched */
 } ens_t;
 
 
@@ -177,12 +178,13 @@ static uint32_t declared_in(const ens_t *s, uint32_t scope, ag_str_t name, bool 
             uint32_t nm = field(s, d, s->k->f_name);
             if (nm != AG_NONE && ag_str_eq(T(s, nm), name)) {
                 *found = true;
-                return d;
+                return N(s, d)->has_error ? AG_NONE : d;
             }
             continue;
         }
         if (!is(s, d, s->k->lexical_declaration))
             continue;
+        bool broken = N(s, d)->has_error; /* a declaration the parser repaired */
         uint32_t kind = field(s, d, s->k->f_kind);
         bool is_const = kind != AG_NONE && ag_str_eqc(T(s, kind), "const");
         for (uint32_t v = N(s, d)->first_child; v != AG_NONE; v = N(s, v)->next_sib) {
@@ -192,7 +194,7 @@ static uint32_t declared_in(const ens_t *s, uint32_t scope, ag_str_t name, bool 
             if (nm == AG_NONE || !is(s, nm, s->k->identifier) || !ag_str_eq(T(s, nm), name))
                 continue;
             *found = true;
-            return is_const ? field(s, v, s->k->f_value) : AG_NONE;
+            return is_const && !broken ? field(s, v, s->k->f_value) : AG_NONE;
         }
     }
     return AG_NONE;
@@ -427,6 +429,14 @@ static bool literal_content(const ens_t *s, uint32_t leaf, ag_str_t *out)
     return true;
 }
 
+static bool inside_error(const ens_t *s, uint32_t i)
+{
+    for (uint32_t a = i; a != AG_NONE; a = N(s, a)->parent)
+        if (N(s, a)->error)
+            return true;
+    return false;
+}
+
 static void pin(ens_t *s, const ag_ensure_case_t *ec, uint32_t leaf)
 {
     ag_str_t want = ag_str(ec->value, ec->value_len);
@@ -434,6 +444,11 @@ static void pin(ens_t *s, const ag_ensure_case_t *ec, uint32_t leaf)
     ag_buf_init(&b, 1u << 20);
     const ag_fnode_t *n = N(s, leaf);
     int rc = AG_OK;
+    /* what the parser could not place is not a value we can trust to pin, and a value that holds
+     * the match itself (`const m = f(new Agent({ model: m }))`) is not its value */
+    const ag_fnode_t *mn = N(s, s->match);
+    if (n->has_error || inside_error(s, leaf) || (n->start <= mn->start && mn->end <= n->end))
+        goto out;
     if (ec->has_code) {
         if (ag_str_eq(T(s, leaf), want))
             goto out;
@@ -449,6 +464,13 @@ static void pin(ens_t *s, const ag_ensure_case_t *ec, uint32_t leaf)
         if (literal_content(s, leaf, &have) && ag_str_eq(have, want))
             goto out;
         char q = pick_quote(s, ec, leaf, AG_NONE);
+        if (is(s, leaf, s->k->string) || is(s, leaf, s->k->template_string)) {
+            /* a value that needs escapes is equal when it is spelled as we would spell it */
+            rc = quoted(&b, s->f->src[n->start], want);
+            if (rc == AG_OK && ag_str_eq(ag_buf_str(&b), T(s, leaf)))
+                goto out;
+            ag_buf_reset(&b);
+        }
         if (n->sym == s->k->shorthand) {
             rc = ag_buf_append(&b, T(s, leaf).ptr, T(s, leaf).len);
             if (rc == AG_OK)
@@ -711,6 +733,7 @@ void ag_ensure_run(ag_engine_t *e, uint32_t rule, ag_lang_t lang, uint32_t node,
     s.lang = lang;
     s.def = &e->rules->rules[rule];
     s.env = *env;
+    s.match = node;
     const ag_ensure_t *en = s.def->ensure;
     uint32_t target = node;
     if (en->target >= 0) {

@@ -379,6 +379,8 @@ static void scan(ag_engine_t *e, ag_lang_t lang, const bool *active)
         TSSymbol sym = e->flat.nodes[i].sym;
         if (sym >= rs->nsyms[lang])
             continue; /* ERROR nodes */
+        if (e->flat.nodes[i].has_error)
+            continue; /* rules apply where the tree is sound */
         for (uint32_t k = off[sym]; k < off[sym + 1]; k++) {
             uint32_t r = idx[k];
             if (!active[r])
@@ -557,12 +559,12 @@ static void edit_event(ag_engine_t *e, const ag_edit_t *ed)
     ev->applied = ed->keep;
     ev->reason = ed->reason ? ed->reason : "";
     ev->other_rule = ed->winner >= 0 ? e->rules->rules[ed->winner].id : NULL;
-    line_col(e->reply, ed->code_off + ed->start, &ev->line, &ev->col);
-    ev->offset = ed->code_off + ed->start;
+    /* an edit dropped for a cut-off reply may start in the completion: point at the cut */
+    uint32_t start = ed->start < ed->orig_len ? ed->start : ed->orig_len;
+    line_col(e->reply, ed->code_off + start, &ev->line, &ev->col);
+    ev->offset = ed->code_off + start;
     uint32_t end = ed->end < ed->orig_len ? ed->end : ed->orig_len;
-    event_texts(e, ev,
-                ag_str(e->reply.ptr + ed->code_off + ed->start,
-                       end > ed->start ? end - ed->start : 0),
+    event_texts(e, ev, ag_str(e->reply.ptr + ed->code_off + start, end > start ? end - start : 0),
                 edit_text(e, ed));
 }
 
@@ -761,6 +763,10 @@ static void process_block(ag_engine_t *e, uint32_t start, uint32_t end, ag_lang_
     ag_str_t code = ag_str(e->reply.ptr + start, end - start);
     const struct ag_rules *rs = e->rules;
     bool any = false;
+    /* the grammar's scanner reads a NUL byte as the end of the input: such a tree would not
+     * describe the bytes, and no model writes NUL into code */
+    if (memchr(code.ptr, '\0', code.len))
+        return;
     for (uint32_t r = 0; r < rs->n; r++) {
         if (e->active[r])
             e->active[r] = rs->rules[r].lang[lang].enabled && literal_present(&rs->rules[r], code);

@@ -37,6 +37,7 @@ typedef struct ctx {
     int depth;
     kindset_t *kinds[AG_LANG_COUNT]; /* per rule index: kinds its top rule can match */
     struct umemo *memo;              /* per util of the rule being compiled */
+    ag_str_t src;                    /* the text of the file being compiled */
 } ctx_t;
 
 /* patterns and regexes are not in the arena: remember them for ag_rules_free */
@@ -258,17 +259,13 @@ static ag_str_t regex_literal(ctx_t *c, ag_str_t re)
     /* a quantifier applies to the last character: leave it out */
     if (i < re.len && (re.ptr[i] == '?' || re.ptr[i] == '*' || re.ptr[i] == '{') && end > start)
         end--;
-    /* an alternation at the top level makes the run optional */
-    for (size_t j = 0, depth = 0; j < re.len; j++) {
+    /* an alternation anywhere (outside escapes) may make the run optional: no literal then */
+    for (size_t j = 0; j < re.len; j++) {
         if (re.ptr[j] == '\\') {
             j++;
             continue;
         }
-        if (re.ptr[j] == '(')
-            depth++;
-        else if (re.ptr[j] == ')' && depth)
-            depth--;
-        else if (re.ptr[j] == '|' && depth == 0)
+        if (re.ptr[j] == '|')
             return ag_str(NULL, 0);
     }
     if (end <= start)
@@ -446,6 +443,24 @@ static int compile_pattern(ctx_t *c, ag_lang_t lang, const ag_ynode_t *n, ag_pat
     return AG_OK;
 }
 
+/* Whether the first len bytes of scalar n appear verbatim in the file at its line:col. */
+static bool scalar_verbatim(const ctx_t *c, const ag_ynode_t *n, size_t len)
+{
+    const char *p = c->src.ptr, *end = c->src.ptr + c->src.len;
+    if (p == NULL || !n->plain)
+        return false;
+    for (unsigned l = 1; l < n->line && p < end; p++)
+        if (*p == '\n')
+            l++;
+    for (unsigned col = 1; col < n->col && p < end; p++)
+        if (((unsigned char)*p & 0xC0) != 0x80)
+            col++;
+    while (p < end && ((unsigned char)*p & 0xC0) == 0x80)
+        p++;
+    return (size_t)(end - p) >= len && memcmp(p, n->text, len) == 0 &&
+           memchr(p, '\n', len) == NULL;
+}
+
 static int compile_regex(ctx_t *c, const ag_ynode_t *n, pcre2_code **out, ag_str_t *lit)
 {
     if (need_scalar(c, n, "regex") != AG_OK)
@@ -457,11 +472,15 @@ static int compile_regex(ctx_t *c, const ag_ynode_t *n, pcre2_code **out, ag_str
     if (re == NULL) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(errcode, msg, sizeof(msg));
-        /* columns count characters, as the YAML positions do */
+        /* point at the offending character when the scalar stands as it is on one line of the
+         * file; otherwise (folded, quoted with escapes) at the start of the scalar. Columns count
+         * characters, as the YAML positions do. */
         unsigned chars = 0;
         for (size_t i = 0; i < erroff && i < n->len; i++)
             chars += ((unsigned char)n->text[i] & 0xC0) != 0x80;
-        ag_diag_set(c->d, c->file, n->line, n->col + (n->plain ? chars : 0),
+        if (!scalar_verbatim(c, n, erroff))
+            chars = 0;
+        ag_diag_set(c->d, c->file, n->line, n->col + chars,
                     "bad regex `%.*s`: %s at offset %zu", (int)n->len, n->text, (char *)msg,
                     (size_t)erroff);
         return AG_EINVAL;
@@ -1217,6 +1236,7 @@ static void store_literals(ctx_t *c, ag_rule_def_t *def)
 
 static int load_text(ctx_t *c, ag_str_t text, uint32_t *cap)
 {
+    c->src = text;
     ag_ydocs_t docs;
     memset(&docs, 0, sizeof(docs));
     int rc = ag_yaml_load(text, c->file, &docs, c->d);
