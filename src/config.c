@@ -160,7 +160,7 @@ static int apply(const char *path, const char *file, const ag_ynode_t *root, ag_
 {
     static const char *const top[] = {"listen", "upstream",     "rules", "workers", "timeouts",
                                       "limits", "logs",         "block_status", "bare", "mode",
-                                      "admin",  NULL};
+                                      "admin",  "upstreams",    "routes", NULL};
     if (check_keys(file, root, top, "the configuration", d) != AG_OK)
         return AG_EINVAL;
     const ag_ynode_t *n;
@@ -265,6 +265,38 @@ static int apply(const char *path, const char *file, const ag_ynode_t *root, ag_
         else
             return fail(d, file, n, "`mode` must be enforce or shadow");
     }
+    const ag_ynode_t *ups = ag_ymap_get(root, "upstreams");
+    if (ups && ups->type != AG_Y_MAP)
+        return fail(d, file, ups, "`upstreams` must map names to base URLs");
+    if ((n = ag_ymap_get(root, "routes")) != NULL) {
+        if (n->type != AG_Y_MAP)
+            return fail(d, file, n, "`routes` must map path prefixes to upstream names");
+        if (n->n > AG_CONFIG_MAX_ROUTES)
+            return fail(d, file, n, "too many routes (at most %d)", AG_CONFIG_MAX_ROUTES);
+        cfg->nroutes = 0;
+        for (uint32_t i = 0; i < n->n; i++) {
+            const ag_ynode_t *k = n->pairs[i].key, *val = n->pairs[i].value;
+            ag_route_t *rt = &cfg->routes[cfg->nroutes];
+            if (k->len == 0 || k->text[0] != '/' || k->len >= sizeof(rt->prefix))
+                return fail(d, file, k, "a route must be a path prefix starting with /");
+            if (get_str(file, val, rt->name, sizeof(rt->name), d, "route upstream") != AG_OK)
+                return AG_EINVAL;
+            const ag_ynode_t *u = ups ? ag_ymap_get(ups, rt->name) : NULL;
+            if (u == NULL)
+                return fail(d, file, val, "route `%s` names an unknown upstream `%s` (define it under "
+                                        "`upstreams`)",
+                            k->text, rt->name);
+            if (get_str(file, u, tmp, sizeof(tmp), d, "upstream") != AG_OK)
+                return AG_EINVAL;
+            ag_config_t probe;
+            memset(&probe, 0, sizeof(probe));
+            if (ag_config_set_upstream(&probe, tmp, d) != AG_OK)
+                return fail(d, file, u, "%s", d->msg);
+            memcpy(rt->prefix, k->text, k->len + 1);
+            memcpy(rt->url, probe.upstream, sizeof(rt->url));
+            cfg->nroutes++;
+        }
+    }
     if ((n = ag_ymap_get(root, "admin")) != NULL) {
         if (get_str(file, n, tmp, sizeof(tmp), d, "admin") != AG_OK)
             return AG_EINVAL;
@@ -322,4 +354,20 @@ int ag_config_load(const char *path, ag_config_t *cfg, ag_diag_t *d)
     }
     snprintf(cfg->source, sizeof(cfg->source), "%s", path);
     return AG_OK;
+}
+
+const char *ag_config_upstream_for(const ag_config_t *cfg, const char *path)
+{
+    const char *best = cfg->upstream;
+    size_t best_len = 0;
+    for (uint32_t i = 0; i < cfg->nroutes; i++) {
+        size_t n = strlen(cfg->routes[i].prefix);
+        if (n > best_len && strncmp(path, cfg->routes[i].prefix, n) == 0 &&
+            (path[n] == '\0' || path[n] == '/' || path[n] == '?' ||
+             cfg->routes[i].prefix[n - 1] == '/')) {
+            best = cfg->routes[i].url;
+            best_len = n;
+        }
+    }
+    return best;
 }

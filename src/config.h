@@ -5,11 +5,21 @@
 #include "util.h"
 
 #define AG_CONFIG_MAX_RULES 64
+#define AG_CONFIG_MAX_ROUTES 32
+
+/* A path prefix served by another upstream than the default one. */
+typedef struct ag_route {
+    char prefix[256];  /* e.g. "/v1/messages" */
+    char name[64];     /* the upstream's name in `upstreams` */
+    char url[1024];    /* its base URL */
+} ag_route_t;
 
 typedef struct ag_config {
     char listen_host[256];
     uint16_t listen_port;          /* 0 = any free port (tests) */
     char upstream[1024];           /* scheme://host[:port][/prefix], no trailing slash */
+    ag_route_t routes[AG_CONFIG_MAX_ROUTES]; /* longest prefix first wins; else `upstream` */
+    uint32_t nroutes;
     char *rules[AG_CONFIG_MAX_RULES]; /* owned paths, resolved against the config file's dir */
     uint32_t nrules;
     uint32_t workers;              /* threads; 0 = one per core */
@@ -39,6 +49,9 @@ AG_MUSTCHECK int ag_config_set_upstream(ag_config_t *cfg, const char *url, ag_di
 /* Replaces the rule list on the first call, appends on the next ones. */
 AG_MUSTCHECK int ag_config_add_rules(ag_config_t *cfg, const char *path, bool first,
                                      ag_diag_t *d);
+
+/* The upstream base URL for a request path. */
+const char *ag_config_upstream_for(const ag_config_t *cfg, const char *path);
 
 /* The embedded default as YAML text. */
 extern const char ag_config_default_yaml[];

@@ -827,9 +827,10 @@ static void handle(struct evhttp_request *req, void *arg)
     r->env.on_reply = on_reply;
     r->env.ud = r;
 
-    size_t ulen = strlen(w->cfg->upstream) + strlen(uri) + 1;
+    const char *base = ag_config_upstream_for(w->cfg, r->path);
+    size_t ulen = strlen(base) + strlen(uri) + 1;
     r->url = ag_xmalloc(ulen);
-    snprintf(r->url, ulen, "%s%s", w->cfg->upstream, uri);
+    snprintf(r->url, ulen, "%s%s", base, uri);
     CURL *e = curl_easy_init();
     AG_ASSERT(e != NULL);
     r->easy = e;

@@ -103,6 +103,26 @@ static void test_overrides(void **state)
     ag_config_dispose(&cfg);
 }
 
+static void test_routes(void **state)
+{
+    write_config("upstream: https://api.openai.com\n"
+                 "upstreams: {anthropic: 'https://api.anthropic.com/'}\n"
+                 "routes: {/v1/messages: anthropic}\n");
+    ag_config_t cfg;
+    ag_diag_t d;
+    assert_int_equal(ag_config_load(path, &cfg, &d), AG_OK);
+    assert_string_equal(ag_config_upstream_for(&cfg, "/v1/messages"), "https://api.anthropic.com");
+    assert_string_equal(ag_config_upstream_for(&cfg, "/v1/messages/count_tokens"),
+                        "https://api.anthropic.com");
+    assert_string_equal(ag_config_upstream_for(&cfg, "/v1/messagesX"), "https://api.openai.com");
+    assert_string_equal(ag_config_upstream_for(&cfg, "/v1/chat/completions"),
+                        "https://api.openai.com");
+    ag_config_dispose(&cfg);
+    unlink(path);
+    expect_error("routes: {/v1/messages: nope}\n", 1, 24, "unknown upstream `nope`");
+    expect_error("upstreams: {a: 'ftp://x'}\nroutes: {/x: a}\n", 1, 16, "http://");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -111,6 +131,7 @@ int main(void)
         cmocka_unit_test(test_errors_name_the_place),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_overrides),
+        cmocka_unit_test(test_routes),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
