@@ -6,7 +6,7 @@ CLANG ?= clang-14
 CFLAGS ?= -O2 -g
 override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes \
 	-Wno-unused-parameter -Isrc -MMD -MP
-LIBS := -ltree-sitter -lyaml -lpcre2-8 -levent -levent_pthreads -lcurl -lpthread -lm
+LIBS := -ltree-sitter -lyaml -lpcre2-8 -levent -levent_pthreads -lcurl -ljansson -lpthread -lm
 SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
 GRAMMAR := grammars/tree-sitter-typescript

@@ -758,7 +758,8 @@ static bool bare_code(const ag_flat_t *f, uint32_t errors, uint32_t len)
     return bad * 20 <= len;
 }
 
-static void process_block(ag_engine_t *e, uint32_t start, uint32_t end, ag_lang_t lang, bool bare)
+static void process_block(ag_engine_t *e, uint32_t start, uint32_t end, ag_lang_t lang, bool bare,
+                          bool cut)
 {
     ag_str_t code = ag_str(e->reply.ptr + start, end - start);
     const struct ag_rules *rs = e->rules;
@@ -782,13 +783,19 @@ static void process_block(ag_engine_t *e, uint32_t start, uint32_t end, ag_lang_
     e->orig_len = e->code_len = (uint32_t)code.len;
     uint64_t t0 = now_ns();
     TSParser *p = e->parser[lang];
+    if (cut) {
+        /* a block the reply ends in was likely cut off (max_tokens): close what the cut left open
+         * before the one parse, rather than parsing twice */
+        close_open(e, e->orig_len);
+        e->code_len = (uint32_t)e->code.len;
+    }
     TSTree *tree = ts_parser_parse_string(p, NULL, e->code.ptr, e->code_len);
     if (tree == NULL) {
         ts_parser_reset(p);
         return;
     }
     uint32_t errors = ag_engine_count_errors(ts_tree_root_node(tree));
-    if (errors) {
+    if (errors && !cut) {
         size_t before = e->code.len;
         close_open(e, e->orig_len);
         if (e->code.len > before) {
@@ -874,14 +881,14 @@ int ag_engine_rewrite(ag_engine_t *e, ag_str_t reply, ag_buf_t *out, ag_result_t
                 continue;
             e->res.blocks++;
             e->cur_block = b;
-            process_block(e, blk->start, blk->end, (ag_lang_t)lang, false);
+            process_block(e, blk->start, blk->end, (ag_lang_t)lang, false, !blk->closed);
         }
         if (nblocks == 0 && e->opts.bare && ag_engine_bare_start(reply, NULL)) {
             for (uint32_t r = 0; r < rs->n; r++)
                 e->active[r] = true;
             e->cur_block = 0;
             e->res.blocks++;
-            process_block(e, 0, (uint32_t)reply.len, AG_LANG_TS, true);
+            process_block(e, 0, (uint32_t)reply.len, AG_LANG_TS, true, true);
         }
     }
     /* splice the kept edits; they are sorted per block and blocks are in order */
