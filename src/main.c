@@ -1,6 +1,7 @@
 /* astgate command line: argument parsing and dispatch to the subcommands. */
 #include "audit.h"
 #include "config.h"
+#include "eval.h"
 #include "proxy.h"
 #include "lang.h"
 #include "rewrite.h"
@@ -24,6 +25,10 @@ static const char USAGE[] =
     "  serve [--config FILE] [--listen HOST:PORT] [--upstream URL] [--rules FILE...]\n"
     "      Run the proxy. Without --config: the embedded default (127.0.0.1:8080 in front of\n"
     "      https://api.openai.com with rules/mastra.yaml). --check: validate and exit.\n"
+    "  eval --rules FILE... [--json] DATA.jsonl\n"
+    "  eval --live --upstream URL --model MODEL --prompts FILE [-n K] [--temperature T]\n"
+    "       --rules FILE...\n"
+    "      Measure raw vs corrected rule compliance (astgate eval --help).\n"
     "  check-rules FILE...\n"
     "      Validate rule files and exit: 0 when all are good, 1 with file:line:col: cause.\n"
     "\n"
@@ -290,6 +295,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "rewrite") == 0)
         return cmd_rewrite(argc - 2, argv + 2);
+    if (strcmp(cmd, "eval") == 0)
+        return ag_eval_main(argc - 2, argv + 2);
     if (strcmp(cmd, "serve") == 0)
         return cmd_serve(argc - 2, argv + 2);
     if (strcmp(cmd, "check-rules") == 0)

@@ -1,0 +1,1455 @@
+/* `astgate eval`: runs the engine twice over each reply (as written, then over its own output)
+ * and counts raw and corrected compliance, overall and per rule. Records are decoded with jansson;
+ * the live mode sends prompts through the proxy's curl-multi-on-libevent client (upstream.h). */
+#include "eval.h"
+
+#include "json.h"
+#include "lang.h"
+#include "upstream.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_RULE_FILES 64
+#define MAX_OUTPUT (32u << 20)    /* bytes of a rewritten reply */
+#define MAX_BODY (32u << 20)      /* bytes of one upstream answer */
+#define PROGRESS_MIN (256u << 10) /* inputs smaller than this get no bar */
+
+/* per-rule marks for the reply being judged */
+enum {
+    HIT_ANY1 = 1, /* any event of the rule in the first pass */
+    HIT_RW1 = 2,  /* an applied rewrite of the rule in the first pass */
+    HIT_BLK1 = 4, /* a block of the rule in the first pass */
+    HIT_ANY2 = 8, /* any event of the rule in the second pass */
+};
+
+struct ag_eval {
+    const ag_rules_t *rules;
+    ag_engine_t *engine;
+    ag_buf_t out1;    /* first pass output */
+    ag_buf_t out2;    /* second pass output (only its result matters) */
+    ag_buf_t joined;  /* a reply assembled from several parts */
+    const char **ids; /* rule ids, borrowed from rules */
+    ag_eval_counts_t *rule;
+    uint8_t *hit;
+    ag_eval_bad_t *bad;
+    uint32_t bad_cap;
+    ag_eval_error_t errors[AG_EVAL_MAX_ERRORS];
+    ag_eval_stats_t st;
+};
+
+/* ---- progress bar ---- */
+
+typedef struct progress {
+    bool on;
+    bool drawn;
+    int last_pct;
+    uint64_t last_ns;
+} progress_t;
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Redraws when the percentage changed or a tenth of a second passed. */
+static void progress_draw(progress_t *p, uint64_t done, uint64_t total, const char *what)
+{
+    if (!p->on || total == 0)
+        return;
+    int pct = (int)(done * 100 / total);
+    uint64_t now = mono_ns();
+    if (p->drawn && pct == p->last_pct && now - p->last_ns < 100000000u && done < total)
+        return;
+    p->drawn = true;
+    p->last_pct = pct;
+    p->last_ns = now;
+    char bar[31];
+    int fill = pct * 30 / 100;
+    for (int i = 0; i < 30; i++)
+        bar[i] = i < fill ? '#' : '.';
+    bar[30] = '\0';
+    fprintf(stderr, "\r[%s] %3d%% %s", bar, pct, what);
+    fflush(stderr);
+}
+
+static void progress_end(progress_t *p)
+{
+    if (p->on && p->drawn) {
+        fputs("\r\033[K", stderr);
+        fflush(stderr);
+    }
+    p->drawn = false;
+}
+
+/* ---- the evaluator ---- */
+
+ag_eval_t *ag_eval_new(const ag_rules_t *rules, const ag_engine_opts_t *opts)
+{
+    ag_eval_t *ev = ag_xcalloc(1, sizeof(*ev));
+    ag_engine_opts_t o;
+    memset(&o, 0, sizeof(o));
+    o.bare = true;
+    if (opts)
+        o = *opts;
+    if (o.max_reply == 0 || o.max_reply > MAX_OUTPUT)
+        o.max_reply = MAX_OUTPUT;
+    ev->rules = rules;
+    ev->engine = ag_engine_new(rules, &o);
+    ag_buf_init(&ev->out1, MAX_OUTPUT + 1);
+    ag_buf_init(&ev->out2, MAX_OUTPUT + 1);
+    ag_buf_init(&ev->joined, AG_EVAL_MAX_LINE);
+    uint32_t n = ag_rules_count(rules);
+    ev->ids = ag_xcalloc(n ? n : 1, sizeof(*ev->ids));
+    ev->rule = ag_xcalloc(n ? n : 1, sizeof(*ev->rule));
+    ev->hit = ag_xcalloc(n ? n : 1, 1);
+    for (uint32_t i = 0; i < n; i++)
+        ev->ids[i] = ag_rules_rule_id(rules, i);
+    ev->st.nrules = n;
+    ev->st.rule_ids = ev->ids;
+    ev->st.rule = ev->rule;
+    ev->st.errors = ev->errors;
+    return ev;
+}
+
+void ag_eval_free(ag_eval_t *ev)
+{
+    if (ev == NULL)
+        return;
+    ag_engine_free(ev->engine);
+    ag_buf_dispose(&ev->out1);
+    ag_buf_dispose(&ev->out2);
+    ag_buf_dispose(&ev->joined);
+    free(ev->ids);
+    free(ev->rule);
+    free(ev->hit);
+    free(ev->bad);
+    free(ev);
+}
+
+const ag_eval_stats_t *ag_eval_stats(const ag_eval_t *ev)
+{
+    return &ev->st;
+}
+
+/* Copies s into a message slot: control bytes become spaces, cut at a character boundary. */
+static void copy_msg(char *dst, const char *s, size_t len)
+{
+    size_t n = len < AG_EVAL_MSG - 1 ? len : AG_EVAL_MSG - 1;
+    if (n < len)
+        while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+            n--;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        dst[i] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
+    }
+    dst[n] = '\0';
+}
+
+void ag_eval_bad_line(ag_eval_t *ev, uint64_t line, const char *msg)
+{
+    ev->st.bad++;
+    if (ev->st.nbad_list == AG_EVAL_MAX_BAD)
+        return;
+    if (ev->st.nbad_list == ev->bad_cap) {
+        ev->bad_cap = ev->bad_cap ? ev->bad_cap * 2 : 16;
+        ev->bad = ag_xrealloc(ev->bad, ev->bad_cap * sizeof(*ev->bad));
+    }
+    ag_eval_bad_t *b = &ev->bad[ev->st.nbad_list++];
+    b->line = line;
+    copy_msg(b->msg, msg, strlen(msg));
+    ev->st.bad_list = ev->bad;
+}
+
+void ag_eval_add_error(ag_eval_t *ev, long status, ag_str_t msg)
+{
+    char m[AG_EVAL_MSG];
+    copy_msg(m, msg.ptr ? msg.ptr : "", msg.len);
+    ev->st.failed++;
+    for (uint32_t i = 0; i < ev->st.nerrors; i++) {
+        if (ev->errors[i].status == status && strcmp(ev->errors[i].msg, m) == 0) {
+            ev->errors[i].count++;
+            return;
+        }
+    }
+    if (ev->st.nerrors == AG_EVAL_MAX_ERRORS) {
+        ag_eval_error_t *last = &ev->errors[AG_EVAL_MAX_ERRORS - 1];
+        last->status = -1;
+        snprintf(last->msg, sizeof(last->msg), "other errors");
+        last->count++;
+        return;
+    }
+    ag_eval_error_t *e = &ev->errors[ev->st.nerrors++];
+    e->status = status;
+    memcpy(e->msg, m, sizeof(m));
+    e->count = 1;
+}
+
+void ag_eval_add_request(ag_eval_t *ev)
+{
+    ev->st.requests++;
+}
+
+static uint32_t rule_index(const ag_eval_t *ev, const char *id)
+{
+    for (uint32_t i = 0; i < ev->st.nrules; i++)
+        if (ev->ids[i] == id || strcmp(ev->ids[i], id) == 0)
+            return i;
+    return UINT32_MAX;
+}
+
+static void mark(ag_eval_t *ev, const ag_result_t *r, bool first)
+{
+    for (uint32_t k = 0; k < r->nevents; k++) {
+        const ag_event_t *e = &r->events[k];
+        uint32_t i = rule_index(ev, e->rule);
+        if (i == UINT32_MAX)
+            continue;
+        if (!first) {
+            ev->hit[i] |= HIT_ANY2;
+            continue;
+        }
+        ev->hit[i] |= HIT_ANY1;
+        if (e->action == AG_ACTION_REWRITE && e->applied)
+            ev->hit[i] |= HIT_RW1;
+        if (e->action == AG_ACTION_BLOCK)
+            ev->hit[i] |= HIT_BLK1;
+    }
+}
+
+static bool clean(const ag_result_t *r)
+{
+    return r->nevents == 0 && r->rewrites == 0 && r->flags == 0 && r->blocked == 0 &&
+           r->dropped == 0;
+}
+
+int ag_eval_reply(ag_eval_t *ev, ag_str_t reply, uint64_t line)
+{
+    ag_result_t r1, r2;
+    ag_buf_reset(&ev->out1);
+    if (ag_engine_rewrite(ev->engine, reply, &ev->out1, &r1) != AG_OK) {
+        ev->st.skipped++;
+        return AG_ETOOBIG;
+    }
+    ev->st.replies++;
+    if (r1.blocks == 0) {
+        ev->st.no_code++;
+        return AG_OK;
+    }
+    ev->st.with_code++;
+    uint32_t n = ev->st.nrules;
+    memset(ev->hit, 0, n ? n : 1);
+    mark(ev, &r1, true);
+    bool raw_ok = clean(&r1);
+    bool fixed_ok = raw_ok; /* nothing changed: the second pass would see the same reply */
+    if (!raw_ok) {
+        ag_buf_reset(&ev->out2);
+        if (ag_engine_rewrite(ev->engine, ag_buf_str(&ev->out1), &ev->out2, &r2) == AG_OK) {
+            mark(ev, &r2, false);
+            fixed_ok = clean(&r2) && r1.blocked == 0;
+        } else {
+            /* the output cannot be checked: nothing the first pass touched counts as fixed */
+            for (uint32_t i = 0; i < n; i++)
+                if (ev->hit[i] & HIT_ANY1)
+                    ev->hit[i] |= HIT_ANY2;
+            fixed_ok = false;
+        }
+    }
+    ev->st.all.raw_ok += raw_ok;
+    ev->st.all.rewritten += r1.rewrites > 0;
+    ev->st.all.corrected_ok += fixed_ok;
+    ev->st.all.unfixable += !fixed_ok;
+    if (!fixed_ok && ev->st.nunfixable_lines < AG_EVAL_MAX_EXAMPLES) {
+        uint32_t k = ev->st.nunfixable_lines;
+        if (k == 0 || ev->st.unfixable_lines[k - 1] != line)
+            ev->st.unfixable_lines[ev->st.nunfixable_lines++] = line;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        uint8_t h = ev->hit[i];
+        bool ok = !(h & (HIT_ANY2 | HIT_BLK1));
+        ev->rule[i].raw_ok += !(h & HIT_ANY1);
+        ev->rule[i].rewritten += (h & HIT_RW1) != 0;
+        ev->rule[i].corrected_ok += ok;
+        ev->rule[i].unfixable += !ok;
+    }
+    return AG_OK;
+}
+
+/* ---- records ---- */
+
+/* The text of a message's content: a string, or the text of its text/output_text parts. */
+static bool content_text(ag_eval_t *ev, const json_t *content, ag_str_t *out)
+{
+    if (json_is_string(content)) {
+        *out = ag_str(json_string_value(content), json_string_length(content));
+        return true;
+    }
+    if (!json_is_array(content))
+        return false;
+    bool found = false;
+    ag_buf_reset(&ev->joined);
+    size_t i;
+    const json_t *part;
+    json_array_foreach(content, i, part)
+    {
+        const json_t *text = json_object_get(part, "text");
+        const char *type = json_string_value(json_object_get(part, "type"));
+        if (!json_is_string(text))
+            continue;
+        if (type && strcmp(type, "text") != 0 && strcmp(type, "output_text") != 0)
+            continue;
+        if (ag_buf_append(&ev->joined, json_string_value(text), json_string_length(text)) != AG_OK)
+            return false;
+        found = true;
+    }
+    *out = ag_buf_str(&ev->joined);
+    return found;
+}
+
+/* Judges one reply; counts judged ones in *n and too large ones in *big. */
+static void judge(ag_eval_t *ev, ag_str_t text, uint64_t line, uint32_t *n, uint32_t *big)
+{
+    if (ag_eval_reply(ev, text, line) == AG_OK)
+        (*n)++;
+    else
+        (*big)++;
+}
+
+/* Every assistant message of a fine-tuning record. */
+static void judge_messages(ag_eval_t *ev, const json_t *msgs, uint64_t line, uint32_t *n,
+                           uint32_t *big)
+{
+    size_t i;
+    const json_t *item;
+    ag_str_t text;
+    json_array_foreach(msgs, i, item)
+    {
+        const char *role = json_string_value(json_object_get(item, "role"));
+        if (role && strcmp(role, "assistant") == 0 &&
+            content_text(ev, json_object_get(item, "content"), &text))
+            judge(ev, text, line, n, big);
+    }
+}
+
+/* Every choice of a Chat Completions object (or a legacy completions object's text). */
+static void judge_choices(ag_eval_t *ev, const json_t *choices, uint64_t line, uint32_t *n,
+                          uint32_t *big)
+{
+    size_t i;
+    const json_t *item;
+    ag_str_t text;
+    json_array_foreach(choices, i, item)
+    {
+        const json_t *legacy = json_object_get(item, "text");
+        if (content_text(ev, json_object_get(json_object_get(item, "message"), "content"), &text))
+            judge(ev, text, line, n, big);
+        else if (json_is_string(legacy))
+            judge(ev, ag_str(json_string_value(legacy), json_string_length(legacy)), line, n, big);
+    }
+}
+
+/* A Responses object is one reply: the output_text parts of its message items joined, as the
+ * SDKs' response.output_text. */
+static void judge_output(ag_eval_t *ev, const json_t *output, uint64_t line, uint32_t *n,
+                         uint32_t *big)
+{
+    bool found = false;
+    size_t i, k;
+    const json_t *item, *part;
+    ag_buf_reset(&ev->joined);
+    json_array_foreach(output, i, item)
+    {
+        const char *type = json_string_value(json_object_get(item, "type"));
+        const json_t *parts = json_object_get(item, "content");
+        if (type == NULL || strcmp(type, "message") != 0 || !json_is_array(parts))
+            continue;
+        json_array_foreach(parts, k, part)
+        {
+            const char *pt = json_string_value(json_object_get(part, "type"));
+            const json_t *t = json_object_get(part, "text");
+            if (pt == NULL || strcmp(pt, "output_text") != 0 || !json_is_string(t))
+                continue;
+            if (ag_buf_append(&ev->joined, json_string_value(t), json_string_length(t)) != AG_OK) {
+                (*big)++;
+                return;
+            }
+            found = true;
+        }
+    }
+    if (found)
+        judge(ev, ag_buf_str(&ev->joined), line, n, big);
+}
+
+int ag_eval_record(ag_eval_t *ev, const void *json, uint64_t line, char *why)
+{
+    const json_t *root = json;
+    const char *err = NULL;
+    char tmp[AG_EVAL_MSG];
+    uint32_t n = 0, big = 0;
+    if (!json_is_object(root)) {
+        err = "not a JSON object";
+        goto out;
+    }
+    const json_t *msgs = json_object_get(root, "messages");
+    const json_t *choices = json_object_get(root, "choices");
+    const json_t *output = json_object_get(root, "output");
+    const json_t *body = json_object_get(json_object_get(root, "response"), "body");
+    if (!msgs && !choices && !output && json_is_object(body)) {
+        /* a Batch API output line: {"custom_id": ..., "response": {"status_code": ..., "body"}} */
+        root = body;
+        msgs = json_object_get(root, "messages");
+        choices = json_object_get(root, "choices");
+        output = json_object_get(root, "output");
+    }
+    const json_t *completion = json_object_get(root, "completion");
+    const json_t *error = json_object_get(root, "error");
+    if (msgs) {
+        err = json_is_array(msgs) ? "no assistant message with text content"
+                                  : "\"messages\" is not an array";
+        judge_messages(ev, msgs, line, &n, &big);
+    } else if (choices) {
+        err =
+            json_is_array(choices) ? "no choice with text content" : "\"choices\" is not an array";
+        judge_choices(ev, choices, line, &n, &big);
+    } else if (output) {
+        err = json_is_array(output) ? "no output_text part in a message item of \"output\""
+                                    : "\"output\" is not an array";
+        judge_output(ev, output, line, &n, &big);
+    } else if (completion) {
+        err = "\"completion\" is not a string";
+        if (json_is_string(completion))
+            judge(ev, ag_str(json_string_value(completion), json_string_length(completion)), line,
+                  &n, &big);
+    } else if (json_is_object(error)) {
+        const char *m = json_string_value(json_object_get(error, "message"));
+        snprintf(tmp, sizeof(tmp), "an error object: %s", m ? m : "(no message)");
+        err = tmp;
+    } else {
+        err = "not a known record: expected \"messages\", \"choices\", \"output\" or "
+              "\"completion\"";
+    }
+out:
+    if (n > 0)
+        return AG_OK;
+    if (big > 0)
+        err = "the reply is too large to rewrite";
+    if (why)
+        copy_msg(why, err, strlen(err));
+    return AG_EINVAL;
+}
+
+static bool blank(ag_str_t s)
+{
+    for (size_t i = 0; i < s.len; i++)
+        if (s.ptr[i] != ' ' && s.ptr[i] != '\t' && s.ptr[i] != '\r' && s.ptr[i] != '\n' &&
+            s.ptr[i] != '\f' && s.ptr[i] != '\v')
+            return false;
+    return true;
+}
+
+int ag_eval_line(ag_eval_t *ev, ag_str_t line, uint64_t lineno)
+{
+    char why[AG_EVAL_MSG];
+    ev->st.lines++;
+    if (line.len && line.ptr[line.len - 1] == '\r')
+        line.len--;
+    if (blank(line)) {
+        ev->st.blank++;
+        return AG_OK;
+    }
+    if (line.len > AG_EVAL_MAX_LINE) {
+        ag_eval_bad_line(ev, lineno, "line longer than 8 MiB");
+        return AG_EINVAL;
+    }
+    json_error_t jerr;
+    json_t *j = json_loadb(line.ptr, line.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+    if (j == NULL) {
+        snprintf(why, sizeof(why), "invalid JSON at column %d: %s", jerr.column, jerr.text);
+        ag_eval_bad_line(ev, lineno, why);
+        return AG_EINVAL;
+    }
+    int rc = ag_eval_record(ev, j, lineno, why);
+    json_decref(j);
+    if (rc != AG_OK) {
+        ag_eval_bad_line(ev, lineno, why);
+        return AG_EINVAL;
+    }
+    ev->st.used++;
+    return AG_OK;
+}
+
+void ag_eval_text(ag_eval_t *ev, ag_str_t text)
+{
+    uint64_t lineno = 0;
+    size_t pos = 0;
+    while (pos < text.len) {
+        const char *nl = memchr(text.ptr + pos, '\n', text.len - pos);
+        size_t end = nl ? (size_t)(nl - text.ptr) : text.len;
+        (void)ag_eval_line(ev, ag_str(text.ptr + pos, end - pos), ++lineno);
+        pos = end + 1;
+    }
+}
+
+/* Calls fn for every line of path ("-" = stdin), without its '\n'; draws a bar for large files. */
+static int each_line(const char *path, bool progress, void (*fn)(void *, ag_str_t, uint64_t),
+                     void *arg)
+{
+    bool is_stdin = strcmp(path, "-") == 0;
+    FILE *f = is_stdin ? stdin : fopen(path, "rb");
+    if (f == NULL)
+        return AG_EIO;
+    progress_t bar = {0};
+    struct stat sb;
+    uint64_t total = 0, done = 0;
+    if (fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode))
+        total = (uint64_t)sb.st_size;
+    bar.on = progress && total >= PROGRESS_MIN;
+    char *buf = NULL;
+    size_t cap = 0;
+    ssize_t got;
+    uint64_t lineno = 0;
+    char what[64];
+    while ((got = getline(&buf, &cap, f)) >= 0) {
+        done += (uint64_t)got;
+        size_t len = (size_t)got;
+        if (len && buf[len - 1] == '\n')
+            len--;
+        fn(arg, ag_str(buf, len), ++lineno);
+        snprintf(what, sizeof(what), "%" PRIu64 " lines", lineno);
+        progress_draw(&bar, done, total, what);
+    }
+    int err = ferror(f) ? errno : 0;
+    progress_end(&bar);
+    free(buf);
+    if (!is_stdin)
+        fclose(f);
+    if (err) {
+        errno = err;
+        return AG_EIO;
+    }
+    return AG_OK;
+}
+
+static void file_line(void *arg, ag_str_t line, uint64_t lineno)
+{
+    (void)ag_eval_line(arg, line, lineno);
+}
+
+int ag_eval_file(ag_eval_t *ev, const char *path, bool progress)
+{
+    return each_line(path, progress, file_line, ev);
+}
+
+/* ---- reports ---- */
+
+typedef struct out {
+    ag_buf_t *b;
+    int rc; /* first error; later writes are skipped */
+} out_t;
+
+static void put(out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(out_t *o, const char *fmt, ...)
+{
+    if (o->rc != AG_OK)
+        return;
+    char small[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof(small), fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        o->rc = AG_EINVAL;
+        return;
+    }
+    if ((size_t)n < sizeof(small)) {
+        o->rc = ag_buf_append(o->b, small, (size_t)n);
+        return;
+    }
+    char *big = ag_xmalloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    o->rc = ag_buf_append(o->b, big, (size_t)n);
+    free(big);
+}
+
+static void put_json_str(out_t *o, const char *s)
+{
+    if (o->rc == AG_OK)
+        o->rc = ag_json_append_str(o->b, ag_cstr(s ? s : ""));
+}
+
+/* "32.3%", or "n/a" without a denominator. */
+static const char *fmt_pct(char *b, size_t n, uint64_t num, uint64_t den)
+{
+    if (den == 0)
+        snprintf(b, n, "n/a");
+    else
+        snprintf(b, n, "%.1f%%", 100.0 * (double)num / (double)den);
+    return b;
+}
+
+static const char *fmt_diff(char *b, size_t n, uint64_t raw, uint64_t fixed, uint64_t den)
+{
+    if (den == 0)
+        snprintf(b, n, "n/a");
+    else
+        snprintf(b, n, "%+.1f pp", 100.0 * ((double)fixed - (double)raw) / (double)den);
+    return b;
+}
+
+static const char *plural(uint64_t n, const char *one, const char *many)
+{
+    return n == 1 ? one : many;
+}
+
+static void put_header(out_t *o, const ag_eval_stats_t *st, const ag_eval_info_t *in)
+{
+    if (in->live) {
+        put(o, "astgate eval --live: model %s at %s", in->model ? in->model : "?",
+            in->upstream ? in->upstream : "?");
+        if (in->has_temperature)
+            put(o, ", temperature %g", in->temperature);
+        put(o, "\n");
+    } else {
+        put(o, "astgate eval: %s\n",
+            in->source == NULL             ? "(memory)"
+            : strcmp(in->source, "-") == 0 ? "stdin"
+                                           : in->source);
+    }
+    if (in->nrule_files) {
+        put(o, "rules: ");
+        for (uint32_t i = 0; i < in->nrule_files; i++)
+            put(o, "%s%s", i ? ", " : "", in->rule_files[i]);
+        put(o, " (%u rule%s)\n", st->nrules, plural(st->nrules, "", "s"));
+    }
+    if (in->live) {
+        uint64_t total = st->used * (in->samples ? in->samples : 1);
+        put(o,
+            "prompts %" PRIu64 " x %u = %" PRIu64 " request%s: %" PRIu64 " answered, %" PRIu64
+            " failed\n",
+            st->used, in->samples ? in->samples : 1, total, plural(total, "", "s"),
+            st->requests - st->failed, st->failed);
+    }
+    put(o, "\n");
+}
+
+static void put_lines_list(out_t *o, const uint64_t *lines, uint32_t n, uint64_t total)
+{
+    for (uint32_t i = 0; i < n; i++)
+        put(o, "%s%" PRIu64, i ? ", " : "", lines[i]);
+    if (total > n)
+        put(o, ", ...");
+}
+
+int ag_eval_format_table(const ag_eval_t *ev, const ag_eval_info_t *info, ag_buf_t *b)
+{
+    const ag_eval_stats_t *st = &ev->st;
+    ag_eval_info_t none;
+    memset(&none, 0, sizeof(none));
+    const ag_eval_info_t *in = info ? info : &none;
+    out_t o = {b, AG_OK};
+    char p1[32], p2[32], d[32];
+    uint64_t den = st->with_code;
+    const ag_eval_counts_t *a = &st->all;
+    const char *where = in->live ? "prompt line" : "line";
+
+    put_header(&o, st, in);
+    put(&o,
+        "  %-20s %9" PRIu64 "   %" PRIu64 " with code, %" PRIu64
+        " without code (not counted in the accuracy)\n",
+        "replies", st->replies, st->with_code, st->no_code);
+    put(&o, "  %-20s %9s   %" PRIu64 " of %" PRIu64 " compliant as written\n", "raw accuracy",
+        fmt_pct(p1, sizeof(p1), a->raw_ok, den), a->raw_ok, den);
+    put(&o, "  %-20s %9s   %" PRIu64 " of %" PRIu64 " compliant after the rewrite\n",
+        "corrected accuracy", fmt_pct(p2, sizeof(p2), a->corrected_ok, den), a->corrected_ok, den);
+    put(&o, "  %-20s %9s\n", "difference", fmt_diff(d, sizeof(d), a->raw_ok, a->corrected_ok, den));
+    put(&o, "  %-20s %9" PRIu64 "   replies the rewrite changed\n", "rewritten", a->rewritten);
+    put(&o, "  %-20s %9" PRIu64 "   still not compliant after the rewrite", "unfixable",
+        a->unfixable);
+    if (st->nunfixable_lines) {
+        put(&o, "\n  %-20s %9s   %s%s ", "", "", where, plural(st->nunfixable_lines, "", "s"));
+        put_lines_list(&o, st->unfixable_lines, st->nunfixable_lines, a->unfixable);
+    }
+    put(&o, "\n");
+    if (st->skipped)
+        put(&o, "  %-20s %9" PRIu64 "   too large to rewrite\n", "skipped replies", st->skipped);
+
+    /* one row per rule */
+    int w = 4;
+    for (uint32_t i = 0; i < st->nrules; i++) {
+        int l = (int)strlen(st->rule_ids[i]);
+        if (l > w)
+            w = l > 48 ? 48 : l;
+    }
+    put(&o, "\n  %-*s %8s %11s %12s %11s %11s\n", w, "rule", "raw", "corrected", "difference",
+        "rewritten", "unfixable");
+    for (uint32_t i = 0; i < st->nrules; i++) {
+        const ag_eval_counts_t *c = &st->rule[i];
+        put(&o, "  %-*.*s %8s %11s %12s %11" PRIu64 " %11" PRIu64 "\n", w, w, st->rule_ids[i],
+            fmt_pct(p1, sizeof(p1), c->raw_ok, den), fmt_pct(p2, sizeof(p2), c->corrected_ok, den),
+            fmt_diff(d, sizeof(d), c->raw_ok, c->corrected_ok, den), c->rewritten, c->unfixable);
+    }
+
+    /* where the replies came from */
+    put(&o, "\n  %s %" PRIu64 ": %" PRIu64 " used", in->live ? "prompt lines" : "lines", st->lines,
+        st->used);
+    if (st->blank)
+        put(&o, ", %" PRIu64 " blank", st->blank);
+    put(&o, ", %" PRIu64 " bad", st->bad);
+    if (st->bad) {
+        put(&o, " (skipped: %s%s ", where, plural(st->bad, "", "s"));
+        uint64_t nums[10];
+        uint32_t k = 0;
+        for (; k < st->nbad_list && k < 10; k++)
+            nums[k] = st->bad_list[k].line;
+        put_lines_list(&o, nums, k, st->bad);
+        put(&o, ")");
+    }
+    put(&o, "\n");
+    if (in->live && st->nerrors) {
+        put(&o, "  upstream errors %" PRIu64 ":\n", st->failed);
+        for (uint32_t i = 0; i < st->nerrors; i++) {
+            const ag_eval_error_t *e = &st->errors[i];
+            if (e->status > 0)
+                put(&o, "    %" PRIu64 " x HTTP %ld: %s\n", e->count, e->status, e->msg);
+            else if (e->status == 0)
+                put(&o, "    %" PRIu64 " x no HTTP answer: %s\n", e->count, e->msg);
+            else
+                put(&o, "    %" PRIu64 " x %s\n", e->count, e->msg);
+        }
+    }
+    return o.rc;
+}
+
+/* A percentage with two decimals, or null. */
+static void put_json_pct(out_t *o, const char *key, uint64_t num, uint64_t den)
+{
+    if (den == 0)
+        put(o, "\"%s\": null", key);
+    else
+        put(o, "\"%s\": %.2f", key, 100.0 * (double)num / (double)den);
+}
+
+static void put_json_counts(out_t *o, const ag_eval_counts_t *c, uint64_t den, const char *ind)
+{
+    put(o, "%s\"raw_compliant\": %" PRIu64 ",\n", ind, c->raw_ok);
+    put(o, "%s\"corrected_compliant\": %" PRIu64 ",\n", ind, c->corrected_ok);
+    put(o, "%s\"rewritten\": %" PRIu64 ",\n", ind, c->rewritten);
+    put(o, "%s\"unfixable\": %" PRIu64 ",\n%s", ind, c->unfixable, ind);
+    put_json_pct(o, "raw_accuracy_pct", c->raw_ok, den);
+    put(o, ",\n%s", ind);
+    put_json_pct(o, "corrected_accuracy_pct", c->corrected_ok, den);
+    if (den == 0)
+        put(o, ",\n%s\"difference_pp\": null", ind);
+    else
+        put(o, ",\n%s\"difference_pp\": %.2f", ind,
+            100.0 * ((double)c->corrected_ok - (double)c->raw_ok) / (double)den);
+}
+
+int ag_eval_format_json(const ag_eval_t *ev, const ag_eval_info_t *info, ag_buf_t *b)
+{
+    const ag_eval_stats_t *st = &ev->st;
+    ag_eval_info_t none;
+    memset(&none, 0, sizeof(none));
+    const ag_eval_info_t *in = info ? info : &none;
+    out_t o = {b, AG_OK};
+
+    put(&o, "{\n  \"version\": 1,\n  \"mode\": \"%s\",\n  \"input\": {\"file\": ",
+        in->live ? "live" : "offline");
+    if (in->source)
+        put_json_str(&o, in->source);
+    else
+        put(&o, "null");
+    put(&o,
+        ", \"lines\": %" PRIu64 ", \"used\": %" PRIu64 ", \"blank\": %" PRIu64 ", \"bad\": %" PRIu64
+        "},\n",
+        st->lines, st->used, st->blank, st->bad);
+    put(&o, "  \"rule_files\": [");
+    for (uint32_t i = 0; i < in->nrule_files; i++) {
+        put(&o, "%s", i ? ", " : "");
+        put_json_str(&o, in->rule_files[i]);
+    }
+    put(&o, "],\n");
+    put(&o,
+        "  \"replies\": %" PRIu64 ",\n  \"with_code\": %" PRIu64 ",\n  \"no_code\": %" PRIu64
+        ",\n  \"skipped\": %" PRIu64 ",\n",
+        st->replies, st->with_code, st->no_code, st->skipped);
+    put_json_counts(&o, &st->all, st->with_code, "  ");
+    put(&o, ",\n  \"unfixable_lines\": [");
+    for (uint32_t i = 0; i < st->nunfixable_lines; i++)
+        put(&o, "%s%" PRIu64, i ? ", " : "", st->unfixable_lines[i]);
+    put(&o, "],\n  \"rules\": [");
+    for (uint32_t i = 0; i < st->nrules; i++) {
+        put(&o, "%s\n    {\n      \"id\": ", i ? "," : "");
+        put_json_str(&o, st->rule_ids[i]);
+        put(&o, ",\n");
+        put_json_counts(&o, &st->rule[i], st->with_code, "      ");
+        put(&o, "\n    }");
+    }
+    put(&o, "%s],\n  \"bad_lines\": [", st->nrules ? "\n  " : "");
+    for (uint32_t i = 0; i < st->nbad_list; i++) {
+        put(&o, "%s\n    {\"line\": %" PRIu64 ", \"error\": ", i ? "," : "", st->bad_list[i].line);
+        put_json_str(&o, st->bad_list[i].msg);
+        put(&o, "}");
+    }
+    put(&o, "%s]", st->nbad_list ? "\n  " : "");
+    if (in->live) {
+        put(&o, ",\n  \"live\": {\n    \"upstream\": ");
+        put_json_str(&o, in->upstream);
+        put(&o, ",\n    \"model\": ");
+        put_json_str(&o, in->model);
+        put(&o, ",\n    \"prompts\": %" PRIu64 ",\n    \"samples\": %u,\n    \"temperature\": ",
+            st->used, in->samples);
+        if (in->has_temperature)
+            put(&o, "%g", in->temperature);
+        else
+            put(&o, "null");
+        put(&o,
+            ",\n    \"requests\": %" PRIu64 ",\n    \"answered\": %" PRIu64
+            ",\n    \"failed\": %" PRIu64 ",\n    \"errors\": [",
+            st->requests, st->requests - st->failed, st->failed);
+        for (uint32_t i = 0; i < st->nerrors; i++) {
+            const ag_eval_error_t *e = &st->errors[i];
+            put(&o, "%s\n      {\"status\": ", i ? "," : "");
+            if (e->status >= 0)
+                put(&o, "%ld", e->status);
+            else
+                put(&o, "null");
+            put(&o, ", \"message\": ");
+            put_json_str(&o, e->msg);
+            put(&o, ", \"count\": %" PRIu64 "}", e->count);
+        }
+        put(&o, "%s]\n  }", st->nerrors ? "\n    " : "");
+    }
+    put(&o, "\n}\n");
+    return o.rc;
+}
+
+/* ---- live mode ---- */
+
+typedef struct prompt {
+    char *body;    /* the request JSON */
+    uint64_t line; /* in the prompts file */
+} prompt_t;
+
+typedef struct prompts {
+    ag_eval_t *ev;
+    const ag_eval_live_opts_t *o;
+    prompt_t *v;
+    uint32_t n, cap;
+} prompts_t;
+
+/* Drops the trailing assistant messages (a fine-tuning record's answer) of a messages array. */
+static void drop_answers(json_t *msgs)
+{
+    size_t n = json_array_size(msgs);
+    while (n > 0) {
+        const char *role = json_string_value(json_object_get(json_array_get(msgs, n - 1), "role"));
+        if (role == NULL || strcmp(role, "assistant") != 0)
+            break;
+        json_array_remove(msgs, --n);
+    }
+}
+
+static void prompt_line(void *arg, ag_str_t line, uint64_t lineno)
+{
+    prompts_t *ps = arg;
+    ag_eval_t *ev = ps->ev;
+    json_t *msgs = NULL, *req = NULL;
+    char why[AG_EVAL_MSG];
+    ev->st.lines++;
+    if (line.len && line.ptr[line.len - 1] == '\r')
+        line.len--;
+    if (blank(line)) {
+        ev->st.blank++;
+        return;
+    }
+    size_t i = 0;
+    while (i < line.len && (line.ptr[i] == ' ' || line.ptr[i] == '\t'))
+        i++;
+    if (line.ptr[i] == '{') {
+        json_error_t jerr;
+        json_t *j = json_loadb(line.ptr, line.len, 0, &jerr);
+        if (j == NULL) {
+            snprintf(why, sizeof(why), "invalid JSON at column %d: %s", jerr.column, jerr.text);
+            ag_eval_bad_line(ev, lineno, why);
+            return;
+        }
+        msgs = json_object_get(j, "messages");
+        if (json_is_array(msgs))
+            msgs = json_deep_copy(msgs);
+        else
+            msgs = NULL;
+        json_decref(j);
+        if (msgs == NULL) {
+            ag_eval_bad_line(ev, lineno, "a JSON prompt line needs a \"messages\" array");
+            return;
+        }
+        drop_answers(msgs);
+        if (json_array_size(msgs) == 0) {
+            ag_eval_bad_line(ev, lineno, "no message left once the assistant answer is dropped");
+            goto out;
+        }
+    } else {
+        json_t *text = json_stringn(line.ptr, line.len);
+        if (text == NULL) {
+            ag_eval_bad_line(ev, lineno, "the prompt is not valid UTF-8");
+            return;
+        }
+        msgs = json_array();
+        json_array_append_new(msgs, json_pack("{s:s,s:o}", "role", "user", "content", text));
+    }
+    req = json_object();
+    json_object_set_new(req, "model", json_string(ps->o->model));
+    json_object_set(req, "messages", msgs);
+    if (ps->o->has_temperature)
+        json_object_set_new(req, "temperature", json_real(ps->o->temperature));
+    char *body = json_dumps(req, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    if (body == NULL) {
+        ag_eval_bad_line(ev, lineno, "the prompt cannot be encoded as JSON");
+        goto out;
+    }
+    if (ps->n == ps->cap) {
+        ps->cap = ps->cap ? ps->cap * 2 : 16;
+        ps->v = ag_xrealloc(ps->v, ps->cap * sizeof(*ps->v));
+    }
+    ps->v[ps->n].body = body;
+    ps->v[ps->n].line = lineno;
+    ps->n++;
+    ev->st.used++;
+out:
+    json_decref(req);
+    json_decref(msgs);
+}
+
+typedef struct live {
+    ag_eval_t *ev;
+    const ag_eval_live_opts_t *o;
+    struct event_base *base;
+    ag_upstream_t *up;
+    struct curl_slist *hdrs;
+    char *url;
+    const prompt_t *prompts;
+    uint32_t nprompts;
+    uint64_t total, next, done;
+    uint32_t inflight, parallel;
+    progress_t bar;
+} live_t;
+
+typedef struct job {
+    live_t *lv;
+    CURL *easy;
+    uint32_t prompt;
+    bool too_big;
+    ag_buf_t body;
+} job_t;
+
+static size_t on_body(char *p, size_t size, size_t n, void *arg)
+{
+    job_t *j = arg;
+    if (ag_buf_append(&j->body, p, size * n) != AG_OK) {
+        j->too_big = true;
+        return 0;
+    }
+    return size * n;
+}
+
+/* s (len bytes) as a new string without the API key: each occurrence becomes "***" (a key has
+ * at least 4 bytes, so the result is never longer than s). */
+static char *scrub(const char *s, size_t len, const char *key)
+{
+    size_t klen = key ? strlen(key) : 0, o = 0;
+    char *dst = ag_xmalloc(len + 1);
+    for (size_t i = 0; i < len;) {
+        if (klen >= 4 && len - i >= klen && memcmp(s + i, key, klen) == 0) {
+            memcpy(dst + o, "***", 3);
+            o += 3;
+            i += klen;
+        } else {
+            dst[o++] = s[i++];
+        }
+    }
+    dst[o] = '\0';
+    return dst;
+}
+
+static void job_error(live_t *lv, long status, const char *msg, size_t len)
+{
+    char *m = scrub(msg, len, lv->o->api_key);
+    ag_eval_add_error(lv->ev, status, ag_cstr(m));
+    free(m);
+}
+
+/* The message of a failed answer: error.message of its JSON, else the start of the body. */
+static void http_error(live_t *lv, long status, const ag_buf_t *body)
+{
+    json_t *j = json_loadb(body->ptr ? body->ptr : "", body->len, 0, NULL);
+    const json_t *m = json_object_get(json_object_get(j, "error"), "message");
+    if (json_is_string(m))
+        job_error(lv, status, json_string_value(m), json_string_length(m));
+    else if (body->len)
+        job_error(lv, status, body->ptr, body->len < 160 ? body->len : 160);
+    else
+        job_error(lv, status, "(empty body)", 12);
+    json_decref(j);
+}
+
+static void judge_answer(live_t *lv, const job_t *j, long status)
+{
+    json_error_t jerr;
+    json_t *doc = json_loadb(j->body.ptr ? j->body.ptr : "", j->body.len, JSON_ALLOW_NUL, &jerr);
+    char why[AG_EVAL_MSG + 64];
+    if (doc == NULL) {
+        snprintf(why, sizeof(why), "the answer is not JSON: %s", jerr.text);
+        job_error(lv, status, why, strlen(why));
+        return;
+    }
+    char rwhy[AG_EVAL_MSG];
+    if (ag_eval_record(lv->ev, doc, lv->prompts[j->prompt].line, rwhy) != AG_OK) {
+        job_error(lv, status, rwhy, strlen(rwhy));
+    } else if (lv->o->save) {
+        json_dumpf(doc, lv->o->save, JSON_COMPACT);
+        fputc('\n', lv->o->save);
+    }
+    json_decref(doc);
+}
+
+static void start_jobs(live_t *lv);
+
+static void job_finish(live_t *lv)
+{
+    char what[64];
+    ag_eval_add_request(lv->ev);
+    lv->done++;
+    snprintf(what, sizeof(what), "%" PRIu64 "/%" PRIu64 " requests", lv->done, lv->total);
+    progress_draw(&lv->bar, lv->done, lv->total, what);
+}
+
+static void on_done(CURL *easy, CURLcode result, void *priv)
+{
+    job_t *j = priv;
+    live_t *lv = j->lv;
+    long status = 0;
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+    if (result != CURLE_OK) {
+        /* curl's own sentence, not its error buffer: that one carries timings ("after 120097
+         * milliseconds") and would split one cause into many groups */
+        char m[96];
+        if (j->too_big)
+            snprintf(m, sizeof(m), "the answer is larger than %u MiB", MAX_BODY >> 20);
+        else if (result == CURLE_OPERATION_TIMEDOUT)
+            snprintf(m, sizeof(m), "no complete answer within %.3g s (--timeout)",
+                     (lv->o->timeout_ms ? lv->o->timeout_ms : 120000) / 1000.0);
+        else
+            snprintf(m, sizeof(m), "%s", curl_easy_strerror(result));
+        job_error(lv, 0, m, strlen(m));
+    } else if (status < 200 || status > 299) {
+        http_error(lv, status, &j->body);
+    } else {
+        judge_answer(lv, j, status);
+    }
+    curl_easy_cleanup(easy);
+    ag_buf_dispose(&j->body);
+    free(j);
+    lv->inflight--;
+    job_finish(lv);
+    start_jobs(lv);
+    if (lv->done == lv->total)
+        event_base_loopbreak(lv->base);
+}
+
+static void start_jobs(live_t *lv)
+{
+    while (lv->inflight < lv->parallel && lv->next < lv->total) {
+        uint32_t p = (uint32_t)(lv->next++ % lv->nprompts);
+        job_t *j = ag_xcalloc(1, sizeof(*j));
+        j->lv = lv;
+        j->prompt = p;
+        ag_buf_init(&j->body, MAX_BODY);
+        CURL *e = curl_easy_init();
+        AG_ASSERT(e != NULL);
+        j->easy = e;
+        long timeout = lv->o->timeout_ms ? (long)lv->o->timeout_ms : 120000L;
+        curl_easy_setopt(e, CURLOPT_URL, lv->url);
+        curl_easy_setopt(e, CURLOPT_PRIVATE, j);
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, lv->hdrs);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, lv->prompts[p].body);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(lv->prompts[p].body));
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, j);
+        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout < 10000L ? timeout : 10000L);
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
+        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(e, CURLOPT_USERAGENT, "astgate-eval");
+        if (ag_upstream_start(lv->up, e) != AG_OK) {
+            job_error(lv, 0, "cannot start the transfer", 25);
+            curl_easy_cleanup(e);
+            ag_buf_dispose(&j->body);
+            free(j);
+            job_finish(lv);
+            continue;
+        }
+        lv->inflight++;
+    }
+}
+
+/* base + "/v1/chat/completions"; a base that already ends in /v1 gets "/chat/completions". */
+static char *chat_url(const char *base)
+{
+    size_t n = strlen(base);
+    while (n > 0 && base[n - 1] == '/')
+        n--;
+    bool v1 = n >= 3 && memcmp(base + n - 3, "/v1", 3) == 0;
+    const char *tail = v1 ? "/chat/completions" : "/v1/chat/completions";
+    char *url = ag_xmalloc(n + strlen(tail) + 1);
+    memcpy(url, base, n);
+    strcpy(url + n, tail);
+    return url;
+}
+
+int ag_eval_live(ag_eval_t *ev, const char *prompts_path, const ag_eval_live_opts_t *o)
+{
+    prompts_t ps = {ev, o, NULL, 0, 0};
+    live_t lv;
+    memset(&lv, 0, sizeof(lv));
+    int rc = each_line(prompts_path, false, prompt_line, &ps);
+    if (rc != AG_OK)
+        goto out;
+    if (ps.n == 0) {
+        rc = AG_EINVAL;
+        goto out;
+    }
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        rc = AG_EIO;
+        goto out;
+    }
+    lv.ev = ev;
+    lv.o = o;
+    lv.prompts = ps.v;
+    lv.nprompts = ps.n;
+    lv.total = (uint64_t)ps.n * (o->samples ? o->samples : 1);
+    lv.parallel = o->parallel ? o->parallel : 4;
+    lv.bar.on = o->progress;
+    lv.url = chat_url(o->upstream);
+    lv.hdrs = curl_slist_append(lv.hdrs, "Content-Type: application/json");
+    lv.hdrs = curl_slist_append(lv.hdrs, "Accept: application/json");
+    if (o->api_key && o->api_key[0]) {
+        size_t n = strlen(o->api_key) + 32;
+        char *h = ag_xmalloc(n);
+        snprintf(h, n, "Authorization: Bearer %s", o->api_key);
+        lv.hdrs = curl_slist_append(lv.hdrs, h);
+        memset(h, 0, n);
+        free(h);
+    }
+    lv.base = event_base_new();
+    AG_ASSERT(lv.base != NULL);
+    lv.up = ag_upstream_new(lv.base, on_done);
+    start_jobs(&lv);
+    if (lv.done < lv.total)
+        event_base_dispatch(lv.base);
+    /* curl keeps a timer while a transfer runs, so the loop only ends by on_done's loopbreak */
+    AG_ASSERT(lv.done == lv.total && lv.inflight == 0);
+    progress_end(&lv.bar);
+    ag_upstream_free(lv.up);
+    event_base_free(lv.base);
+    curl_slist_free_all(lv.hdrs);
+    free(lv.url);
+    curl_global_cleanup();
+    rc = AG_OK;
+out:
+    for (uint32_t i = 0; i < ps.n; i++)
+        free(ps.v[i].body);
+    free(ps.v);
+    return rc;
+}
+
+/* ---- command line ---- */
+
+static const char EVAL_USAGE[] =
+    "usage: astgate eval --rules FILE [--rules FILE...] [--json] [--no-bare] DATA.jsonl\n"
+    "       astgate eval --live --upstream URL --model MODEL --prompts FILE [-n K]\n"
+    "                    [--temperature T] [--parallel N] [--timeout SECONDS] [--save FILE]\n"
+    "                    --rules FILE [--rules FILE...] [--json] [--no-bare]\n"
+    "\n"
+    "Measures how many replies follow the rules as written (raw) and after astgate's rewrite\n"
+    "(corrected). DATA.jsonl (\"-\" = stdin) holds one record a line: a fine-tuning record\n"
+    "{\"messages\": [...]} (its assistant messages), a Chat Completions or Responses API\n"
+    "response object, or {\"completion\": \"...\"}. Replies without code are counted apart.\n"
+    "\n"
+    "--live sends each prompt of FILE (one a line: plain text, or {\"messages\": [...]})\n"
+    "K times (default 1) to URL/v1/chat/completions, N at once (default 4), with the key in\n"
+    "OPENAI_API_KEY, and judges what comes back. --save FILE keeps every answer as a JSONL\n"
+    "line for a later offline run. --timeout applies per request (default 120 s).\n"
+    "--json prints a machine-readable summary instead of the table.\n"
+    "\n"
+    "Exit status: 0 done (whatever the accuracy), 1 unreadable or unusable data, rules that do\n"
+    "not load, or every live request failed, 2 usage error.\n";
+
+static int usage(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "astgate: eval: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nTry 'astgate eval --help'.\n");
+    return 2;
+}
+
+/* The value of option name at argv[*i] ("--name VALUE" or "--name=VALUE"), or NULL when argv[*i]
+ * is another option. *missing is set when the option has no value. */
+static const char *opt_value(int argc, char **argv, int *i, const char *name, bool *missing)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(a, name, n) != 0)
+        return NULL;
+    if (a[n] == '=')
+        return a + n + 1;
+    if (a[n] != '\0')
+        return NULL;
+    if (*i + 1 >= argc) {
+        *missing = true;
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+static bool parse_num(const char *s, double lo, double hi, double *out)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0' || errno != 0 || !isfinite(v) || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+static void print_bad_lines(const ag_eval_stats_t *st, const char *file)
+{
+    const char *name = strcmp(file, "-") == 0 ? "stdin" : file;
+    for (uint32_t i = 0; i < st->nbad_list; i++)
+        fprintf(stderr, "astgate: %s:%" PRIu64 ": %s\n", name, st->bad_list[i].line,
+                st->bad_list[i].msg);
+    if (st->bad > st->nbad_list)
+        fprintf(stderr, "astgate: %s: %" PRIu64 " more bad lines\n", name, st->bad - st->nbad_list);
+}
+
+int ag_eval_main(int argc, char **argv)
+{
+    const char *files[MAX_RULE_FILES];
+    uint32_t nfiles = 0;
+    const char *data = NULL, *upstream = NULL, *model = NULL, *prompts = NULL, *save = NULL;
+    const char *n_arg = NULL, *temp_arg = NULL, *par_arg = NULL, *timeout_arg = NULL;
+    bool json = false, live = false, bare = true;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v;
+        bool missing = false;
+        struct {
+            const char *name;
+            const char **slot;
+        } opts[] = {{"--upstream", &upstream},
+                    {"--model", &model},
+                    {"--prompts", &prompts},
+                    {"--save", &save},
+                    {"-n", &n_arg},
+                    {"--temperature", &temp_arg},
+                    {"--parallel", &par_arg},
+                    {"--timeout", &timeout_arg}};
+        bool taken = false;
+        v = opt_value(argc, argv, &i, "--rules", &missing);
+        if (v != NULL) {
+            if (nfiles == MAX_RULE_FILES)
+                return usage("too many rule files (at most %s)", "64");
+            files[nfiles++] = v;
+            continue;
+        }
+        for (size_t k = 0; k < sizeof(opts) / sizeof(opts[0]) && !taken && !missing; k++) {
+            v = opt_value(argc, argv, &i, opts[k].name, &missing);
+            if (v != NULL) {
+                *opts[k].slot = v;
+                taken = true;
+            }
+        }
+        if (missing)
+            return usage("%s needs a value", a);
+        if (taken)
+            continue;
+        if (strcmp(a, "--json") == 0) {
+            json = true;
+        } else if (strcmp(a, "--live") == 0) {
+            live = true;
+        } else if (strcmp(a, "--no-bare") == 0) {
+            bare = false;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(EVAL_USAGE, stdout);
+            return 0;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            return usage("unknown option '%s'", a);
+        } else if (data) {
+            return usage("only one data file is read; extra argument '%s'", a);
+        } else {
+            data = a;
+        }
+    }
+    if (nfiles == 0)
+        return usage("%s", "--rules FILE is required");
+    double samples = 1, temperature = 0, parallel = 4, timeout_s = 120;
+    if (live) {
+        if (data)
+            return usage("--live reads --prompts FILE, not a data file ('%s')", data);
+        if (!upstream || !model || !prompts)
+            return usage("%s", "--live needs --upstream URL, --model MODEL and --prompts FILE");
+        if (strncmp(upstream, "http://", 7) != 0 && strncmp(upstream, "https://", 8) != 0)
+            return usage("--upstream must be an http:// or https:// URL, not '%s'", upstream);
+        if (n_arg && (!parse_num(n_arg, 1, 10000, &samples) || samples != floor(samples)))
+            return usage("-n takes a whole number from 1 to 10000, not '%s'", n_arg);
+        if (temp_arg && !parse_num(temp_arg, 0, 2, &temperature))
+            return usage("--temperature takes a number from 0 to 2, not '%s'", temp_arg);
+        if (par_arg && (!parse_num(par_arg, 1, 64, &parallel) || parallel != floor(parallel)))
+            return usage("--parallel takes a whole number from 1 to 64, not '%s'", par_arg);
+        if (timeout_arg && !parse_num(timeout_arg, 0.001, 3600, &timeout_s))
+            return usage("--timeout takes seconds from 0.001 to 3600, not '%s'", timeout_arg);
+    } else {
+        const char *only_live = upstream      ? "--upstream"
+                                : model       ? "--model"
+                                : prompts     ? "--prompts"
+                                : n_arg       ? "-n"
+                                : temp_arg    ? "--temperature"
+                                : par_arg     ? "--parallel"
+                                : timeout_arg ? "--timeout"
+                                : save        ? "--save"
+                                              : NULL;
+        if (only_live)
+            return usage("%s needs --live", only_live);
+        if (data == NULL)
+            return usage("%s", "no data file given (DATA.jsonl, or - for stdin)");
+    }
+
+    ag_diag_t d;
+    memset(&d, 0, sizeof(d));
+    if (ag_lang_check(&d) != AG_OK) {
+        fprintf(stderr, "astgate: ");
+        ag_diag_print(&d, stderr);
+        return 1;
+    }
+    ag_rules_t *rules = NULL;
+    if (ag_rules_load_files(files, nfiles, &rules, &d) != AG_OK) {
+        ag_diag_print(&d, stderr);
+        return 1;
+    }
+    int status = 1;
+    FILE *save_f = NULL;
+    ag_buf_t report;
+    ag_buf_init(&report, 64u << 20);
+    ag_engine_opts_t eo;
+    memset(&eo, 0, sizeof(eo));
+    eo.bare = bare;
+    ag_eval_t *ev = ag_eval_new(rules, &eo);
+    const ag_eval_stats_t *st = ag_eval_stats(ev);
+    bool tty = isatty(STDERR_FILENO) == 1;
+    ag_eval_info_t info;
+    memset(&info, 0, sizeof(info));
+    info.rule_files = files;
+    info.nrule_files = nfiles;
+    info.live = live;
+
+    if (!live) {
+        info.source = data;
+        if (ag_eval_file(ev, data, tty) != AG_OK) {
+            fprintf(stderr, "astgate: cannot read %s: %s\n",
+                    strcmp(data, "-") == 0 ? "stdin" : data, strerror(errno));
+            goto out;
+        }
+        print_bad_lines(st, data);
+        if (st->used == 0) {
+            fprintf(stderr, "astgate: %s: no usable line\n",
+                    strcmp(data, "-") == 0 ? "stdin" : data);
+            goto out;
+        }
+    } else {
+        info.source = prompts;
+        info.upstream = upstream;
+        info.model = model;
+        info.samples = (uint32_t)samples;
+        info.has_temperature = temp_arg != NULL;
+        info.temperature = temperature;
+        if (save) {
+            save_f = fopen(save, "w");
+            if (save_f == NULL) {
+                fprintf(stderr, "astgate: cannot open %s: %s\n", save, strerror(errno));
+                goto out;
+            }
+        }
+        const char *key = getenv("OPENAI_API_KEY");
+        if (key == NULL || key[0] == '\0')
+            fprintf(stderr, "astgate: OPENAI_API_KEY is not set: requests go without "
+                            "Authorization\n");
+        for (const char *k = key; k && *k; k++) {
+            if ((unsigned char)*k < 0x20 || *k == 0x7f) {
+                fprintf(stderr, "astgate: OPENAI_API_KEY holds a control character\n");
+                goto out;
+            }
+        }
+        ag_eval_live_opts_t lo;
+        memset(&lo, 0, sizeof(lo));
+        lo.upstream = upstream;
+        lo.model = model;
+        lo.api_key = key;
+        lo.samples = (uint32_t)samples;
+        lo.has_temperature = temp_arg != NULL;
+        lo.temperature = temperature;
+        lo.parallel = (uint32_t)parallel;
+        lo.timeout_ms = (uint32_t)(timeout_s * 1000);
+        if (lo.timeout_ms == 0)
+            lo.timeout_ms = 1;
+        lo.save = save_f;
+        lo.progress = tty;
+        int rc = ag_eval_live(ev, prompts, &lo);
+        if (rc == AG_EIO) {
+            fprintf(stderr, "astgate: cannot read %s: %s\n",
+                    strcmp(prompts, "-") == 0 ? "stdin" : prompts, strerror(errno));
+            goto out;
+        }
+        print_bad_lines(st, prompts);
+        if (rc != AG_OK) {
+            fprintf(stderr, "astgate: %s: no usable prompt\n", prompts);
+            goto out;
+        }
+    }
+    int rc =
+        json ? ag_eval_format_json(ev, &info, &report) : ag_eval_format_table(ev, &info, &report);
+    if (rc != AG_OK) {
+        fprintf(stderr, "astgate: the report is larger than 64 MiB\n");
+        goto out;
+    }
+    if (fwrite(report.ptr, 1, report.len, stdout) != report.len || fflush(stdout) != 0) {
+        fprintf(stderr, "astgate: cannot write the report: %s\n", strerror(errno));
+        goto out;
+    }
+    if (live && st->requests > 0 && st->failed == st->requests) {
+        fprintf(stderr, "astgate: every request failed\n");
+        goto out;
+    }
+    status = 0;
+out:
+    if (save_f && fclose(save_f) != 0 && status == 0) {
+        fprintf(stderr, "astgate: cannot write %s: %s\n", save, strerror(errno));
+        status = 1;
+    }
+    ag_buf_dispose(&report);
+    ag_eval_free(ev);
+    ag_rules_free(rules);
+    return status;
+}

@@ -1,0 +1,689 @@
+/* Unit tests for `astgate eval` (eval.c): exact counts over small in-memory JSONL inputs in every
+ * record format, bad lines with their numbers, replies without code counted apart, rewritten and
+ * unfixable replies (flag, dropped fix, block), per-rule rows, the table text, the JSON summary
+ * (parsed back with jansson), files and the command line's exit statuses. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <jansson.h>
+#include <unistd.h>
+
+#include "eval.h"
+#include "rules.h"
+
+/* two rules: a rewrite and a flag */
+static const char TWO_RULES[] = "id: rename\nlanguage: ts\nrule: {pattern: oldName}\nfix: newName\n"
+                                "---\n"
+                                "id: no-eval\nlanguage: ts\nmessage: do not eval\n"
+                                "rule: {pattern: \"eval($X)\"}\n";
+
+/* a fix the parse check drops, next to a fix that applies */
+static const char DROPPING_RULES[] =
+    "id: breaks\nlanguage: ts\nrule: {pattern: badIdent}\nfix: \"foo(\"\n"
+    "---\n"
+    "id: rename\nlanguage: ts\nrule: {pattern: oldName}\nfix: newName\n";
+
+static const char BLOCK_RULE[] = "id: no-eval\nlanguage: ts\nrule: {pattern: \"eval($X)\"}\n"
+                                 "metadata: {astgate: {action: block}}\n";
+
+typedef struct fx {
+    ag_rules_t *rules;
+    ag_eval_t *ev;
+    ag_buf_t out;
+    json_t *json;
+} fx_t;
+
+static int setup(void **state)
+{
+    fx_t *fx = calloc(1, sizeof(*fx));
+    assert_non_null(fx);
+    ag_buf_init(&fx->out, 1u << 20);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx_t *fx = *state;
+    ag_eval_free(fx->ev);
+    ag_rules_free(fx->rules);
+    ag_buf_dispose(&fx->out);
+    json_decref(fx->json);
+    free(fx);
+    return 0;
+}
+
+static void use_rules(fx_t *fx, const char *yaml)
+{
+    ag_eval_free(fx->ev);
+    fx->ev = NULL;
+    ag_rules_free(fx->rules);
+    fx->rules = NULL;
+    ag_diag_t d;
+    memset(&d, 0, sizeof(d));
+    if (ag_rules_load_mem(ag_cstr(yaml), "t.yaml", &fx->rules, &d) != AG_OK)
+        fail_msg("rules do not load: %u:%u: %s", d.line, d.col, d.msg);
+    fx->ev = ag_eval_new(fx->rules, NULL);
+    assert_non_null(fx->ev);
+}
+
+static const ag_eval_stats_t *run(fx_t *fx, const char *jsonl)
+{
+    ag_eval_text(fx->ev, ag_cstr(jsonl));
+    return ag_eval_stats(fx->ev);
+}
+
+static void assert_counts(const ag_eval_counts_t *c, uint64_t raw_ok, uint64_t corrected_ok,
+                          uint64_t rewritten, uint64_t unfixable)
+{
+    assert_int_equal(c->raw_ok, raw_ok);
+    assert_int_equal(c->corrected_ok, corrected_ok);
+    assert_int_equal(c->rewritten, rewritten);
+    assert_int_equal(c->unfixable, unfixable);
+}
+
+static uint32_t rule_of(const ag_eval_stats_t *st, const char *id)
+{
+    for (uint32_t i = 0; i < st->nrules; i++)
+        if (strcmp(st->rule_ids[i], id) == 0)
+            return i;
+    fail_msg("no rule %s in the stats", id);
+    return 0;
+}
+
+static const char *table(fx_t *fx, const ag_eval_info_t *info)
+{
+    ag_buf_reset(&fx->out);
+    assert_int_equal(ag_eval_format_table(fx->ev, info, &fx->out), AG_OK);
+    return fx->out.ptr;
+}
+
+static json_t *summary(fx_t *fx, const ag_eval_info_t *info)
+{
+    ag_buf_reset(&fx->out);
+    assert_int_equal(ag_eval_format_json(fx->ev, info, &fx->out), AG_OK);
+    json_decref(fx->json);
+    json_error_t err;
+    fx->json = json_loadb(fx->out.ptr, fx->out.len, 0, &err);
+    if (fx->json == NULL)
+        fail_msg("the summary is not JSON (%d:%d: %s):\n%s", err.line, err.column, err.text,
+                 fx->out.ptr);
+    return fx->json;
+}
+
+static json_int_t jint(const json_t *obj, const char *key)
+{
+    const json_t *v = json_object_get(obj, key);
+    if (!json_is_integer(v))
+        fail_msg("%s is not an integer", key);
+    return json_integer_value(v);
+}
+
+static double jnum(const json_t *obj, const char *key)
+{
+    const json_t *v = json_object_get(obj, key);
+    if (!json_is_number(v))
+        fail_msg("%s is not a number", key);
+    return json_number_value(v);
+}
+
+static void assert_has_line(const char *text, const char *line)
+{
+    if (strstr(text, line) == NULL)
+        fail_msg("the table has no line containing \"%s\":\n%s", line, text);
+}
+
+/* ---- input formats ---- */
+
+static void test_fine_tuning_record(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx, TWO_RULES);
+    /* two assistant messages (one with content parts), a user message that must not count */
+    const ag_eval_stats_t *st = run(
+        fx, "{\"messages\": [{\"role\": \"system\", \"content\": \"```ts\\noldName;\\n```\"},"
+            " {\"role\": \"user\", \"content\": \"```ts\\noldName;\\n```\"},"
+            " {\"role\": \"assistant\", \"content\": \"```ts\\noldName;\\n```\"},"
+            " {\"role\": \"user\", \"content\": \"again\"},"
+            " {\"role\": \"assistant\", \"content\": [{\"type\": \"text\", \"text\": \"```ts\\n\"},"
+            " {\"type\": \"summary_text\", \"text\": \"eval(x);\\n\"},"
+            " {\"type\": \"text\", \"text\": \"newName;\\n```\"}]}]}\n");
+    assert_int_equal(st->lines, 1);
+    assert_int_equal(st->used, 1);
+    assert_int_equal(st->bad, 0);
+    assert_int_equal(st->replies, 2);
+    assert_int_equal(st->with_code, 2);
+    assert_counts(&st->all, 1, 2, 1, 0);
+}
+
+static void test_chat_completion_object(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx, TWO_RULES);
+    /* n = 3: one to rewrite, one compliant, one tool call without content (not a reply) */
+    const ag_eval_stats_t *st =
+        run(fx, "{\"id\": \"chatcmpl-1\", \"object\": \"chat.completion\", \"choices\": ["
+                "{\"index\": 0, \"message\": {\"role\": \"assistant\", \"content\": "
+                "\"```ts\\noldName;\\n```\"}},"
+                "{\"index\": 1, \"message\": {\"role\": \"assistant\", \"content\": "
+                "\"```ts\\nok();\\n```\"}},"
+                "{\"index\": 2, \"message\": {\"role\": \"assistant\", \"content\": null, "
+                "\"tool_calls\": []}}]}\n");
+    assert_int_equal(st->used, 1);
+    assert_int_equal(st->replies, 2);
+    assert_int_equal(st->with_code, 2);
+    assert_counts(&st->all, 1, 2, 1, 0);
+}
+
+static void test_responses_object(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx, TWO_RULES);
+    /* the output_text parts of every message item form one reply; reasoning items, refusals and
+     * input_text parts are not part of it */
+    const ag_eval_stats_t *st =
+        run(fx, "{\"object\": \"response\", \"output\": ["
+                "{\"type\": \"reasoning\", \"summary\": [{\"type\": \"summary_text\", \"text\": "
+                "\"eval(x)\"}]},"
+                "{\"type\": \"message\", \"role\": \"assistant\", \"content\": ["
+                "{\"type\": \"output_text\", \"text\": \"Here:\\n\\n```ts\\n\"},"
+                "{\"type\": \"refusal\", \"refusal\": \"eval(x)\"}]},"
+                "{\"type\": \"message\", \"role\": \"assistant\", \"content\": ["
+                "{\"type\": \"output_text\", \"text\": \"oldName;\\n```\\n\"}]}]}\n");
+    assert_int_equal(st->used, 1);
+    assert_int_equal(st->replies, 1);
+    assert_int_equal(st->with_code, 1);
+    assert_counts(&st->all, 0, 1, 1, 0);
+    assert_counts(&st->rule[rule_of(st, "no-eval")], 1, 1, 0, 0);
+}
+
+static void test_completion_and_batch_records(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx, TWO_RULES);
+    const ag_eval_stats_t *st =
+        run(fx, "{\"completion\": \"```ts\\noldName;\\n```\"}\n"
+                "{\"custom_id\": \"r1\", \"response\": {\"status_code\": 200, \"body\": "
+                "{\"choices\": [{\"message\": {\"content\": \"```ts\\nok();\\n```\"}}]}}}\n"
+                "{\"choices\": [{\"text\": \"```ts\\noldName;\\n```\"}]}\n");
+    assert_int_equal(st->used, 3);
+    assert_int_equal(st->replies, 3);
+    assert_counts(&st->all, 1, 3, 2, 0);
+}
+
+/* ---- bad lines ---- */
+
+static void test_bad_lines_numbered(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx, TWO_RULES);
+    const ag_eval_stats_t *st =
+        run(fx, "{\"completion\": \"```ts\\nok();\\n```\"}\n"                  /* 1 */
+                "not json\n"                                                   /* 2 */
+                "\n"                                                           /* 3 blank */
+                "[1, 2]\n"                                                     /* 4 */
+                "{\"prompt\": \"x\"}\r\n"                                      /* 5 */
+                "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}\n" /* 6 */
+                "   \t\r\n"                                                    /* 7 blank */
+                "{\"completion\": 3}\n"                                        /* 8 */
+                "{\"choices\": [{\"message\": {\"content\": \"```ts\\n");      /* 9, cut off */
+    assert_int_equal(st->lines, 9);
+    assert_int_equal(st->blank, 2);
+    assert_int_equal(st->used, 1);
+    assert_int_equal(st->bad, 6);
+    assert_int_equal(st->nbad_list, 6);
+    const uint64_t want[] = {2, 4, 5, 6, 8, 9};
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(st->bad_list[i].line, want[i]);
+    assert_non_null(strstr(st->bad_list[0].msg, "invalid JSON"));
+    assert_string_equal(st->bad_list[1].msg, "not a JSON object");
+    assert_non_null(strstr(st->bad_list[2].msg, "not a known record"));
+    assert_string_equal(st->bad_list[3].msg, "no assistant message with text content");
+    assert_string_equal(st->bad_list[4].msg, "\"completion\" is not a string");
+    assert_non_null(strstr(st->bad_list[5].msg, "invalid JSON"));
+    assert_int_equal(st->replies, 1);
+    /* the table names them */
+    assert_has_line(table(fx, NULL),
+                    "lines 9: 1 used, 2 blank, 6 bad (skipped: lines 2, 4, 5, 6, 8, 9)");
+}
+
+static void test_bad_line_cap(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx, TWO_RULES);
+    for (uint64_t i = 1; i <= AG_EVAL_MAX_BAD + 5; i++)
+        assert_int_equal(ag_eval_line(fx->ev, ag_cstr("nope"), i), AG_EINVAL);
+    const ag_eval_stats_t *st = ag_eval_stats(fx->ev);
+    assert_int_equal(st->bad, AG_EVAL_MAX_BAD + 5);
+    assert_int_equal(st->nbad_list, AG_EVAL_MAX_BAD);
+    assert_int_equal(st->bad_list[AG_EVAL_MAX_BAD - 1].line, AG_EVAL_MAX_BAD);
+}
+
+/* ---- what is counted ---- */
+
+static void test_no_code_counted_apart(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx, TWO_RULES);
+    /* prose, prose that mentions oldName, a python block: no block any rule looks at */
+    const ag_eval_stats_t *st =
+        run(fx, "{\"completion\": \"Just prose.\"}\n"
+                "{\"completion\": \"Rename oldName to something better.\"}\n"
+                "{\"completion\": \"```python\\noldName = 1\\n```\"}\n"
+                "{\"completion\": \"```ts\\nok();\\n```\"}\n");
+    assert_int_equal(st->replies, 4);
+    assert_int_equal(st->no_code, 3);
+    assert_int_equal(st->with_code, 1);
+    assert_counts(&st->all, 1, 1, 0, 0);
+    const char *t = table(fx, NULL);
+    assert_has_line(t, "  replies                      4   1 with code, 3 without code (not "
+                       "counted in the accuracy)\n");
+    assert_has_line(t, "  raw accuracy            100.0%   1 of 1 compliant as written\n");
+    /* only replies without code: no accuracy at all */
+    use_rules(fx, TWO_RULES);
+    st = run(fx, "{\"completion\": \"Just prose.\"}\n");
+    assert_int_equal(st->no_code, 1);
+    assert_int_equal(st->with_code, 0);
+    assert_counts(&st->all, 0, 0, 0, 0);
+    t = table(fx, NULL);
+    assert_has_line(t, "  raw accuracy               n/a   0 of 0 compliant as written\n");
+    assert_has_line(t, "  difference                 n/a\n");
+    json_t *j = summary(fx, NULL);
+    assert_true(json_is_null(json_object_get(j, "raw_accuracy_pct")));
+    assert_true(json_is_null(json_object_get(j, "difference_pp")));
+}
+
+static void test_bare_code_counts_as_code(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx, TWO_RULES);
+    const ag_eval_stats_t *st = run(fx, "{\"completion\": \"const x = oldName;\\n\"}\n");
+    assert_int_equal(st->with_code, 1);
+    assert_counts(&st->all, 0, 1, 1, 0);
+    /* without bare mode the same reply has no code */
+    ag_eval_free(fx->ev);
+    ag_engine_opts_t o;
+    memset(&o, 0, sizeof(o));
+    fx->ev = ag_eval_new(fx->rules, &o);
+    st = run(fx, "{\"completion\": \"const x = oldName;\\n\"}\n");
+    assert_int_equal(st->no_code, 1);
+    assert_int_equal(st->with_code, 0);
+}
+
+static void test_rewritten_reply(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx, TWO_RULES);
+    assert_int_equal(
+        ag_eval_reply(fx->ev, ag_cstr("```ts\nconst a = oldName + oldName;\n```\n"), 7), AG_OK);
+    const ag_eval_stats_t *st = ag_eval_stats(fx->ev);
+    assert_int_equal(st->replies, 1);
+    assert_counts(&st->all, 0, 1, 1, 0);
+    assert_counts(&st->rule[rule_of(st, "rename")], 0, 1, 1, 0);
+    assert_counts(&st->rule[rule_of(st, "no-eval")], 1, 1, 0, 0);
+    assert_int_equal(st->nunfixable_lines, 0);
+}
+
+static void test_unfixable_flag(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx, TWO_RULES);
+    const ag_eval_stats_t *st = run(fx, "{\"completion\": \"```ts\\nok();\\n```\"}\n"
+                                        "{\"completion\": \"```ts\\neval(x);\\n```\"}\n");
+    assert_int_equal(st->with_code, 2);
+    assert_counts(&st->all, 1, 1, 0, 1);
+    assert_counts(&st->rule[rule_of(st, "no-eval")], 1, 1, 0, 1);
+    assert_counts(&st->rule[rule_of(st, "rename")], 2, 2, 0, 0);
+    assert_int_equal(st->nunfixable_lines, 1);
+    assert_int_equal(st->unfixable_lines[0], 2);
+}
+
+static void test_unfixable_dropped_fix(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx, DROPPING_RULES);
+    /* the rename applies, the other fix would break the parse and is dropped */
+    const ag_eval_stats_t *st =
+        run(fx, "{\"completion\": \"```ts\\nbadIdent;\\noldName;\\n```\"}\n");
+    assert_int_equal(st->with_code, 1);
+    assert_counts(&st->all, 0, 0, 1, 1);
+    assert_counts(&st->rule[rule_of(st, "breaks")], 0, 0, 0, 1);
+    assert_counts(&st->rule[rule_of(st, "rename")], 0, 1, 1, 0);
+}
+
+static void test_block_is_never_corrected(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx, BLOCK_RULE);
+    const ag_eval_stats_t *st = run(fx, "{\"completion\": \"```ts\\neval(a);\\n```\"}\n");
+    assert_counts(&st->all, 0, 0, 0, 1);
+    assert_counts(&st->rule[0], 0, 0, 0, 1);
+    /* another rule's rewrite removes what was blocked: the second pass finds nothing, but the
+     * proxy would have blocked the reply, so it is not corrected compliant */
+    use_rules(fx, "id: no-old-call\nlanguage: ts\nrule: {pattern: oldName()}\n"
+                  "metadata: {astgate: {action: block}}\n"
+                  "---\n"
+                  "id: rename\nlanguage: ts\nrule: {pattern: oldName}\nfix: newName\n");
+    st = run(fx, "{\"completion\": \"```ts\\noldName();\\n```\"}\n");
+    assert_counts(&st->all, 0, 0, 1, 1);
+    assert_counts(&st->rule[rule_of(st, "no-old-call")], 0, 0, 0, 1);
+    assert_counts(&st->rule[rule_of(st, "rename")], 0, 1, 1, 0);
+}
+
+static void test_per_rule_rows(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx, TWO_RULES);
+    const ag_eval_stats_t *st =
+        run(fx, "{\"completion\": \"```ts\\noldName;\\n```\"}\n"            /* rename only */
+                "{\"completion\": \"```ts\\noldName;\\neval(x);\\n```\"}\n" /* both */
+                "{\"completion\": \"```ts\\neval(y);\\n```\"}\n"            /* flag only */
+                "{\"completion\": \"```ts\\nfine();\\n```\"}\n"             /* neither */
+                "{\"completion\": \"no code\"}\n");
+    assert_int_equal(st->nrules, 2);
+    assert_string_equal(st->rule_ids[0], "rename");
+    assert_string_equal(st->rule_ids[1], "no-eval");
+    assert_int_equal(st->with_code, 4);
+    assert_int_equal(st->no_code, 1);
+    assert_counts(&st->all, 1, 2, 2, 2);
+    assert_counts(&st->rule[0], 2, 4, 2, 0);
+    assert_counts(&st->rule[1], 2, 2, 0, 2);
+    assert_int_equal(st->nunfixable_lines, 2);
+    assert_int_equal(st->unfixable_lines[0], 2);
+    assert_int_equal(st->unfixable_lines[1], 3);
+
+    const char *rules[] = {"a.yaml", "b.yaml"};
+    ag_eval_info_t info;
+    memset(&info, 0, sizeof(info));
+    info.source = "data.jsonl";
+    info.rule_files = rules;
+    info.nrule_files = 2;
+    const char *t = table(fx, &info);
+    assert_has_line(t, "astgate eval: data.jsonl\nrules: a.yaml, b.yaml (2 rules)\n\n");
+    assert_has_line(t, "  replies                      5   4 with code, 1 without code (not "
+                       "counted in the accuracy)\n");
+    assert_has_line(t, "  raw accuracy             25.0%   1 of 4 compliant as written\n");
+    assert_has_line(t, "  corrected accuracy       50.0%   2 of 4 compliant after the rewrite\n");
+    assert_has_line(t, "  difference            +25.0 pp\n");
+    assert_has_line(t, "  rewritten                    2   replies the rewrite changed\n");
+    assert_has_line(t, "  unfixable                    2   still not compliant after the rewrite\n"
+                       "                                   lines 2, 3\n");
+    assert_has_line(t, "  rule         raw   corrected   difference   rewritten   unfixable\n");
+    assert_has_line(t, "  rename     50.0%      100.0%     +50.0 pp           2           0\n");
+    assert_has_line(t, "  no-eval    50.0%       50.0%      +0.0 pp           0           2\n");
+    assert_has_line(t, "  lines 5: 5 used, 0 bad\n");
+
+    json_t *j = summary(fx, &info);
+    assert_int_equal(jint(j, "version"), 1);
+    assert_string_equal(json_string_value(json_object_get(j, "mode")), "offline");
+    const json_t *input = json_object_get(j, "input");
+    assert_string_equal(json_string_value(json_object_get(input, "file")), "data.jsonl");
+    assert_int_equal(jint(input, "lines"), 5);
+    assert_int_equal(jint(input, "used"), 5);
+    assert_int_equal(jint(input, "bad"), 0);
+    assert_int_equal(json_array_size(json_object_get(j, "rule_files")), 2);
+    assert_int_equal(jint(j, "replies"), 5);
+    assert_int_equal(jint(j, "with_code"), 4);
+    assert_int_equal(jint(j, "no_code"), 1);
+    assert_int_equal(jint(j, "raw_compliant"), 1);
+    assert_int_equal(jint(j, "corrected_compliant"), 2);
+    assert_int_equal(jint(j, "rewritten"), 2);
+    assert_int_equal(jint(j, "unfixable"), 2);
+    assert_float_equal(jnum(j, "raw_accuracy_pct"), 25.0, 1e-9);
+    assert_float_equal(jnum(j, "corrected_accuracy_pct"), 50.0, 1e-9);
+    assert_float_equal(jnum(j, "difference_pp"), 25.0, 1e-9);
+    const json_t *ul = json_object_get(j, "unfixable_lines");
+    assert_int_equal(json_array_size(ul), 2);
+    assert_int_equal(json_integer_value(json_array_get(ul, 1)), 3);
+    const json_t *rows = json_object_get(j, "rules");
+    assert_int_equal(json_array_size(rows), 2);
+    const json_t *r1 = json_array_get(rows, 1);
+    assert_string_equal(json_string_value(json_object_get(r1, "id")), "no-eval");
+    assert_int_equal(jint(r1, "raw_compliant"), 2);
+    assert_int_equal(jint(r1, "corrected_compliant"), 2);
+    assert_int_equal(jint(r1, "rewritten"), 0);
+    assert_int_equal(jint(r1, "unfixable"), 2);
+    assert_float_equal(jnum(r1, "difference_pp"), 0.0, 1e-9);
+    assert_float_equal(jnum(json_array_get(rows, 0), "corrected_accuracy_pct"), 100.0, 1e-9);
+    assert_int_equal(json_array_size(json_object_get(j, "bad_lines")), 0);
+    assert_null(json_object_get(j, "live"));
+}
+
+static void test_json_bad_lines_and_escaping(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx, TWO_RULES);
+    run(fx, "{\"completion\": \"```ts\\nok();\\n```\"}\n{\"error\": {\"message\": \"quota "
+            "\\\"x\\\"\\n\"}}\n");
+    ag_eval_info_t info;
+    memset(&info, 0, sizeof(info));
+    info.source = "we\"ird\x01.jsonl";
+    json_t *j = summary(fx, &info);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "input"), "file")),
+                        "we\"ird\x01.jsonl");
+    const json_t *bad = json_object_get(j, "bad_lines");
+    assert_int_equal(json_array_size(bad), 1);
+    assert_int_equal(jint(json_array_get(bad, 0), "line"), 2);
+    /* the control byte in the upstream message became a space */
+    assert_string_equal(json_string_value(json_object_get(json_array_get(bad, 0), "error")),
+                        "an error object: quota \"x\" ");
+}
+
+static void test_live_errors_in_reports(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx, TWO_RULES);
+    /* what the live mode records: requests, grouped failures, judged replies */
+    for (int i = 0; i < 4; i++)
+        ag_eval_add_request(fx->ev);
+    ag_eval_add_error(fx->ev, 429, AG_STR_LIT("Rate limit reached"));
+    ag_eval_add_error(fx->ev, 0, AG_STR_LIT("Couldn't connect to server"));
+    ag_eval_add_error(fx->ev, 429, AG_STR_LIT("Rate limit reached"));
+    assert_int_equal(ag_eval_reply(fx->ev, ag_cstr("```ts\noldName;\n```"), 1), AG_OK);
+    const ag_eval_stats_t *st = ag_eval_stats(fx->ev);
+    assert_int_equal(st->requests, 4);
+    assert_int_equal(st->failed, 3);
+    assert_int_equal(st->nerrors, 2);
+    assert_int_equal(st->errors[0].count, 2);
+    ag_eval_info_t info;
+    memset(&info, 0, sizeof(info));
+    info.live = true;
+    info.upstream = "http://127.0.0.1:9";
+    info.model = "gpt-4.1-nano";
+    info.samples = 4;
+    info.has_temperature = true;
+    info.temperature = 0.5;
+    const char *t = table(fx, &info);
+    assert_has_line(
+        t, "astgate eval --live: model gpt-4.1-nano at http://127.0.0.1:9, temperature 0.5\n");
+    assert_has_line(t, "  upstream errors 3:\n    2 x HTTP 429: Rate limit reached\n"
+                       "    1 x no HTTP answer: Couldn't connect to server\n");
+    json_t *j = summary(fx, &info);
+    assert_string_equal(json_string_value(json_object_get(j, "mode")), "live");
+    const json_t *live = json_object_get(j, "live");
+    assert_string_equal(json_string_value(json_object_get(live, "model")), "gpt-4.1-nano");
+    assert_int_equal(jint(live, "samples"), 4);
+    assert_float_equal(jnum(live, "temperature"), 0.5, 1e-9);
+    assert_int_equal(jint(live, "requests"), 4);
+    assert_int_equal(jint(live, "answered"), 1);
+    assert_int_equal(jint(live, "failed"), 3);
+    const json_t *errs = json_object_get(live, "errors");
+    assert_int_equal(json_array_size(errs), 2);
+    assert_int_equal(jint(json_array_get(errs, 0), "status"), 429);
+    assert_int_equal(jint(json_array_get(errs, 0), "count"), 2);
+    assert_int_equal(jint(json_array_get(errs, 1), "status"), 0);
+    assert_int_equal(jint(j, "rewritten"), 1);
+}
+
+/* ---- files and the command line ---- */
+
+static char *write_tmp(const char *text)
+{
+    char *path = strdup("/tmp/test_eval_XXXXXX");
+    assert_non_null(path);
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    size_t n = strlen(text);
+    assert_int_equal(write(fd, text, n), (ssize_t)n);
+    close(fd);
+    return path;
+}
+
+static void test_file(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx, TWO_RULES);
+    char *path = write_tmp("{\"completion\": \"```ts\\noldName;\\n```\"}\n\nbad\n"
+                           "{\"completion\": \"```ts\\neval(1);\\n```\"}"); /* no final newline */
+    assert_int_equal(ag_eval_file(fx->ev, path, false), AG_OK);
+    const ag_eval_stats_t *st = ag_eval_stats(fx->ev);
+    assert_int_equal(st->lines, 4);
+    assert_int_equal(st->used, 2);
+    assert_int_equal(st->bad, 1);
+    assert_int_equal(st->bad_list[0].line, 3);
+    assert_counts(&st->all, 0, 1, 1, 1);
+    assert_int_equal(st->unfixable_lines[0], 4);
+    unlink(path);
+    free(path);
+    assert_int_equal(ag_eval_file(fx->ev, "/nonexistent/eval.jsonl", false), AG_EIO);
+}
+
+/* Runs ag_eval_main with stdout and stderr discarded. */
+static int run_main(int argc, const char **argv)
+{
+    fflush(stdout);
+    fflush(stderr);
+    int out = dup(1), err = dup(2);
+    int null = open("/dev/null", O_WRONLY);
+    assert_true(out >= 0 && err >= 0 && null >= 0);
+    dup2(null, 1);
+    dup2(null, 2);
+    int rc = ag_eval_main(argc, (char **)argv);
+    fflush(stdout);
+    fflush(stderr);
+    dup2(out, 1);
+    dup2(err, 2);
+    close(out);
+    close(err);
+    close(null);
+    return rc;
+}
+
+static void test_main_exit_status(void **state)
+{
+    (void)state;
+    char *rules = write_tmp(TWO_RULES);
+    char *good = write_tmp("{\"completion\": \"```ts\\noldName;\\n```\"}\nbad\n");
+    char *useless = write_tmp("bad\n\n{\"x\": 1}\n");
+    {
+        const char *a[] = {"--rules", rules, good};
+        assert_int_equal(run_main(3, a), 0);
+    }
+    {
+        char opt[300];
+        snprintf(opt, sizeof(opt), "--rules=%s", rules);
+        const char *a[] = {opt, "--json", good};
+        assert_int_equal(run_main(3, a), 0);
+    }
+    {
+        const char *a[] = {"--rules", rules, useless};
+        assert_int_equal(run_main(3, a), 1);
+    }
+    {
+        const char *a[] = {"--rules", rules, "/nonexistent/eval.jsonl"};
+        assert_int_equal(run_main(3, a), 1);
+    }
+    {
+        const char *a[] = {"--rules", "/nonexistent/rules.yaml", good};
+        assert_int_equal(run_main(3, a), 1);
+    }
+    {
+        const char *a[] = {good};
+        assert_int_equal(run_main(1, a), 2); /* no --rules */
+    }
+    {
+        const char *a[] = {"--rules", rules};
+        assert_int_equal(run_main(2, a), 2); /* no data */
+    }
+    {
+        const char *a[] = {"--rules", rules, good, good};
+        assert_int_equal(run_main(4, a), 2);
+    }
+    {
+        const char *a[] = {"--rules", rules, "--bogus", good};
+        assert_int_equal(run_main(4, a), 2);
+    }
+    {
+        const char *a[] = {"--rules"};
+        assert_int_equal(run_main(1, a), 2);
+    }
+    {
+        const char *a[] = {"--rules", rules, "--model", "m", good};
+        assert_int_equal(run_main(5, a), 2); /* live options without --live */
+    }
+    {
+        const char *a[] = {"--rules", rules, "--live", "--upstream", "http://127.0.0.1:9",
+                           "--model", "m"};
+        assert_int_equal(run_main(7, a), 2); /* no --prompts */
+    }
+    {
+        const char *a[] = {"--rules", rules, "--live",    "--upstream", "http://127.0.0.1:9",
+                           "--model", "m",   "--prompts", good,         "-n",
+                           "0"};
+        assert_int_equal(run_main(11, a), 2);
+    }
+    {
+        const char *a[] = {"--rules", rules, "--live",    "--upstream", "http://127.0.0.1:9",
+                           "--model", "m",   "--prompts", good,         "--temperature",
+                           "3"};
+        assert_int_equal(run_main(11, a), 2);
+    }
+    {
+        const char *a[] = {"--rules", rules, "--live",    "--upstream", "ftp://x",
+                           "--model", "m",   "--prompts", good};
+        assert_int_equal(run_main(9, a), 2);
+    }
+    {
+        /* no usable prompt: a blank file */
+        char *empty = write_tmp("\n  \n");
+        const char *a[] = {"--rules", rules, "--live",    "--upstream", "http://127.0.0.1:9",
+                           "--model", "m",   "--prompts", empty};
+        assert_int_equal(run_main(9, a), 1);
+        unlink(empty);
+        free(empty);
+    }
+    unlink(rules);
+    unlink(good);
+    unlink(useless);
+    free(rules);
+    free(good);
+    free(useless);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_fine_tuning_record, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chat_completion_object, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_responses_object, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_completion_and_batch_records, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_lines_numbered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_line_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_code_counted_apart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bare_code_counts_as_code, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rewritten_reply, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unfixable_flag, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unfixable_dropped_fix, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_block_is_never_corrected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_per_rule_rows, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_json_bad_lines_and_escaping, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_live_errors_in_reports, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_file, setup, teardown),
+        cmocka_unit_test(test_main_exit_status),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
