@@ -84,6 +84,7 @@ void ag_engine_free(ag_engine_t *e)
     free(e->events);
     free(e->rule_fences);
     free(e->kinds);
+    ag_engine_free(e->verifier);
     free(e);
 }
 
@@ -710,6 +711,60 @@ static void resolve(ag_engine_t *e, uint32_t first, ag_lang_t lang, const TSTree
 
 /* ---- blocks ---- */
 
+/* In code that still has parse errors, error recovery is not local: an edit can change what the
+ * parser makes of code elsewhere, and a second rewrite would then find more to do. Rewrite the
+ * result once more with a second engine; if it would change anything, the block's edits are
+ * dropped (the reply stays as the model wrote it). Only blocks with errors pay for this. */
+static void check_stable(ag_engine_t *e, uint32_t first, ag_lang_t lang, bool cut)
+{
+    ag_edit_t *ed = e->edits + first;
+    uint32_t n = e->nedits - first, kept = 0;
+    for (uint32_t i = 0; i < n; i++)
+        kept += ed[i].keep;
+    if (kept == 0)
+        return;
+    if (e->verifier == NULL) {
+        ag_engine_opts_t o = e->opts;
+        o.bare = false;
+        o.shadow = false;
+        e->verifier = ag_engine_new(e->rules, &o);
+    }
+    ag_buf_t mini, out;
+    ag_buf_init(&mini, e->code.max + 64);
+    ag_buf_init(&out, e->code.max * 2 + 64);
+    /* the block as a reply of its own: the same fence language, the rewritten code */
+    int rc = ag_buf_append(&mini, lang == AG_LANG_TSX ? "```tsx\n" : "```ts\n",
+                           lang == AG_LANG_TSX ? 7 : 6);
+    uint32_t pos = 0;
+    for (uint32_t i = 0; i < n && rc == AG_OK; i++) {
+        if (!ed[i].keep)
+            continue;
+        rc = ag_buf_append(&mini, e->code.ptr + pos, ed[i].start - pos);
+        if (rc == AG_OK)
+            rc = ag_buf_append(&mini, e->text.ptr + ed[i].text_off, ed[i].text_len);
+        pos = ed[i].end;
+    }
+    if (rc == AG_OK)
+        rc = ag_buf_append(&mini, e->code.ptr + pos, e->orig_len - pos);
+    if (rc == AG_OK && !cut)
+        rc = ag_buf_append(&mini, "```", 3); /* the code ends with the line before the fence */
+    ag_result_t res;
+    memset(&res, 0, sizeof(res));
+    if (rc == AG_OK)
+        rc = ag_engine_rewrite(e->verifier, ag_buf_str(&mini), &out, &res);
+    if (rc != AG_OK || res.rewrites > 0) {
+        for (uint32_t i = 0; i < n; i++)
+            if (ed[i].keep) {
+                ed[i].keep = false;
+                ed[i].reason = "the code has parse errors and the rewrite would not be stable";
+                e->res.rewrites--;
+                e->res.dropped++;
+            }
+    }
+    ag_buf_dispose(&mini);
+    ag_buf_dispose(&out);
+}
+
 /* A reply without fences is tried as code only when its first non-blank line starts like code, so
  * that a streaming proxy can decide from the first line whether to hold the reply back. */
 bool ag_engine_bare_start(ag_str_t text, bool *undecided)
@@ -829,6 +884,8 @@ static void process_block(ag_engine_t *e, uint32_t start, uint32_t end, ag_lang_
     uint64_t t2 = now_ns();
     e->res.match_ns += t2 - t1;
     resolve(e, first, lang, tree, errors);
+    if (errors)
+        check_stable(e, first, lang, cut);
     e->res.splice_ns += now_ns() - t2;
     ts_tree_delete(tree);
 }

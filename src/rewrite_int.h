@@ -58,6 +58,7 @@ struct ag_engine {
     uint32_t nevents, events_cap;
     ag_result_t res;
     struct kinds *kinds; /* per grammar: kind and field ids ensure.c needs */
+    struct ag_engine *verifier; /* checks rewrites of code with parse errors; made on first use */
 };
 
 /* Records an edit of e->code[start, end) to text by rule. guard_end: the edit is dropped when the
