@@ -717,8 +717,10 @@ static void resolve(ag_engine_t *e, uint32_t first, ag_lang_t lang, const TSTree
  * dropped (the reply stays as the model wrote it). Only blocks with errors pay for this. */
 static void check_stable(ag_engine_t *e, uint32_t first, ag_lang_t lang, bool cut)
 {
-    ag_edit_t *ed = e->edits + first;
     uint32_t n = e->nedits - first, kept = 0;
+    if (n == 0)
+        return;
+    ag_edit_t *ed = e->edits + first;
     for (uint32_t i = 0; i < n; i++)
         kept += ed[i].keep;
     if (kept == 0)
