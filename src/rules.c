@@ -1047,11 +1047,17 @@ static int parse_astgate(ctx_t *c, const ag_ynode_t *meta, const ag_ynode_t **en
     if (fences) {
         if (fences->type != AG_Y_SEQ)
             return fail(c, fences, "`fences` must be a sequence of fence languages");
+        if (fences->n > 32)
+            return fail(c, fences, "`fences` lists at most 32 languages");
         def->fences = ag_arena_alloc(c->arena, (fences->n ? fences->n : 1) * sizeof(char *));
         for (uint32_t i = 0; i < fences->n; i++) {
             const ag_ynode_t *f = fences->items[i];
             if (!is_scalar(f))
                 return fail(c, f, "a fence language must be a string");
+            if (f->len > 31 || strpbrk(f->text, " \t\r\n") != NULL)
+                return fail(c, f, "`%.*s` cannot be a fence language (one word of at most 31 "
+                                  "bytes)",
+                            (int)f->len, f->text);
             char *name = ag_arena_strndup(c->arena, f->text, f->len);
             for (char *p = name; *p; p++)
                 if (*p >= 'A' && *p <= 'Z')
