@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #define MAX_WORKERS 256
+#define EASY_POOL 64 /* idle curl handles kept per worker for reuse */
 #define HIGH_WATERMARK (1u << 20) /* unsent client bytes above which upstream reads pause */
 
 typedef struct log_sink {
@@ -46,6 +47,9 @@ typedef struct worker {
     int fd;
     uint64_t seq;
     ag_wmetrics_t m;
+    CURL *pool[EASY_POOL]; /* reset handles, ready for the next request */
+    uint32_t npool;
+    struct evbuffer *chunk; /* reused for every reply chunk (evhttp drains it) */
 } worker_t;
 
 typedef enum req_state {
@@ -252,8 +256,12 @@ static void preq_free(preq_t *r)
 {
     if (r->resume)
         event_free(r->resume);
-    if (r->easy)
+    if (r->easy && r->w->npool < EASY_POOL) {
+        curl_easy_reset(r->easy);
+        r->w->pool[r->w->npool++] = r->easy;
+    } else if (r->easy) {
         curl_easy_cleanup(r->easy);
+    }
     curl_slist_free_all(r->up_headers);
     free(r->url);
     for (uint32_t i = 0; i < r->nhdrs; i++) {
@@ -507,11 +515,10 @@ static void send_chunk(preq_t *r, const void *p, size_t n)
 {
     if (n == 0 || r->client_gone)
         return;
-    struct evbuffer *b = evbuffer_new();
+    struct evbuffer *b = r->w->chunk;
     evbuffer_add(b, p, n);
     r->bytes_out += n;
-    evhttp_send_reply_chunk(r->req, b);
-    evbuffer_free(b);
+    evhttp_send_reply_chunk(r->req, b); /* moves the bytes out of b */
     struct evbuffer *o = client_output(r);
     if (o && !r->paused && evbuffer_get_length(o) > HIGH_WATERMARK) {
         r->paused = true;
@@ -831,7 +838,7 @@ static void handle(struct evhttp_request *req, void *arg)
     size_t ulen = strlen(base) + strlen(uri) + 1;
     r->url = ag_xmalloc(ulen);
     snprintf(r->url, ulen, "%s%s", base, uri);
-    CURL *e = curl_easy_init();
+    CURL *e = w->npool ? w->pool[--w->npool] : curl_easy_init();
     AG_ASSERT(e != NULL);
     r->easy = e;
     curl_easy_setopt(e, CURLOPT_URL, r->url);
@@ -1016,6 +1023,7 @@ int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
         w->engine = ag_engine_new(rules, &eo);
         w->up = ag_upstream_new(w->base, on_done);
         w->stop = event_new(w->base, -1, 0, on_stop, w);
+        w->chunk = evbuffer_new();
     }
     if (cfg->admin_host[0]) {
         /* the admin listener runs on the first worker's loop */
@@ -1061,6 +1069,10 @@ out:
     for (uint32_t i = 0; i < nw; i++) {
         worker_t *w = &ws[i];
         ag_wmetrics_dispose(&w->m);
+        for (uint32_t k = 0; k < w->npool; k++)
+            curl_easy_cleanup(w->pool[k]);
+        if (w->chunk)
+            evbuffer_free(w->chunk);
         if (w->stop)
             event_free(w->stop);
         ag_upstream_free(w->up);

@@ -3,6 +3,8 @@
  * finished transfers are collected after each call. */
 #include "upstream.h"
 
+#include <event2/event_struct.h>
+
 struct ag_upstream {
     struct event_base *base;
     CURLM *multi;
@@ -12,7 +14,8 @@ struct ag_upstream {
 };
 
 typedef struct sock_ctx {
-    struct event *ev;
+    struct event ev; /* re-armed in place when curl changes what it waits for */
+    bool added;
     ag_upstream_t *u;
 } sock_ctx_t;
 
@@ -59,7 +62,8 @@ static int socket_cb(CURL *easy, curl_socket_t s, int action, void *userp, void 
     (void)easy;
     if (action == CURL_POLL_REMOVE) {
         if (sc) {
-            event_free(sc->ev);
+            if (sc->added)
+                event_del(&sc->ev);
             free(sc);
             curl_multi_assign(u->multi, s, NULL);
         }
@@ -71,11 +75,14 @@ static int socket_cb(CURL *easy, curl_socket_t s, int action, void *userp, void 
         sc = ag_xcalloc(1, sizeof(*sc));
         sc->u = u;
         curl_multi_assign(u->multi, s, sc);
-    } else {
-        event_free(sc->ev);
+    } else if (sc->added) {
+        if (event_get_events(&sc->ev) == what)
+            return 0; /* already waiting for that */
+        event_del(&sc->ev);
     }
-    sc->ev = event_new(u->base, s, what, on_socket, u);
-    event_add(sc->ev, NULL);
+    event_assign(&sc->ev, u->base, s, what, on_socket, u);
+    event_add(&sc->ev, NULL);
+    sc->added = true;
     return 0;
 }
 
@@ -106,6 +113,9 @@ ag_upstream_t *ag_upstream_new(struct event_base *base, ag_upstream_done_cb done
     curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
     curl_multi_setopt(u->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
     curl_multi_setopt(u->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
+    /* keep idle upstream connections: by default curl caps its cache at 4 x the transfers in
+     * flight and closes connections whenever that number dips */
+    curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, 1024L);
     return u;
 }
 
