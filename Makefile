@@ -30,7 +30,7 @@ ASAN_OBJ := $(LIB_SRC:%.c=build/asan/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/asan/%)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: demo all deps grammar run test test-build unit golden fuzz fuzz-build bench clean format check-format
+.PHONY: bench-proxy demo all deps grammar run test test-build unit golden fuzz fuzz-build bench clean format check-format
 .DELETE_ON_ERROR:
 
 all: build/astgate
@@ -126,6 +126,9 @@ fuzz: fuzz-build
 
 bench: all
 	$(Q)bench/run.sh
+
+bench-proxy: all
+	$(Q)bench/run-proxy.sh
 
 format:
 	$(Q)clang-format -i src/*.c src/*.h tests/unit/*.c tests/fuzz/*.c
