@@ -18,7 +18,8 @@ static const char *const HIST_HELP[AG_HISTS] = {
     "Time from sending a request upstream to the end of its reply.",
     "Time astgate itself spent on a request (parsing, matching, rewriting, copying).",
     "tree-sitter parse time per API reply with code."};
-static const char *const ROUTE[AG_M_ROUTES] = {"chat.completions", "passthrough"};
+static const char *const ROUTE[AG_M_ROUTES] = {"chat.completions", "responses", "messages",
+                                               "passthrough"};
 
 void ag_wmetrics_init(ag_wmetrics_t *m, uint32_t nrules)
 {

@@ -201,7 +201,10 @@ static void on_result(void *ud, int index, const ag_result_t *res)
 static void access_line(preq_t *r, int status)
 {
     ag_wmetrics_t *m = &r->w->m;
-    int route = r->api ? AG_M_ROUTE_CHAT : AG_M_ROUTE_PASS;
+    int route = r->api == &ag_api_openai_chat        ? AG_M_ROUTE_CHAT
+                : r->api == &ag_api_openai_responses ? AG_M_ROUTE_RESPONSES
+                : r->api == &ag_api_anthropic        ? AG_M_ROUTE_MESSAGES
+                                                     : AG_M_ROUTE_PASS;
     if (status >= 100 && status < 600)
         ag_m_inc(&m->requests[route][status], 1);
     ag_m_observe(m, AG_HIST_ADDED, r->own_ns);
@@ -735,7 +738,8 @@ static void handle_admin(struct evhttp_request *req, void *arg)
 
 /* ---- the request handler ---- */
 
-static const ag_api_t *const APIS[] = {&ag_api_openai_chat, NULL};
+static const ag_api_t *const APIS[] = {&ag_api_openai_chat, &ag_api_openai_responses,
+                                       &ag_api_anthropic, NULL};
 
 static void new_request_id(worker_t *w, char *out, size_t cap)
 {

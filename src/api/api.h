@@ -63,6 +63,8 @@ typedef struct ag_api {
 } ag_api_t;
 
 extern const ag_api_t ag_api_openai_chat;
+extern const ag_api_t ag_api_openai_responses;
+extern const ag_api_t ag_api_anthropic;
 
 /* Adds a rule id to st (once). */
 void ag_api_stats_rule(ag_api_stats_t *st, const char *id);
