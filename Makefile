@@ -30,7 +30,7 @@ ASAN_OBJ := $(LIB_SRC:%.c=build/asan/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/asan/%)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: bench-proxy demo all deps grammar run test test-build unit golden fuzz fuzz-build bench clean format check-format
+.PHONY: bench-api bench-proxy demo all deps grammar run test test-build unit golden fuzz fuzz-build bench clean format check-format
 .DELETE_ON_ERROR:
 
 all: build/astgate
@@ -129,6 +129,12 @@ bench: all
 
 bench-proxy: all
 	$(Q)bench/run-proxy.sh
+
+# the API adapters (Chat Completions, Responses, Anthropic Messages) in process, on the corpus
+bench-api: build/libastgate.a $(GRAMMAR_OBJ)
+	$(Q)$(CC) $(CFLAGS) -Isrc bench/bench_api.c build/libastgate.a $(GRAMMAR_OBJ) $(LIBS) \
+		-o build/bench_api
+	$(Q)build/bench_api rules/mastra.yaml tests/golden/*/input.md
 
 format:
 	$(Q)clang-format -i src/*.c src/*.h tests/unit/*.c tests/fuzz/*.c
