@@ -351,19 +351,39 @@ static void send_error(preq_t *r, int status, const char *reason, const char *ty
     struct evbuffer *b = evbuffer_new();
     ag_buf_t j;
     ag_buf_init(&j, 1u << 16);
-    int rc = ag_buf_append(&j, "{\"error\":{\"message\":", 20);
-    if (rc == AG_OK)
-        rc = ag_json_append_str(&j, ag_cstr(message));
-    if (rc == AG_OK)
-        rc = ag_buf_append(&j, ",\"type\":", 8);
-    if (rc == AG_OK)
-        rc = ag_json_append_str(&j, ag_cstr(type));
-    if (rc == AG_OK)
-        rc = ag_buf_append(&j, ",\"param\":null,\"code\":", 21);
-    if (rc == AG_OK)
-        rc = code ? ag_json_append_str(&j, ag_cstr(code)) : ag_buf_append(&j, "null", 4);
-    if (rc == AG_OK)
-        rc = ag_buf_append(&j, "}}\n", 3);
+    int rc;
+    if (r->api == &ag_api_anthropic) {
+        /* the Anthropic SDK reads {"type":"error","error":{"type","message"}} */
+        static const char head[] = "{\"type\":\"error\",\"error\":{\"type\":";
+        rc = ag_buf_append(&j, head, sizeof(head) - 1);
+        if (rc == AG_OK)
+            rc = ag_json_append_str(&j, ag_cstr(type));
+        if (rc == AG_OK)
+            rc = ag_buf_append(&j, ",\"message\":", 11);
+        if (rc == AG_OK)
+            rc = ag_json_append_str(&j, ag_cstr(message));
+        if (rc == AG_OK && code) {
+            rc = ag_buf_append(&j, ",\"code\":", 8);
+            if (rc == AG_OK)
+                rc = ag_json_append_str(&j, ag_cstr(code));
+        }
+        if (rc == AG_OK)
+            rc = ag_buf_appendf(&j, "},\"request_id\":\"%s\"}\n", r->request_id);
+    } else {
+        rc = ag_buf_append(&j, "{\"error\":{\"message\":", 20);
+        if (rc == AG_OK)
+            rc = ag_json_append_str(&j, ag_cstr(message));
+        if (rc == AG_OK)
+            rc = ag_buf_append(&j, ",\"type\":", 8);
+        if (rc == AG_OK)
+            rc = ag_json_append_str(&j, ag_cstr(type));
+        if (rc == AG_OK)
+            rc = ag_buf_append(&j, ",\"param\":null,\"code\":", 21);
+        if (rc == AG_OK)
+            rc = code ? ag_json_append_str(&j, ag_cstr(code)) : ag_buf_append(&j, "null", 4);
+        if (rc == AG_OK)
+            rc = ag_buf_append(&j, "}}\n", 3);
+    }
     evbuffer_add(b, j.ptr, j.len);
     struct evkeyvalq *oh = evhttp_request_get_output_headers(r->req);
     add_header(oh, "Content-Type", "application/json");

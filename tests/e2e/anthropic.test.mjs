@@ -385,6 +385,10 @@ describe('anthropic messages API, block rule', { skip: NEEDS_PROXY }, () => {
         await assert.rejects(t.client.messages.create({ model: REQ_MODEL, max_tokens: 1024, messages: MESSAGES }), (err) => {
             assert.ok(err instanceof Anthropic.APIError, String(err));
             assert.equal(err.status, 422);
+            // an Anthropic-shaped error body ({"type":"error","error":{"type","message"}}): the SDK
+            // reads the error type and message from it
+            assert.equal(err.type, 'astgate_blocked', JSON.stringify(err.error));
+            assert.match(err.message, /no-eval/);
             return true;
         });
     });
