@@ -2,6 +2,7 @@
  * (streamed, one stream key per choice index). Only the content strings change; the rest of every
  * body and event is copied byte for byte. */
 #include "api.h"
+#include "changes.h"
 
 #include "json.h"
 #include "jsonscan.h"
@@ -9,44 +10,6 @@
 
 #define MAX_CHOICES 128
 #define MAX_MATCHES 512
-
-/* ---- shared: rewriting one JSON string ---- */
-
-typedef struct strfix {
-    ag_buf_t decoded;
-    size_t *map;
-    size_t map_cap;
-    size_t map_len;
-    ag_jscan_edit_t *edits;
-    size_t nedits, edits_cap;
-    ag_buf_t texts; /* replacement texts of this string's edits */
-} strfix_t;
-
-static void strfix_init(strfix_t *f)
-{
-    memset(f, 0, sizeof(*f));
-    ag_buf_init(&f->decoded, 64u << 20);
-    ag_buf_init(&f->texts, 128u << 20);
-}
-
-static void strfix_dispose(strfix_t *f)
-{
-    ag_buf_dispose(&f->decoded);
-    ag_buf_dispose(&f->texts);
-    free(f->map);
-    free(f->edits);
-}
-
-/* Decodes the string token at m into f->decoded with its offset map. */
-static int strfix_decode(strfix_t *f, ag_str_t json, const ag_jscan_match_t *m)
-{
-    ag_buf_reset(&f->decoded);
-    if (f->map_cap < m->len + 1) {
-        f->map_cap = m->len + 1;
-        f->map = ag_xrealloc(f->map, f->map_cap * sizeof(*f->map));
-    }
-    return ag_jscan_decode(json, m->off, m->len, &f->decoded, f->map, f->map_cap, &f->map_len);
-}
 
 /* ---- not streamed ---- */
 
@@ -59,30 +22,25 @@ static int rewrite_body(ag_api_env_t *env, ag_str_t body, ag_buf_t *out, ag_api_
         return AG_EINVAL;
     ag_jscan_match_t *m = ag_xmalloc(MAX_MATCHES * sizeof(*m));
     size_t n = 0;
+    ag_changes_t ch;
+    ag_changes_init(&ch);
+    ag_buf_t text, rewritten;
+    ag_buf_init(&text, 64u << 20);
+    ag_buf_init(&rewritten, 128u << 20);
     int rc = ag_jscan_find(body, paths, 2, m, MAX_MATCHES, &n, NULL);
-    strfix_t *fx = NULL;
-    ag_jscan_splice_t *sp = NULL;
-    size_t nsp = 0;
-    if (rc != AG_OK)
-        goto out;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n && rc == AG_OK; i++)
         if (m[i].path == 1 && m[i].len >= 2 && env->model.len == 0)
             env->model = ag_str(body.ptr + m[i].off + 1, m[i].len - 2); /* body outlives logs */
-    fx = ag_xcalloc(n ? n : 1, sizeof(*fx));
-    sp = ag_xcalloc(n ? n : 1, sizeof(*sp));
-    ag_buf_t rewritten;
-    ag_buf_init(&rewritten, 128u << 20);
     for (size_t i = 0; i < n && rc == AG_OK; i++) {
         if (m[i].path != 0)
             continue;
-        strfix_t *f = &fx[i];
-        strfix_init(f);
-        rc = strfix_decode(f, body, &m[i]);
+        ag_buf_reset(&text);
+        rc = ag_jscan_decode(body, m[i].off, m[i].len, &text, NULL, 0, NULL);
         if (rc != AG_OK)
             break;
         ag_result_t res;
         ag_buf_reset(&rewritten);
-        rc = ag_engine_rewrite(env->engine, ag_buf_str(&f->decoded), &rewritten, &res);
+        rc = ag_engine_rewrite(env->engine, ag_buf_str(&text), &rewritten, &res);
         if (rc != AG_OK)
             break;
         if (env->on_result && res.nevents)
@@ -94,46 +52,13 @@ static int rewrite_body(ag_api_env_t *env, ag_str_t body, ag_buf_t *out, ag_api_
             env->on_reply(env->ud, (int)m[i].idx[0], &sum);
         }
         ag_api_stats_add(st, &res);
-        /* the applied edits, in decoded coordinates; their texts copied (events are borrowed) */
-        size_t applied = 0;
-        for (uint32_t k = 0; k < res.nevents; k++)
-            applied += res.events[k].action == AG_ACTION_REWRITE && res.events[k].applied;
-        if (applied == 0)
-            continue;
-        f->edits = ag_xcalloc(applied, sizeof(*f->edits));
-        for (uint32_t k = 0; k < res.nevents && rc == AG_OK; k++) {
-            const ag_event_t *ev = &res.events[k];
-            if (ev->action != AG_ACTION_REWRITE || !ev->applied)
-                continue;
-            size_t off = f->texts.len;
-            rc = ag_buf_append(&f->texts, ev->after.ptr, ev->after.len);
-            f->edits[f->nedits].start = ev->offset;
-            f->edits[f->nedits].end = ev->offset + ev->before.len;
-            f->edits[f->nedits].text = ag_str((const char *)(uintptr_t)off, ev->after.len);
-            f->nedits++;
-        }
-        /* texts are stable now: turn offsets into pointers; events come in reply order */
-        for (size_t k = 0; k < f->nedits; k++)
-            f->edits[k].text.ptr = f->texts.ptr + (uintptr_t)f->edits[k].text.ptr;
-        sp[nsp].off = m[i].off;
-        sp[nsp].len = m[i].len;
-        sp[nsp].map = f->map;
-        sp[nsp].map_len = f->map_len;
-        sp[nsp].edits = f->edits;
-        sp[nsp].nedits = f->nedits;
-        nsp++;
+        rc = ag_changes_result(&ch, body, &m[i], &res, ag_buf_str(&rewritten));
     }
-    ag_buf_dispose(&rewritten);
     if (rc == AG_OK)
-        rc = ag_jscan_splice(body, sp, nsp, out);
-out:
-    if (fx) {
-        for (size_t i = 0; i < n; i++)
-            if (m[i].path == 0)
-                strfix_dispose(&fx[i]);
-        free(fx);
-    }
-    free(sp);
+        rc = ag_changes_apply(&ch, body, out);
+    ag_changes_dispose(&ch);
+    ag_buf_dispose(&text);
+    ag_buf_dispose(&rewritten);
     free(m);
     return rc == AG_OK ? AG_OK : AG_EINVAL;
 }
@@ -145,19 +70,19 @@ typedef struct chat_stream {
     ag_api_stats_t *st;
     ag_sse_parser_t sse;
     ag_stream_t *core;
-    ag_buf_t *out;          /* the client bytes of the current feed */
-    ag_buf_t data;          /* a rewritten event's data */
-    ag_buf_t text;          /* text the core let through for one choice */
-    strfix_t fx;
+    ag_buf_t *out;    /* the client bytes of the current feed */
+    ag_buf_t data;    /* a rewritten event's data */
+    ag_buf_t text;    /* text the core let through for one choice */
+    ag_buf_t decoded; /* one delta's text */
     ag_jscan_path_t paths[7];
     ag_jscan_match_t *m;
     /* the upstream's identity fields, raw JSON tokens, for events astgate adds */
     char id[256], created[32], model[256], fingerprint[256];
     bool has_fingerprint;
     bool choice_open[MAX_CHOICES]; /* a delta was seen and the choice is not finished */
-    bool ended;              /* a block rule ended the stream */
-    bool block_pending;      /* a block matched while finishing into the current event */
-    bool done;               /* [DONE] passed */
+    bool ended;                    /* a block rule ended the stream */
+    bool block_pending;            /* a block matched while finishing into the current event */
+    bool done;                     /* [DONE] passed */
     ag_reply_summary_t sum[MAX_CHOICES]; /* per choice, reported when it finishes */
 } chat_stream_t;
 
@@ -182,11 +107,14 @@ static void *stream_new(ag_api_env_t *env, ag_api_stats_t *st)
     cs->core = ag_stream_new(env->engine, env->max_held, on_core_result, cs);
     ag_buf_init(&cs->data, 64u << 20);
     ag_buf_init(&cs->text, 64u << 20);
-    strfix_init(&cs->fx);
+    ag_buf_init(&cs->decoded, 64u << 20);
     cs->m = ag_xmalloc(MAX_MATCHES * sizeof(*cs->m));
-    static const char *const pats[] = {"choices[*].delta.content", "choices[*].finish_reason",
-                                       "choices[*].index",         "id",
-                                       "created",                  "model",
+    static const char *const pats[] = {"choices[*].delta.content",
+                                       "choices[*].finish_reason",
+                                       "choices[*].index",
+                                       "id",
+                                       "created",
+                                       "model",
                                        "system_fingerprint"};
     static const unsigned types[] = {AG_JSCAN_STRING, AG_JSCAN_STRING, AG_JSCAN_NUMBER,
                                      AG_JSCAN_STRING, AG_JSCAN_NUMBER, AG_JSCAN_STRING,
@@ -207,7 +135,7 @@ static void stream_free(void *state)
     ag_stream_free(cs->core);
     ag_buf_dispose(&cs->data);
     ag_buf_dispose(&cs->text);
-    strfix_dispose(&cs->fx);
+    ag_buf_dispose(&cs->decoded);
     free(cs->m);
     free(cs);
 }
@@ -252,8 +180,9 @@ static int emit_flush(chat_stream_t *cs, int choice, ag_str_t text)
         return AG_OK;
     ag_buf_t j;
     ag_buf_init(&j, text.len * 6 + 4096);
-    int rc = ag_buf_appendf(&j, "{\"id\":%s,\"object\":\"chat.completion.chunk\",\"created\":%s,"
-                                "\"model\":%s,",
+    int rc = ag_buf_appendf(&j,
+                            "{\"id\":%s,\"object\":\"chat.completion.chunk\",\"created\":%s,"
+                            "\"model\":%s,",
                             cs->id[0] ? cs->id : "\"\"", cs->created[0] ? cs->created : "0",
                             cs->model[0] ? cs->model : "\"\"");
     if (rc == AG_OK && cs->has_fingerprint)
@@ -328,8 +257,8 @@ static int pass_raw(chat_stream_t *cs, const ag_sse_item_t *it)
 {
     int rc = ag_buf_append(cs->out, it->raw.ptr, it->raw.len);
     if (rc == AG_OK && it->kind == AG_SSE_EVENT && it->eof) {
-        bool eol = it->raw.len && (it->raw.ptr[it->raw.len - 1] == '\n' ||
-                                   it->raw.ptr[it->raw.len - 1] == '\r');
+        bool eol = it->raw.len &&
+                   (it->raw.ptr[it->raw.len - 1] == '\n' || it->raw.ptr[it->raw.len - 1] == '\r');
         rc = ag_buf_append(cs->out, "\n\n", eol ? 1 : 2);
     }
     return rc;
@@ -409,15 +338,14 @@ static int on_event(chat_stream_t *cs, const ag_sse_item_t *it)
         if (m->path != P_CONTENT)
             continue;
         int choice = choice_of(cs, n, m->idx[0]);
-        ag_buf_reset(&cs->fx.decoded);
+        ag_buf_reset(&cs->decoded);
         if (choice < 0 ||
-            ag_jscan_decode(json, m->off, m->len, &cs->fx.decoded, NULL, 0, NULL) != AG_OK)
+            ag_jscan_decode(json, m->off, m->len, &cs->decoded, NULL, 0, NULL) != AG_OK)
             continue;
         cs->choice_open[choice] = true;
         size_t before = texts.len;
         ag_stream_status_t status;
-        rc = ag_stream_push(cs->core, (uint64_t)choice, ag_buf_str(&cs->fx.decoded), &texts,
-                            &status);
+        rc = ag_stream_push(cs->core, (uint64_t)choice, ag_buf_str(&cs->decoded), &texts, &status);
         if (rc != AG_OK)
             break;
         /* the same event also ends this choice: its held text goes in this content */
@@ -512,6 +440,6 @@ static int stream_end(void *state, ag_buf_t *out)
 }
 
 const ag_api_t ag_api_openai_chat = {
-    "chat.completions", "/v1/chat/completions", rewrite_body, stream_new, stream_feed,
-    stream_end, stream_free,
+    "chat.completions", "/v1/chat/completions", rewrite_body, stream_new, stream_feed, stream_end,
+    stream_free,
 };

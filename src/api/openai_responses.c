@@ -3,6 +3,7 @@
  * Every event that repeats a part's full text is kept equal to what the client was sent, and
  * sequence_number stays gapless when astgate adds an event. Every other byte passes unchanged. */
 #include "api.h"
+#include "changes.h"
 
 #include "json.h"
 #include "jsonscan.h"
@@ -12,225 +13,6 @@
 #define MAX_EVENT_MATCHES 1024 /* values found in one event */
 #define MAX_PARTS 256          /* output_text parts tracked per stream; others pass unchanged */
 #define MAX_INDEX 0xffffu      /* output_index and content_index must fit 16 bits for the key */
-
-/* ---- changes to one JSON text, applied in one splice ---- */
-
-typedef struct change {
-    size_t off, len; /* the token in the JSON text */
-    size_t *map;     /* ag_jscan_decode's map (owned); NULL: raw replacement */
-    size_t map_len;
-    size_t first, nedits;    /* its edits: changes_t.e[first, first + nedits) */
-    size_t raw_off, raw_len; /* raw replacement bytes, in changes_t.texts */
-} change_t;
-
-typedef struct changes {
-    change_t *c;
-    size_t n, cap;
-    ag_jscan_edit_t *e; /* text.ptr holds an offset into texts until applied */
-    size_t ne, ecap;
-    ag_jscan_splice_t *sp;
-    size_t spcap;
-    ag_buf_t texts; /* replacement texts */
-    ag_buf_t dec;   /* scratch: a decoded token */
-} changes_t;
-
-static void changes_init(changes_t *s)
-{
-    memset(s, 0, sizeof(*s));
-    ag_buf_init(&s->texts, 256u << 20);
-    ag_buf_init(&s->dec, 64u << 20);
-}
-
-static void changes_reset(changes_t *s)
-{
-    for (size_t i = 0; i < s->n; i++)
-        free(s->c[i].map);
-    s->n = 0;
-    s->ne = 0;
-    ag_buf_reset(&s->texts);
-}
-
-static void changes_dispose(changes_t *s)
-{
-    changes_reset(s);
-    free(s->c);
-    free(s->e);
-    free(s->sp);
-    ag_buf_dispose(&s->texts);
-    ag_buf_dispose(&s->dec);
-}
-
-static change_t *changes_add(changes_t *s, size_t off, size_t len)
-{
-    if (s->n == s->cap) {
-        s->cap = s->cap ? s->cap * 2 : 8;
-        s->c = ag_xrealloc(s->c, s->cap * sizeof(*s->c));
-    }
-    change_t *c = &s->c[s->n++];
-    memset(c, 0, sizeof(*c));
-    c->off = off;
-    c->len = len;
-    c->first = s->ne;
-    return c;
-}
-
-static int changes_edit(changes_t *s, change_t *c, size_t start, size_t end, ag_str_t text)
-{
-    if (s->ne == s->ecap) {
-        s->ecap = s->ecap ? s->ecap * 2 : 8;
-        s->e = ag_xrealloc(s->e, s->ecap * sizeof(*s->e));
-    }
-    size_t at = s->texts.len;
-    int rc = ag_buf_append(&s->texts, text.ptr, text.len);
-    if (rc != AG_OK)
-        return rc;
-    s->e[s->ne].start = start;
-    s->e[s->ne].end = end;
-    s->e[s->ne].text = ag_str((const char *)(uintptr_t)at, text.len);
-    s->ne++;
-    c->nedits++;
-    return AG_OK;
-}
-
-/* Decodes the string token m into s->dec with its offset map (owned by the caller). */
-static int decode_mapped(changes_t *s, ag_str_t json, const ag_jscan_match_t *m, size_t **map,
-                         size_t *map_len)
-{
-    ag_buf_reset(&s->dec);
-    *map = ag_xmalloc((m->len + 1) * sizeof(**map));
-    int rc = ag_jscan_decode(json, m->off, m->len, &s->dec, *map, m->len + 1, map_len);
-    if (rc != AG_OK) {
-        free(*map);
-        *map = NULL;
-    }
-    return rc;
-}
-
-static bool utf8_cont(ag_str_t s, size_t i)
-{
-    return i < s.len && ((unsigned char)s.ptr[i] & 0xc0) == 0x80;
-}
-
-/* The string token m gets the decoded contents text: one edit over the span that differs, so the
- * common head and tail keep their bytes (and escapes). Nothing when text is what it holds. */
-static int changes_text(changes_t *s, ag_str_t json, const ag_jscan_match_t *m, ag_str_t text)
-{
-    size_t *map = NULL, map_len = 0;
-    int rc = decode_mapped(s, json, m, &map, &map_len);
-    if (rc != AG_OK)
-        return rc;
-    ag_str_t old = ag_buf_str(&s->dec);
-    if (ag_str_eq(old, text)) {
-        free(map);
-        return AG_OK;
-    }
-    size_t lim = old.len < text.len ? old.len : text.len;
-    size_t p = 0;
-    while (p < lim && old.ptr[p] == text.ptr[p])
-        p++;
-    while (p > 0 && utf8_cont(old, p))
-        p--;
-    size_t q = 0; /* common tail, not overlapping the head */
-    while (q < lim - p && old.ptr[old.len - 1 - q] == text.ptr[text.len - 1 - q])
-        q++;
-    while (q > 0 && utf8_cont(old, old.len - q))
-        q--;
-    change_t *c = changes_add(s, m->off, m->len);
-    c->map = map;
-    c->map_len = map_len;
-    return changes_edit(s, c, p, old.len - q, ag_str(text.ptr + p, text.len - q - p));
-}
-
-/* Raw replacement of a token (a renumbered sequence_number). */
-static int changes_raw(changes_t *s, const ag_jscan_match_t *m, ag_str_t raw)
-{
-    size_t at = s->texts.len;
-    int rc = ag_buf_append(&s->texts, raw.ptr, raw.len);
-    if (rc != AG_OK)
-        return rc;
-    change_t *c = changes_add(s, m->off, m->len);
-    c->raw_off = at;
-    c->raw_len = raw.len;
-    return AG_OK;
-}
-
-/* The engine's applied edits to the string token m (decoded coordinates). When they do not fit
- * the token (out of order, inside a character), one edit from the rewritten text instead. */
-static int changes_result(changes_t *s, ag_str_t json, const ag_jscan_match_t *m,
-                          const ag_result_t *res, ag_str_t rewritten)
-{
-    size_t *map = NULL, map_len = 0;
-    int rc = decode_mapped(s, json, m, &map, &map_len);
-    if (rc != AG_OK)
-        return rc;
-    ag_str_t old = ag_buf_str(&s->dec);
-    size_t prev = 0, napplied = 0;
-    bool fits = true;
-    for (uint32_t k = 0; k < res->nevents && fits; k++) {
-        const ag_event_t *ev = &res->events[k];
-        if (ev->action != AG_ACTION_REWRITE || !ev->applied)
-            continue;
-        size_t st = ev->offset, en = ev->offset + ev->before.len;
-        fits = st >= prev && en <= old.len && !utf8_cont(old, st) && !utf8_cont(old, en) &&
-               (ev->before.len == 0 || memcmp(old.ptr + st, ev->before.ptr, ev->before.len) == 0);
-        prev = en;
-        napplied++;
-    }
-    if (!fits) {
-        free(map);
-        return changes_text(s, json, m, rewritten);
-    }
-    if (napplied == 0) {
-        free(map);
-        return AG_OK;
-    }
-    change_t *c = changes_add(s, m->off, m->len);
-    c->map = map;
-    c->map_len = map_len;
-    for (uint32_t k = 0; k < res->nevents && rc == AG_OK; k++) {
-        const ag_event_t *ev = &res->events[k];
-        if (ev->action == AG_ACTION_REWRITE && ev->applied)
-            rc = changes_edit(s, c, ev->offset, ev->offset + ev->before.len, ev->after);
-    }
-    return rc;
-}
-
-/* Appends json with every change applied. */
-static int changes_apply(changes_t *s, ag_str_t json, ag_buf_t *out)
-{
-    /* by position (few changes: insertion sort) */
-    for (size_t i = 1; i < s->n; i++) {
-        change_t t = s->c[i];
-        size_t j = i;
-        for (; j > 0 && s->c[j - 1].off > t.off; j--)
-            s->c[j] = s->c[j - 1];
-        s->c[j] = t;
-    }
-    if (s->spcap < s->n) {
-        s->spcap = s->n;
-        s->sp = ag_xrealloc(s->sp, s->spcap * sizeof(*s->sp));
-    }
-    const char *base = ag_buf_str(&s->texts).ptr;
-    for (size_t i = 0; i < s->ne; i++)
-        s->e[i].text.ptr = base + (uintptr_t)s->e[i].text.ptr;
-    for (size_t i = 0; i < s->n; i++) {
-        const change_t *c = &s->c[i];
-        ag_jscan_splice_t *sp = &s->sp[i];
-        memset(sp, 0, sizeof(*sp));
-        sp->off = c->off;
-        sp->len = c->len;
-        sp->map = c->map;
-        sp->map_len = c->map_len;
-        sp->edits = c->map ? s->e + c->first : NULL;
-        sp->nedits = c->map ? c->nedits : 0;
-        if (!c->map)
-            sp->raw = ag_str(base + c->raw_off, c->raw_len);
-    }
-    int rc = ag_jscan_splice(json, s->sp, s->n, out);
-    for (size_t i = 0; i < s->ne; i++) /* back to offsets: the set may be applied again */
-        s->e[i].text.ptr = (const char *)(uintptr_t)(s->e[i].text.ptr - base);
-    return rc;
-}
 
 static int put(ag_buf_t *b, const char *s)
 {
@@ -262,8 +44,8 @@ static int rewrite_body(ag_api_env_t *env, ag_str_t body, ag_buf_t *out, ag_api_
         if (ag_jscan_path_compile(&paths[i], ag_cstr(pats[i]), AG_JSCAN_STRING) != AG_OK)
             return AG_EINVAL;
     ag_jscan_match_t *m = ag_xmalloc(MAX_MATCHES * sizeof(*m));
-    changes_t ch;
-    changes_init(&ch);
+    ag_changes_t ch;
+    ag_changes_init(&ch);
     ag_buf_t plain, rewritten, old_all, new_all;
     ag_buf_init(&plain, 64u << 20);
     ag_buf_init(&rewritten, 128u << 20);
@@ -300,7 +82,7 @@ static int rewrite_body(ag_api_env_t *env, ag_str_t body, ag_buf_t *out, ag_api_
             env->on_reply(env->ud, (int)(key & 0x7fffffff), &sum);
         ag_api_stats_add(st, &res);
         changed |= res.rewrites > 0;
-        rc = changes_result(&ch, body, &m[i], &res, ag_buf_str(&rewritten));
+        rc = ag_changes_result(&ch, body, &m[i], &res, ag_buf_str(&rewritten));
         if (rc == AG_OK)
             rc = ag_buf_append(&old_all, plain.ptr, plain.len);
         if (rc == AG_OK)
@@ -312,11 +94,11 @@ static int rewrite_body(ag_api_env_t *env, ag_str_t body, ag_buf_t *out, ag_api_
         if (ag_jscan_decode(body, output_text->off, output_text->len, &plain, NULL, 0, NULL) ==
                 AG_OK &&
             ag_str_eq(ag_buf_str(&plain), ag_buf_str(&old_all)))
-            rc = changes_text(&ch, body, output_text, ag_buf_str(&new_all));
+            rc = ag_changes_text(&ch, body, output_text, ag_buf_str(&new_all));
     }
     if (rc == AG_OK)
-        rc = changes_apply(&ch, body, out);
-    changes_dispose(&ch);
+        rc = ag_changes_apply(&ch, body, out);
+    ag_changes_dispose(&ch);
     ag_buf_dispose(&plain);
     ag_buf_dispose(&rewritten);
     ag_buf_dispose(&old_all);
@@ -365,7 +147,7 @@ typedef struct resp_stream {
     ag_buf_t plain;   /* scratch: a decoded string */
     ag_buf_t spliced; /* the current event, rewritten */
     ag_buf_t added;   /* an event astgate adds */
-    changes_t ch;     /* changes to the current event */
+    ag_changes_t ch;  /* changes to the current event */
     ag_jscan_path_t paths[P_NPATHS];
     ag_jscan_match_t *m;
     part_t *parts;
@@ -440,7 +222,7 @@ static void *stream_new(ag_api_env_t *env, ag_api_stats_t *st)
     ag_buf_init(&rs->plain, 64u << 20);
     ag_buf_init(&rs->spliced, 256u << 20);
     ag_buf_init(&rs->added, 64u << 20);
-    changes_init(&rs->ch);
+    ag_changes_init(&rs->ch);
     rs->m = ag_xmalloc(MAX_EVENT_MATCHES * sizeof(*rs->m));
     size_t held = env->max_held ? env->max_held : (8u << 20);
     rs->sent_max = held * 4 + (1u << 20);
@@ -479,7 +261,7 @@ static void stream_free(void *state)
     ag_buf_dispose(&rs->plain);
     ag_buf_dispose(&rs->spliced);
     ag_buf_dispose(&rs->added);
-    changes_dispose(&rs->ch);
+    ag_changes_dispose(&rs->ch);
     for (uint32_t i = 0; i < rs->nparts; i++)
         ag_buf_dispose(&rs->parts[i].sent);
     free(rs->parts);
@@ -649,7 +431,7 @@ static int fix_full_text(resp_stream_t *rs, const ev_t *ev, uint64_t out_idx, ui
     const ag_buf_t *t = final_text(rs, part_key(out_idx, cont_idx), ev->json, m, &rc);
     if (rc != AG_OK || t == NULL)
         return rc;
-    return changes_text(&rs->ch, ev->json, m, ag_buf_str(t));
+    return ag_changes_text(&rs->ch, ev->json, m, ag_buf_str(t));
 }
 
 /* Writes the current event with its changes and its renumbered sequence_number. */
@@ -661,14 +443,14 @@ static int write_event(resp_stream_t *rs, const ev_t *ev)
         if (out != ev->seq) {
             char num[32];
             int len = snprintf(num, sizeof(num), "%llu", (unsigned long long)out);
-            rc = changes_raw(&rs->ch, ev->seqm, ag_str(num, (size_t)len));
+            rc = ag_changes_raw(&rs->ch, ev->seqm, ag_str(num, (size_t)len));
         }
         rs->next_seq = out + 1;
     }
     if (rc != AG_OK || rs->ch.n == 0)
         return rc == AG_OK ? pass_raw(rs, ev->it) : rc;
     ag_buf_reset(&rs->spliced);
-    rc = changes_apply(&rs->ch, ev->json, &rs->spliced);
+    rc = ag_changes_apply(&rs->ch, ev->json, &rs->spliced);
     if (rc == AG_OK)
         rc = ag_sse_write_event(rs->out, ev->it->event, ag_buf_str(&rs->spliced));
     return rc;
@@ -703,13 +485,13 @@ static int on_delta(resp_stream_t *rs, ev_t *ev)
         if (rs->env->on_reply)
             rs->env->on_reply(rs->env->ud, (int)(p->key & 0x7fffffff), &p->sum);
         if (rs->text.len) {
-            rc = changes_text(&rs->ch, ev->json, ev->delta, ag_buf_str(&rs->text));
+            rc = ag_changes_text(&rs->ch, ev->json, ev->delta, ag_buf_str(&rs->text));
             if (rc == AG_OK)
                 rc = write_event(rs, ev);
         }
         return rc == AG_OK ? emit_block_error(rs) : rc;
     }
-    rc = changes_text(&rs->ch, ev->json, ev->delta, ag_buf_str(&rs->text));
+    rc = ag_changes_text(&rs->ch, ev->json, ev->delta, ag_buf_str(&rs->text));
     return rc == AG_OK ? write_event(rs, ev) : rc;
 }
 
@@ -751,13 +533,13 @@ static int on_final_response(resp_stream_t *rs, ev_t *ev)
             ok_all = false;
             continue;
         }
-        rc = changes_text(&rs->ch, ev->json, m, ag_buf_str(t));
+        rc = ag_changes_text(&rs->ch, ev->json, m, ag_buf_str(t));
     }
     if (rc == AG_OK && !rs->ended && ot && ok_all) {
         ag_buf_reset(&rs->plain);
         if (ag_jscan_decode(ev->json, ot->off, ot->len, &rs->plain, NULL, 0, NULL) == AG_OK &&
             ag_str_eq(ag_buf_str(&rs->plain), ag_buf_str(&old_all)))
-            rc = changes_text(&rs->ch, ev->json, ot, ag_buf_str(&new_all));
+            rc = ag_changes_text(&rs->ch, ev->json, ot, ag_buf_str(&new_all));
     }
     ag_buf_dispose(&old_all);
     ag_buf_dispose(&new_all);
@@ -833,7 +615,7 @@ static int on_event(resp_stream_t *rs, const ag_sse_item_t *it)
     }
     if (ev.has_seq)
         rs->next_seq = ev.seq + rs->offset;
-    changes_reset(&rs->ch);
+    ag_changes_reset(&rs->ch);
     int rc = AG_OK;
     if (type_is(&ev, "response.output_text.delta"))
         return on_delta(rs, &ev);
