@@ -13,13 +13,6 @@
 #define MAX_EVENT_MATCHES 1024 /* values found in one event */
 #define MAX_BLOCKS 256         /* content blocks tracked per stream; later ones pass unchanged */
 
-static void report(ag_api_env_t *env, uint64_t key, const ag_result_t *res, ag_reply_summary_t *sum)
-{
-    ag_reply_summary_add(sum, res);
-    if (env->on_result && res->nevents)
-        env->on_result(env->ud, (int)(key & 0x7fffffff), res);
-}
-
 static int put(ag_buf_t *b, const char *s)
 {
     return ag_buf_append(b, s, strlen(s));
@@ -61,7 +54,7 @@ static int rewrite_body(ag_api_env_t *env, ag_str_t body, ag_buf_t *out, ag_api_
             break;
         ag_reply_summary_t sum;
         memset(&sum, 0, sizeof(sum));
-        report(env, m[i].idx[0], &res, &sum);
+        ag_api_report(env, m[i].idx[0], &res, &sum);
         if (env->on_reply)
             env->on_reply(env->ud, (int)(m[i].idx[0] & 0x7fffffff), &sum);
         ag_api_stats_add(st, &res);
@@ -106,7 +99,7 @@ static void on_core_result(void *ud, uint64_t key, const ag_result_t *res)
     ag_api_stats_add(as->st, res);
     ag_reply_summary_t scratch;
     memset(&scratch, 0, sizeof(scratch));
-    report(as->env, key, res, key < MAX_BLOCKS ? &as->sum[key] : &scratch);
+    ag_api_report(as->env, key, res, key < MAX_BLOCKS ? &as->sum[key] : &scratch);
 }
 
 static void *stream_new(ag_api_env_t *env, ag_api_stats_t *st)

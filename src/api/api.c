@@ -38,3 +38,10 @@ void ag_reply_summary_add(ag_reply_summary_t *s, const ag_result_t *res)
     s->shadowed += res->shadowed;
     s->parse_ns += res->parse_ns;
 }
+
+void ag_api_report(ag_api_env_t *env, uint64_t key, const ag_result_t *res, ag_reply_summary_t *sum)
+{
+    ag_reply_summary_add(sum, res);
+    if (env->on_result && res->nevents)
+        env->on_result(env->ud, (int)(key & 0x7fffffff), res);
+}

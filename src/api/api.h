@@ -11,24 +11,24 @@
 
 /* What an adapter did to one reply; the proxy turns it into headers, logs and metrics. */
 typedef struct ag_api_stats {
-    uint32_t rewrites;                       /* edits applied */
+    uint32_t rewrites; /* edits applied */
     uint32_t flags;
     uint32_t dropped;
     const char *rule_ids[AG_API_MAX_RULE_IDS]; /* rules that rewrote, first seen first */
     uint32_t nrule_ids;
-    const char *blocked_rule;                /* set when a block rule matched */
+    const char *blocked_rule; /* set when a block rule matched */
     const char *blocked_message;
-    bool had_code;                           /* some reply text held a code block */
+    bool had_code; /* some reply text held a code block */
 } ag_api_stats_t;
 
 /* One reply (a choice, a content part) as the rules saw it, for metrics. */
 typedef struct ag_reply_summary {
-    bool had_code;      /* a code block was considered */
-    uint32_t rewrites;  /* applied */
+    bool had_code;     /* a code block was considered */
+    uint32_t rewrites; /* applied */
     uint32_t flags;
     uint32_t dropped;
     uint32_t blocked;
-    uint32_t shadowed;  /* what shadow-mode rules would have done */
+    uint32_t shadowed; /* what shadow-mode rules would have done */
     uint64_t parse_ns;
 } ag_reply_summary_t;
 
@@ -36,19 +36,19 @@ void ag_reply_summary_add(ag_reply_summary_t *s, const ag_result_t *res);
 
 /* Given by the proxy for each request. */
 typedef struct ag_api_env {
-    ag_engine_t *engine;   /* the worker's engine */
-    size_t max_held;       /* ag_stream_new's max_text */
+    ag_engine_t *engine; /* the worker's engine */
+    size_t max_held;     /* ag_stream_new's max_text */
     /* called for each engine result (the audit log); index: the choice or content part */
     void (*on_result)(void *ud, int index, const ag_result_t *res);
     /* called once per reply when it is complete (metrics) */
     void (*on_reply)(void *ud, int index, const ag_reply_summary_t *s);
     void *ud;
-    ag_str_t model;        /* filled by the adapter when it reads the upstream's model */
+    ag_str_t model; /* filled by the adapter when it reads the upstream's model */
 } ag_api_env_t;
 
 typedef struct ag_api {
-    const char *name;  /* for logs: "chat.completions" */
-    const char *path;  /* route it serves, e.g. "/v1/chat/completions" */
+    const char *name; /* for logs: "chat.completions" */
+    const char *path; /* route it serves, e.g. "/v1/chat/completions" */
     /* Non-streamed 2xx JSON body → the new body in out (appended). AG_EINVAL when the body is not
      * what the API sends (the proxy then passes it through). */
     int (*rewrite_body)(ag_api_env_t *env, ag_str_t body, ag_buf_t *out, ag_api_stats_t *st);
@@ -65,6 +65,11 @@ typedef struct ag_api {
 extern const ag_api_t ag_api_openai_chat;
 extern const ag_api_t ag_api_openai_responses;
 extern const ag_api_t ag_api_anthropic;
+
+/* An engine result for reply `key`: counted into sum, and logged through env->on_result when it
+ * has events. */
+void ag_api_report(ag_api_env_t *env, uint64_t key, const ag_result_t *res,
+                   ag_reply_summary_t *sum);
 
 /* Adds a rule id to st (once). */
 void ag_api_stats_rule(ag_api_stats_t *st, const char *id);

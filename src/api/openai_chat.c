@@ -92,10 +92,9 @@ static void on_core_result(void *ud, uint64_t key, const ag_result_t *res)
 {
     chat_stream_t *cs = ud;
     ag_api_stats_add(cs->st, res);
-    if (key < MAX_CHOICES)
-        ag_reply_summary_add(&cs->sum[key], res);
-    if (cs->env->on_result && res->nevents)
-        cs->env->on_result(cs->env->ud, (int)key, res);
+    ag_reply_summary_t scratch;
+    memset(&scratch, 0, sizeof(scratch));
+    ag_api_report(cs->env, key, res, key < MAX_CHOICES ? &cs->sum[key] : &scratch);
 }
 
 static void *stream_new(ag_api_env_t *env, ag_api_stats_t *st)

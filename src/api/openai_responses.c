@@ -24,13 +24,6 @@ static uint64_t part_key(uint64_t output_index, uint64_t content_index)
     return output_index << 16 | content_index;
 }
 
-static void report(ag_api_env_t *env, uint64_t key, const ag_result_t *res, ag_reply_summary_t *sum)
-{
-    ag_reply_summary_add(sum, res);
-    if (env->on_result && res->nevents)
-        env->on_result(env->ud, (int)(key & 0x7fffffff), res);
-}
-
 /* ---- not streamed ---- */
 
 enum { B_TEXT, B_MODEL, B_OUTPUT_TEXT, B_NPATHS };
@@ -77,7 +70,7 @@ static int rewrite_body(ag_api_env_t *env, ag_str_t body, ag_buf_t *out, ag_api_
             break;
         ag_reply_summary_t sum;
         memset(&sum, 0, sizeof(sum));
-        report(env, key, &res, &sum);
+        ag_api_report(env, key, &res, &sum);
         if (env->on_reply)
             env->on_reply(env->ud, (int)(key & 0x7fffffff), &sum);
         ag_api_stats_add(st, &res);
@@ -207,7 +200,7 @@ static void on_core_result(void *ud, uint64_t key, const ag_result_t *res)
     part_t *p = find_part(rs, key);
     ag_reply_summary_t scratch;
     memset(&scratch, 0, sizeof(scratch));
-    report(rs->env, key, res, p ? &p->sum : &scratch);
+    ag_api_report(rs->env, key, res, p ? &p->sum : &scratch);
 }
 
 static void *stream_new(ag_api_env_t *env, ag_api_stats_t *st)
@@ -411,7 +404,7 @@ static const ag_buf_t *final_text(resp_stream_t *rs, uint64_t key, ag_str_t json
     }
     p->final = true;
     ag_api_stats_add(rs->st, &res);
-    report(rs->env, key, &res, &p->sum);
+    ag_api_report(rs->env, key, &res, &p->sum);
     if (rs->env->on_reply)
         rs->env->on_reply(rs->env->ud, (int)(key & 0x7fffffff), &p->sum);
     if (res.blocked) {
