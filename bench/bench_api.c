@@ -4,6 +4,7 @@
 #include "api/api.h"
 #include "json.h"
 #include "rewrite.h"
+#include "tsalloc.h"
 #include "rules.h"
 
 #include <time.h>
@@ -134,6 +135,7 @@ static int cmp_u64(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
+    ag_tsalloc_install(); /* as astgate does: the figures are for the allocator it uses */
     if (argc < 3) {
         fprintf(stderr, "usage: bench_api RULES REPLY...\n");
         return 2;

@@ -4,6 +4,7 @@
 #include "fence.h"
 #include "lang.h"
 #include "rewrite.h"
+#include "tsalloc.h"
 #include "rules.h"
 
 #include <errno.h>
@@ -401,6 +402,7 @@ static void report(const bench_t *b, sample_t *s, const double *eng_reply_ns,
 
 int main(int argc, char **argv)
 {
+    ag_tsalloc_install(); /* as astgate does: the figures are for the allocator it uses */
     const char *rules_path = "rules/mastra.yaml";
     const char *only = NULL, *extract_dir = NULL;
     bench_t b = {.iters = 20, .reps = 7};

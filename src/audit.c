@@ -27,7 +27,11 @@ const char *ag_action_name(ag_action_t a)
 
 static int kv_str(ag_buf_t *b, const char *key, ag_str_t v)
 {
-    int rc = ag_buf_appendf(b, ",\"%s\":", key);
+    int rc = ag_buf_append(b, ",\"", 2);
+    if (rc == AG_OK)
+        rc = ag_buf_append(b, key, strlen(key));
+    if (rc == AG_OK)
+        rc = ag_buf_append(b, "\":", 2);
     if (rc == AG_OK)
         rc = ag_json_append_str(b, v);
     return rc;

@@ -6,6 +6,7 @@
 #include "lang.h"
 #include "rewrite.h"
 #include "rules.h"
+#include "tsalloc.h"
 
 #include <errno.h>
 
@@ -279,6 +280,7 @@ out:
 
 int main(int argc, char **argv)
 {
+    ag_tsalloc_install(); /* before any tree-sitter object exists */
     if (argc < 2) {
         fputs(USAGE, stderr);
         return 2;

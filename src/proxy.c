@@ -12,11 +12,11 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
-#include <event2/thread.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
@@ -29,10 +29,20 @@
 #define EASY_POOL 64 /* idle curl handles kept per worker for reuse */
 #define HIGH_WATERMARK (1u << 20) /* unsent client bytes above which upstream reads pause */
 
+#define LOG_FLUSH_AT (32u << 10) /* bytes of buffered log lines that trigger a write at once */
+#define LOG_BUF_MAX (1u << 20)   /* a worker's buffered lines for one log, at most */
+
+/* A log file shared by the workers. Each worker gathers its lines in its own buffer and writes
+ * them with one write(2) when its loop has run the callbacks at hand (or the buffer is large):
+ * no lock and no syscall per line. The lock is held across that one write so that two workers'
+ * lines never interleave, even on a pipe. */
 typedef struct log_sink {
-    FILE *f; /* NULL = off */
+    int fd; /* -1 = off */
+    bool own_fd;
     pthread_mutex_t lock;
 } log_sink_t;
+
+enum { LOG_ACCESS, LOG_REWRITE, LOG_N };
 
 typedef struct worker {
     int id;
@@ -50,6 +60,9 @@ typedef struct worker {
     CURL *pool[EASY_POOL]; /* reset handles, ready for the next request */
     uint32_t npool;
     struct evbuffer *chunk; /* reused for every reply chunk (evhttp drains it) */
+    ag_buf_t logbuf[LOG_N]; /* lines not yet written, per log */
+    struct event *log_flush; /* writes logbuf once the callbacks at hand have run */
+    bool flush_pending;
 } worker_t;
 
 typedef enum req_state {
@@ -98,7 +111,10 @@ typedef struct preq {
     CURLcode result;
 } preq_t;
 
-static log_sink_t access_log, rewrite_log;
+static log_sink_t sinks[LOG_N];
+/* the worker buffer each log's lines go to: logs sent to the same place (stderr by default)
+ * share one, so their lines stay in order and go out in one write */
+static int buf_of[LOG_N] = {LOG_ACCESS, LOG_REWRITE};
 /* for /metrics: every worker's counters (set before the workers start, read-only after) */
 static ag_wmetrics_t **all_metrics;
 static uint32_t nall_metrics;
@@ -117,30 +133,88 @@ static uint64_t now_ns(void)
 static int sink_open(log_sink_t *s, const char *spec)
 {
     pthread_mutex_init(&s->lock, NULL);
+    s->own_fd = false;
     if (strcmp(spec, "off") == 0) {
-        s->f = NULL;
+        s->fd = -1;
         return 0;
     }
     if (strcmp(spec, "-") == 0 || spec[0] == '\0') {
-        s->f = stderr;
+        s->fd = STDERR_FILENO;
         return 0;
     }
-    s->f = fopen(spec, "a");
-    if (s->f == NULL) {
+    s->fd = open(spec, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (s->fd < 0) {
         fprintf(stderr, "astgate: cannot open log %s: %s\n", spec, strerror(errno));
         return -1;
     }
+    s->own_fd = true;
     return 0;
 }
 
-static void sink_write(log_sink_t *s, ag_str_t line)
+static void sink_close(log_sink_t *s)
 {
-    if (s->f == NULL)
+    if (s->own_fd)
+        close(s->fd);
+    s->fd = -1;
+    s->own_fd = false;
+}
+
+static void log_flush(worker_t *w)
+{
+    w->flush_pending = false;
+    for (int i = 0; i < LOG_N; i++) {
+        ag_buf_t *b = &w->logbuf[i];
+        if (b->len == 0)
+            continue;
+        log_sink_t *s = &sinks[i];
+        pthread_mutex_lock(&s->lock);
+        size_t off = 0;
+        while (off < b->len) {
+            ssize_t n = write(s->fd, b->ptr + off, b->len - off);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                break; /* a log that cannot be written loses these lines, never the request */
+            off += (size_t)n;
+        }
+        pthread_mutex_unlock(&s->lock);
+        ag_buf_reset(b);
+    }
+}
+
+static void on_log_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    log_flush(arg);
+}
+
+/* The buffer to append one line of log `which` to, or NULL when that log is off. Pass the length
+ * it had before to log_end. */
+static ag_buf_t *log_begin(worker_t *w, int which, size_t *mark)
+{
+    if (sinks[which].fd < 0)
+        return NULL;
+    which = buf_of[which];
+    *mark = w->logbuf[which].len;
+    return &w->logbuf[which];
+}
+
+/* Ends a line started with log_begin: drops it if formatting failed (rc), else schedules the
+ * write. */
+static void log_end(worker_t *w, int which, size_t mark, int rc)
+{
+    ag_buf_t *b = &w->logbuf[buf_of[which]];
+    if (rc != AG_OK) {
+        b->len = mark;
         return;
-    pthread_mutex_lock(&s->lock);
-    fwrite(line.ptr, 1, line.len, s->f);
-    fflush(s->f);
-    pthread_mutex_unlock(&s->lock);
+    }
+    if (b->len >= LOG_FLUSH_AT) {
+        log_flush(w);
+    } else if (!w->flush_pending) {
+        w->flush_pending = true;
+        event_active(w->log_flush, EV_TIMEOUT, 0);
+    }
 }
 
 static void count_events(ag_wmetrics_t *m, const ag_result_t *res)
@@ -188,14 +262,13 @@ static void on_result(void *ud, int index, const ag_result_t *res)
     ctx.model = r->env.model;
     ctx.choice = index;
     ctx.streamed = r->state == REQ_STREAMING;
-    ag_buf_t line;
-    ag_buf_init(&line, 1u << 20);
     for (uint32_t i = 0; i < res->nevents; i++) {
-        ag_buf_reset(&line);
-        if (ag_audit_format(&line, &res->events[i], &ctx, 0) == AG_OK)
-            sink_write(&rewrite_log, ag_buf_str(&line));
+        size_t mark;
+        ag_buf_t *b = log_begin(r->w, LOG_REWRITE, &mark);
+        if (b == NULL)
+            break;
+        log_end(r->w, LOG_REWRITE, mark, ag_audit_format(b, &res->events[i], &ctx, 0));
     }
-    ag_buf_dispose(&line);
 }
 
 static void access_line(preq_t *r, int status)
@@ -208,49 +281,50 @@ static void access_line(preq_t *r, int status)
     if (status >= 100 && status < 600)
         ag_m_inc(&m->requests[route][status], 1);
     ag_m_observe(m, AG_HIST_ADDED, r->own_ns);
-    if (r->easy) {
-        curl_off_t t = 0;
-        if (curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME_T, &t) == CURLE_OK && t > 0)
-            ag_m_observe(m, AG_HIST_UPSTREAM, (uint64_t)t * 1000u);
-    }
+    curl_off_t up_us = 0;
+    if (r->easy && (curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME_T, &up_us) != CURLE_OK ||
+                    up_us < 0))
+        up_us = 0;
+    if (up_us > 0)
+        ag_m_observe(m, AG_HIST_UPSTREAM, (uint64_t)up_us * 1000u);
     if (r->state == REQ_STREAMING)
         __atomic_fetch_sub(&m->streams_in_flight, 1, __ATOMIC_RELAXED);
-    if (access_log.f == NULL)
+    size_t mark;
+    ag_buf_t *b = log_begin(r->w, LOG_ACCESS, &mark);
+    if (b == NULL)
         return;
-    double total_ms = (double)(now_ns() - r->t_start_ns) / 1e6;
-    double up_ms = 0;
-    if (r->easy) {
-        curl_off_t us = 0;
-        if (curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME_T, &us) == CURLE_OK)
-            up_ms = (double)us / 1000.0;
-    }
+    uint64_t total_us = (now_ns() - r->t_start_ns) / 1000u;
+    uint64_t own_us = r->own_ns / 1000u;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;
     gmtime_r(&ts.tv_sec, &tm);
-    ag_buf_t b;
-    ag_buf_init(&b, 1u << 16);
-    int rc = ag_buf_appendf(&b,
-                            "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\",\"type\":\"access\","
-                            "\"request_id\":\"%s\",\"method\":\"%s\",\"path\":",
-                            tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                            tm.tm_sec, ts.tv_nsec / 1000000, r->request_id, r->method);
+    /* one snprintf into a stack buffer: times as integer microseconds printed as ms.mmm */
+    char head[512];
+    int n = snprintf(head, sizeof(head),
+                     "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\",\"type\":\"access\","
+                     "\"request_id\":\"%s\",\"method\":\"%s\",\"path\":",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, ts.tv_nsec / 1000000, r->request_id, r->method);
+    int rc = n > 0 && (size_t)n < sizeof(head) ? ag_buf_append(b, head, (size_t)n) : AG_EINVAL;
     if (rc == AG_OK)
-        rc = ag_json_append_str(&b, ag_cstr(r->path));
-    if (rc == AG_OK)
-        rc = ag_buf_appendf(&b,
-                            ",\"status\":%d,\"upstream_status\":%ld,\"bytes_in\":%zu,"
-                            "\"bytes_out\":%llu,\"upstream_ms\":%.3f,\"total_ms\":%.3f,"
-                            "\"added_ms\":%.3f,\"rewrites\":%u,\"streamed\":%s}\n",
-                            status, r->status,
-                            r->req ? evbuffer_get_length(evhttp_request_get_input_buffer(r->req))
-                                   : (size_t)0,
-                            (unsigned long long)r->bytes_out, up_ms, total_ms,
-                            (double)r->own_ns / 1e6, r->stats.rewrites,
-                            r->state == REQ_STREAMING ? "true" : "false");
-    if (rc == AG_OK)
-        sink_write(&access_log, ag_buf_str(&b));
-    ag_buf_dispose(&b);
+        rc = ag_json_append_str(b, ag_cstr(r->path));
+    if (rc == AG_OK) {
+        n = snprintf(head, sizeof(head),
+                     ",\"status\":%d,\"upstream_status\":%ld,\"bytes_in\":%zu,"
+                     "\"bytes_out\":%llu,\"upstream_ms\":%llu.%03u,\"total_ms\":%llu.%03u,"
+                     "\"added_ms\":%llu.%03u,\"rewrites\":%u,\"streamed\":%s}\n",
+                     status, r->status,
+                     r->req ? evbuffer_get_length(evhttp_request_get_input_buffer(r->req))
+                            : (size_t)0,
+                     (unsigned long long)r->bytes_out, (unsigned long long)up_us / 1000u,
+                     (unsigned)(up_us % 1000), (unsigned long long)total_us / 1000u,
+                     (unsigned)(total_us % 1000), (unsigned long long)own_us / 1000u,
+                     (unsigned)(own_us % 1000), r->stats.rewrites,
+                     r->state == REQ_STREAMING ? "true" : "false");
+        rc = n > 0 && (size_t)n < sizeof(head) ? ag_buf_append(b, head, (size_t)n) : AG_EINVAL;
+    }
+    log_end(r->w, LOG_ACCESS, mark, rc);
 }
 
 /* ---- request lifetime ---- */
@@ -926,7 +1000,11 @@ static void handle(struct evhttp_request *req, void *arg)
                    "astgate could not start the upstream request");
         detach(r);
         preq_free(r);
+        return;
     }
+    /* send now rather than on the next loop turn (curl asked for a 0 ms timer); r may be done
+     * when this returns, but it is only freed by the loop */
+    ag_upstream_kick(w->up);
 }
 
 /* ---- workers ---- */
@@ -990,10 +1068,24 @@ int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
     }
     if (nw > MAX_WORKERS)
         nw = MAX_WORKERS;
-    if (sink_open(&access_log, cfg->access_log) != 0 ||
-        sink_open(&rewrite_log, cfg->rewrite_log) != 0)
+    if (sink_open(&sinks[LOG_ACCESS], cfg->access_log) != 0)
         return 1;
-    evthread_use_pthreads();
+    if (sink_open(&sinks[LOG_REWRITE], cfg->rewrite_log) != 0) {
+        sink_close(&sinks[LOG_ACCESS]);
+        return 1;
+    }
+    buf_of[LOG_REWRITE] = !sinks[LOG_REWRITE].own_fd && sinks[LOG_REWRITE].fd >= 0 &&
+                                  sinks[LOG_REWRITE].fd == sinks[LOG_ACCESS].fd
+                              ? LOG_ACCESS
+                              : LOG_REWRITE;
+    /* Workers share nothing through libevent (each has its own base; the stop signal is a
+     * pipe), so libevent runs without its locks. */
+    if (pipe2(stop_fd, O_CLOEXEC | O_NONBLOCK) != 0) {
+        fprintf(stderr, "astgate: cannot create a pipe: %s\n", strerror(errno));
+        sink_close(&sinks[LOG_ACCESS]);
+        sink_close(&sinks[LOG_REWRITE]);
+        return 1;
+    }
     signal(SIGPIPE, SIG_IGN);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "astgate: cannot initialise libcurl\n");
@@ -1025,7 +1117,16 @@ int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
             goto out;
         }
         port = bound; /* port 0: the others share the port the first one got */
-        w->base = event_base_new();
+        /* the changelist folds a worker's epoll_ctl calls within one loop turn into one per fd
+         * (evhttp and curl each re-arm their sockets on every request) */
+        struct event_config *ecfg = event_config_new();
+        event_config_set_flag(ecfg, EVENT_BASE_FLAG_NOLOCK | EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+        w->base = event_base_new_with_config(ecfg);
+        event_config_free(ecfg);
+        if (w->base == NULL) {
+            fprintf(stderr, "astgate: cannot create an event loop\n");
+            goto out;
+        }
         w->http = evhttp_new(w->base);
         evhttp_set_max_body_size(w->http, (ev_ssize_t)cfg->max_request_body);
         evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
@@ -1046,8 +1147,13 @@ int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
         eo.max_reply = cfg->max_response_body;
         w->engine = ag_engine_new(rules, &eo);
         w->up = ag_upstream_new(w->base, on_done);
-        w->stop = event_new(w->base, -1, 0, on_stop, w);
+        /* every worker sees the pipe readable once main writes to it, and nobody reads it */
+        w->stop = event_new(w->base, stop_fd[0], EV_READ, on_stop, w);
+        event_add(w->stop, NULL);
         w->chunk = evbuffer_new();
+        for (int k = 0; k < LOG_N; k++)
+            ag_buf_init(&w->logbuf[k], LOG_BUF_MAX);
+        w->log_flush = event_new(w->base, -1, 0, on_log_flush, w);
     }
     if (cfg->admin_host[0]) {
         /* the admin listener runs on the first worker's loop */
@@ -1083,8 +1189,12 @@ int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
     fprintf(stderr, "astgate: %s received, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     status = 0;
 stop:
-    for (uint32_t i = 0; i < started; i++)
-        event_active(ws[i].stop, 0, 0);
+    if (started) {
+        ssize_t wn;
+        do
+            wn = write(stop_fd[1], "x", 1);
+        while (wn < 0 && errno == EINTR);
+    }
     for (uint32_t i = 0; i < started; i++)
         pthread_join(ws[i].thread, NULL);
 out:
@@ -1092,6 +1202,11 @@ out:
         evhttp_free(admin);
     for (uint32_t i = 0; i < nw; i++) {
         worker_t *w = &ws[i];
+        log_flush(w);
+        for (int k = 0; k < LOG_N; k++)
+            ag_buf_dispose(&w->logbuf[k]);
+        if (w->log_flush)
+            event_free(w->log_flush);
         ag_wmetrics_dispose(&w->m);
         for (uint32_t k = 0; k < w->npool; k++)
             curl_easy_cleanup(w->pool[k]);
@@ -1110,6 +1225,10 @@ out:
     free(all_metrics);
     all_metrics = NULL;
     curl_global_cleanup();
-    (void)stop_fd;
+    close(stop_fd[0]);
+    close(stop_fd[1]);
+    stop_fd[0] = stop_fd[1] = -1;
+    sink_close(&sinks[LOG_ACCESS]);
+    sink_close(&sinks[LOG_REWRITE]);
     return status;
 }

@@ -110,10 +110,18 @@ int ag_buf_appendc(ag_buf_t *b, char c)
 
 int ag_buf_appendf(ag_buf_t *b, const char *fmt, ...)
 {
+    /* format straight into the free space; a second pass only when it did not fit */
     va_list ap;
+    size_t room = b->cap - b->len;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(room ? b->ptr + b->len : NULL, room, fmt, ap);
     va_end(ap);
+    if (n >= 0 && (size_t)n < room && (size_t)n <= b->max - b->len) {
+        b->len += (size_t)n;
+        return AG_OK;
+    }
+    if (room)
+        b->ptr[b->len] = '\0'; /* b stays as it was */
     if (n < 0)
         return AG_EINVAL;
     int rc = reserve(b, (size_t)n);
