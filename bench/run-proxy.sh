@@ -19,10 +19,11 @@
 # If perf is installed, astgate is profiled under load and its CPU time split by
 # bench/proxy/perf-split.py.
 # Knobs: PROXY_REPS (3), PROXY_DURATION (2, seconds per wrk run), PROXY_TTFB_N (50),
-# PROXY_TTFB_DELAY_MS (20), PROXY_PERF (1; 0: no profile), PROXY_ASTGATE_ALT (another astgate
-# binary, e.g. a patched one, run as one more target), CC (cc), BENCH_LIBS. Needs node, curl, wrk
-# and nginx (apt-get install -y wrk nginx-light when missing, as root). Takes about 3 minutes
-# (3.5 with PROXY_ASTGATE_ALT).
+# PROXY_TTFB_DELAY_MS (20), PROXY_PERF (1; 0: no profile), PROXY_INSTR (1; 0: skip
+# bench/proxy/instr.sh, the callgrind instruction counts, run when valgrind is installed),
+# PROXY_ASTGATE_ALT (another astgate binary, e.g. a patched one, run as one more target), CC (cc),
+# BENCH_LIBS. Needs node, curl, wrk and nginx (apt-get install -y wrk nginx-light when missing, as
+# root). Takes about 3.5 minutes (4 with PROXY_ASTGATE_ALT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -83,6 +84,11 @@ cmd=("$cc" -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototy
 echo "${cmd[*]}"
 "${cmd[@]}"
 cp build/astgate "$out/astgate" # a snapshot: make may relink build/astgate meanwhile
+# the memory floor of the required upstream client: a process that only initialises libcurl
+"$cc" -O2 -DWITH_CURL bench/proxy/rss_floor.c -lcurl -o "$out/rss_floor_curl"
+"$cc" -O2 bench/proxy/rss_floor.c -o "$out/rss_floor_libc"
+read -r floor_curl _ _ < <("$out/rss_floor_curl")
+read -r floor_libc _ _ < <("$out/rss_floor_libc")
 echo
 
 # ---- servers ----
@@ -410,6 +416,7 @@ echo "== results (medians over $reps rounds; added = through the proxy - direct,
 awk -v reps="$reps" -v hz="$(getconf CLK_TCK)" -v eng="$eng_us" -v parse="$parse_us" -v esplit="$split" \
     -v idle_w2="$idle_rss_w2" -v idle_w1="$idle_rss_w1" -v peak_w2="$peak_rss_w2" \
     -v now_w2="$now_rss_w2" -v peak_w1="$peak_rss_w1" -v idle_ngx="$idle_rss_ngx" \
+    -v floor_curl="$floor_curl" -v floor_libc="$floor_libc" \
     -v ngx_rss="$ngx_rss" -v delay="$delay_ms" -v alt="$alt" -v idle_detail="$idle_detail_w2" \
     -v idle_top="$idle_top_w2" -v load_detail="$load_detail_w2" '
     function med(arr, k,   i, j, t) {
@@ -496,6 +503,7 @@ awk -v reps="$reps" -v hz="$(getconf CLK_TCK)" -v eng="$eng_us" -v parse="$parse
         printf "     idle: %s\n     largest idle file mappings (MiB): %s\n", idle_detail, idle_top
         printf "     after the runs: %s\n", load_detail
         printf "     nginx (master + 2 workers) idle %.1f MiB, after the runs %.1f MiB\n", idle_ngx / 1024, ngx_rss / 1024
+        printf "     floor (bench/proxy/rss_floor.c): a process that only initialises libcurl %.1f MiB; libc only %.1f MiB\n", floor_curl / 1024, floor_libc / 1024
 
         printf "\nTTFB, streamed reply, code %d ms after the prose (medians, us):\n", delay
         printf "  %-29s %12s %12s %12s %12s\n", "", "curl start", "node head", "node prose", "node end"
@@ -517,6 +525,13 @@ awk -v reps="$reps" -v hz="$(getconf CLK_TCK)" -v eng="$eng_us" -v parse="$parse
             printf "%-13s added p99 %d us (p90 %d, p50 %d: lower bounds of a noise-free p99) < 300 us: %s\n", "", ad99, ad90, ad50, ((ad99 < 300 && ad90 < 300 && ad50 < 300) ? "MET" : "NOT MET")
             printf "%-13s rps at c32 %.2f x nginx >= 0.5: %s\n", "", res[mode, "astgate-w2", "ratio"], (res[mode, "astgate-w2", "ratio"] >= 0.5 ? "MET" : "NOT MET")
         }
-        printf "idle RSS %.1f MiB < 8 MiB: %s\n", idle_w2 / 1024, (idle_w2 < 8192 ? "MET" : "NOT MET")
+        printf "idle RSS %.1f MiB < 8 MiB: %s (a process that only initialises libcurl: %.1f MiB)\n", idle_w2 / 1024, (idle_w2 < 8192 ? "MET" : "NOT MET"), floor_curl / 1024
         printf "added TTFB of the prose %.0f us (curl start %.0f us) < 1 ms: %s\n", ag_prose, ag_ttfb, ((ag_prose < 1000 && ag_ttfb < 1000) ? "MET" : "NOT MET")
     }' "$out/wrk.tsv" "$out/added.tsv" "$out/applied.tsv" "$out/ttfb.tsv" | tee "$out/summary.txt"
+
+# ---- instructions per request (deterministic; bench/proxy/instr.sh) ----
+if [ "${PROXY_INSTR:-1}" != 0 ] && command -v valgrind >/dev/null; then
+    echo
+    echo "== user-space instructions per request (bench/proxy/instr.sh, callgrind; kernel not counted)"
+    bench/proxy/instr.sh "$out/astgate"
+fi
