@@ -570,14 +570,20 @@ static int member(scan_t *sc, size_t *i, uint32_t *cand, size_t *bad)
     *i = skip_ws(s, sc->len, k + 1);
 
     uint32_t c = 0;
+    size_t klen = end - 2 - sc->key_off; /* raw bytes between the quotes */
     for (uint32_t m = f->alive; m; m &= m - 1) {
         int p = __builtin_ctz(m);
         const ag_jscan_path_t *pa = &sc->paths[p];
-        if (pa->step[d].kind == STEP_ANYKEY ||
-            (pa->step[d].kind == STEP_KEY &&
-             raw_eq(s, sc->key_off + 1, end - 1, esc,
-                    ag_str(pa->text + pa->step[d].off, pa->step[d].len))))
+        const struct ag_jscan_step *st = &pa->step[d];
+        if (st->kind == STEP_ANYKEY) {
             c |= 1u << p;
+        } else if (st->kind == STEP_KEY) {
+            /* an unescaped name matches only a wanted name of its length */
+            if (!esc ? klen == st->len && memcmp(s + sc->key_off + 1, pa->text + st->off, klen) == 0
+                     : raw_eq(s, sc->key_off + 1, end - 1, esc,
+                              ag_str(pa->text + st->off, st->len)))
+                c |= 1u << p;
+        }
     }
     *cand = c;
     f->ftarget = 0;
