@@ -38,11 +38,15 @@ CURL = [
 ]
 RULES = [
     ('engine', lambda s: bool(s & {'ag_engine_rewrite', 'ag_engine_rewrite_block'})),
-    ('rewrite log (on_result: format + write)', lambda s: 'on_result' in s),
-    ('access log (access_line: format + write)', lambda s: 'access_line' in s),
+    ('rewrite log (on_result: format into the worker buffer)', lambda s: 'on_result' in s),
+    ('access log (access_line: format into the worker buffer)', lambda s: 'access_line' in s),
+    ('logs: write the worker buffers (log_flush)', lambda s: bool(s & {'log_flush',
+                                                                      'on_log_flush'})),
     ('JSON body: scan, decode, splice (rewrite_body)', lambda s: 'rewrite_body' in s),
     ('SSE: parse, re-encode (stream_feed/stream_end)',
      lambda s: bool(s & {'stream_feed', 'stream_end'})),
+    # handle() sends the request itself (ag_upstream_kick): that part is curl's
+    ('curl', lambda s: bool(s & {'ag_upstream_kick', 'curl_multi_socket_action'})),
     ('request setup (handle: curl easy handle, header list)', lambda s: 'handle' in s),
     ('request teardown (preq_free: curl_easy_cleanup, frees)',
      lambda s: bool(s & {'preq_free', 'deferred_free'})),
