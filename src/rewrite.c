@@ -432,15 +432,67 @@ static void scan(ag_engine_t *e, ag_lang_t lang, const bool *active)
 /* Appends to e->code the closers for brackets, strings, template literals and comments that are
  * open at the end of code[0..len). A small JS lexer: regex literals are not tracked (a `/` starts
  * a comment only when followed by / or *). */
+static bool ident_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '$' || (unsigned char)c >= 0x80;
+}
+
+/* Whether a '/' after the code s[0, end) starts a regular expression rather than a division: after
+ * an operator or an opening bracket, at the start, after '}' (a statement starts more often than an
+ * object is divided), or after a keyword that an expression follows. last: index of the last
+ * significant byte before the '/', or UINT32_MAX. */
+static bool regex_starts(const char *s, uint32_t last)
+{
+    if (last == UINT32_MAX)
+        return true;
+    char p = s[last];
+    if (p == ')' || p == ']' || p == '\'' || p == '"' || p == '`')
+        return false; /* the end of an expression: a division follows */
+    if (!ident_char(p))
+        return true;
+    uint32_t b = last + 1;
+    while (b > 0 && ident_char(s[b - 1]))
+        b--;
+    static const char *const kw[] = {"return", "typeof", "instanceof", "in", "of", "new",
+                                     "delete", "void", "throw", "case", "do", "else", "yield",
+                                     "await", NULL};
+    size_t n = last + 1 - b;
+    for (const char *const *k = kw; *k; k++)
+        if (strlen(*k) == n && memcmp(s + b, *k, n) == 0)
+            return true;
+    return false;
+}
+
 static void close_open(ag_engine_t *e, uint32_t len)
 {
     char stack[256];
     uint32_t sp = 0;
     const char *s = e->code.ptr;
-    char in_str = 0;         /* ' " or ` when inside one */
-    int comment = 0;         /* 1 line, 2 block */
+    char in_str = 0;             /* ' " or ` when inside one */
+    int comment = 0;             /* 1 line, 2 block */
+    int in_re = 0;               /* 1 in a regular expression literal, 2 in its [class] */
+    uint32_t last = UINT32_MAX;  /* last significant byte outside strings and comments */
     for (uint32_t i = 0; i < len; i++) {
         char ch = s[i];
+        if (in_re) {
+            if (ch == '\\') {
+                i++;
+            } else if (ch == '\n') {
+                in_re = 0; /* not a regex after all (or a broken one): the parser recovers here */
+            } else if (in_re == 2) {
+                if (ch == ']')
+                    in_re = 1;
+            } else if (ch == '[') {
+                in_re = 2;
+            } else if (ch == '/') {
+                in_re = 0;
+                last = i; /* flags follow; a '/' after the literal divides */
+                while (i + 1 < len && ident_char(s[i + 1]))
+                    last = ++i;
+            }
+            continue;
+        }
         if (comment == 1) {
             if (ch == '\n')
                 comment = 0;
@@ -460,6 +512,7 @@ static void close_open(ag_engine_t *e, uint32_t len)
             }
             if (ch == in_str) {
                 in_str = 0;
+                last = i;
                 if (ch == '`' && sp && stack[sp - 1] == '`')
                     sp--;
                 continue;
@@ -475,15 +528,19 @@ static void close_open(ag_engine_t *e, uint32_t len)
                 in_str = 0; /* unterminated ordinary string: the parser recovers at the line */
             continue;
         }
-        switch (ch) {
-        case '/':
-            if (i + 1 < len && s[i + 1] == '/')
-                comment = 1;
-            else if (i + 1 < len && s[i + 1] == '*') {
-                comment = 2;
-                i++;
+        if (ch == '/' && i + 1 < len && (s[i + 1] == '/' || s[i + 1] == '*')) {
+            comment = s[i + 1] == '/' ? 1 : 2;
+            i += comment == 2;
+            continue;
+        }
+        if (ch != ' ' && ch != '\t' && ch != '\n' && ch != '\r') {
+            if (ch == '/' && regex_starts(s, last)) {
+                in_re = 1;
+                continue;
             }
-            break;
+            last = i;
+        }
+        switch (ch) {
         case '\'':
         case '"':
             in_str = ch;
@@ -514,6 +571,10 @@ static void close_open(ag_engine_t *e, uint32_t len)
         }
     }
     int rc = AG_OK;
+    if (in_re == 2)
+        rc = ag_buf_appendc(&e->code, ']');
+    if (in_re && rc == AG_OK)
+        rc = ag_buf_appendc(&e->code, '/');
     if (comment == 1)
         rc = ag_buf_appendc(&e->code, '\n');
     else if (comment == 2)

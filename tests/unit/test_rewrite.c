@@ -494,6 +494,22 @@ static void test_truncated_reply(void **state)
     check(fx, cut4, cut4);
     assert_int_equal(fx->res.rewrites, 0);
     assert_idempotent(fx);
+    /* brackets inside a regex literal are not code to close */
+    check(fx, "```ts\nconst re = /[(]/, p = /\\(/, b = /[{]/;\nconst a = new Agent({ model: 'gpt-4o', name: 'x",
+          "```ts\nconst re = /[(]/, p = /\\(/, b = /[{]/;\nconst a = new Agent({ model: 'nano', name: 'x");
+    assert_int_equal(fx->res.rewrites, 1);
+    /* a '/' after an operand divides: the bracket after it is code */
+    check(fx,
+          "```ts\nconst a = new Agent({ model: 'gpt-4o', tools: { t: x / 2, u: {\n v: 1 } }, "
+          "name: 'x",
+          "```ts\nconst a = new Agent({ model: 'nano', tools: { t: x / 2, u: {\n v: 1 } }, "
+          "name: 'x");
+    assert_int_equal(fx->res.rewrites, 1);
+    /* cut inside a regex literal's class */
+    check(fx, "```ts\nconst a = new Agent({ model: 'gpt-4o' });\nconst re = /[a-(",
+          "```ts\nconst a = new Agent({ model: 'nano' });\nconst re = /[a-(");
+    assert_int_equal(fx->res.rewrites, 1);
+    assert_idempotent(fx);
 }
 
 /* ---- transforms ---- */
