@@ -13,7 +13,7 @@ const char ag_config_default_yaml[] =
     "upstream: https://api.openai.com\n"
     "rules: [rules/mastra.yaml]\n"
     "workers: 0\n"
-    "timeouts: {connect_ms: 10000, upstream_ms: 600000}\n"
+    "timeouts: {connect_ms: 10000, upstream_ms: 600000, client_ms: 60000}\n"
     "limits: {max_request_body: 16777216, max_response_body: 33554432, max_held: 4194304}\n"
     "logs: {access: '-', rewrite: '-'}\n"
     "block_status: 422\n"
@@ -196,7 +196,8 @@ static int apply(const char *path, const char *file, const ag_ynode_t *root, ag_
         cfg->workers = (uint32_t)v;
     }
     if ((n = ag_ymap_get(root, "timeouts")) != NULL) {
-        static const char *const keys[] = {"connect_ms", "upstream_ms", "parse_us", NULL};
+        static const char *const keys[] = {"connect_ms", "upstream_ms", "client_ms", "parse_us",
+                                           NULL};
         if (check_keys(file, n, keys, "timeouts", d) != AG_OK)
             return AG_EINVAL;
         const ag_ynode_t *x;
@@ -209,6 +210,11 @@ static int apply(const char *path, const char *file, const ag_ynode_t *root, ag_
             if (get_uint(file, x, 86400000, &v, d, "upstream_ms") != AG_OK)
                 return AG_EINVAL;
             cfg->upstream_timeout_ms = (uint32_t)v;
+        }
+        if ((x = ag_ymap_get(n, "client_ms")) != NULL) {
+            if (get_uint(file, x, 86400000, &v, d, "client_ms") != AG_OK)
+                return AG_EINVAL;
+            cfg->client_timeout_ms = (uint32_t)v;
         }
         if ((x = ag_ymap_get(n, "parse_us")) != NULL) {
             if (get_uint(file, x, 60000000, &v, d, "parse_us") != AG_OK)

@@ -25,6 +25,8 @@ typedef struct ag_config {
     uint32_t workers;              /* threads; 0 = one per core */
     uint32_t connect_timeout_ms;
     uint32_t upstream_timeout_ms;  /* whole upstream exchange; 0 = none */
+    uint32_t client_timeout_ms;    /* a client's silence while it sends a request or between
+                                      requests, and its stall while we write; 0 = none */
     size_t max_request_body;       /* bytes; larger requests get 413 */
     size_t max_response_body;      /* bytes buffered to rewrite a non-streamed reply */
     size_t max_held;               /* bytes of text held per streamed choice */

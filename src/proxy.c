@@ -414,6 +414,22 @@ static void on_client_close(struct evhttp_connection *conn, void *arg)
     }
 }
 
+/* While astgate produces a reply the client has nothing to send, so its connection has no read
+ * timeout then (a stream may pause for longer than timeouts.client_ms), only the write timeout
+ * for a client that stops reading. The read timeout, which also bounds an idle keep-alive
+ * connection, comes back before the reply's last bytes are queued. */
+static void client_timeouts(preq_t *r, bool replying)
+{
+    uint32_t ms = r->w->cfg->client_timeout_ms;
+    if (ms == 0 || r->conn == NULL || r->client_gone)
+        return;
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(r->conn);
+    if (bev == NULL)
+        return;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    bufferevent_set_timeouts(bev, replying ? NULL : &tv, &tv);
+}
+
 static void add_header(struct evkeyvalq *h, const char *name, const char *value)
 {
     evhttp_add_header(h, name, value);
@@ -464,6 +480,7 @@ static void send_error(preq_t *r, int status, const char *reason, const char *ty
     add_header(oh, "x-request-id", r->request_id);
     r->bytes_out += j.len;
     access_line(r, status);
+    client_timeouts(r, false);
     evhttp_send_reply(r->req, status, reason, b);
     evbuffer_free(b);
     ag_buf_dispose(&j);
@@ -733,6 +750,7 @@ static void finish_buffered(preq_t *r)
     evbuffer_add(b, body->ptr ? body->ptr : "", body->len);
     r->bytes_out += body->len;
     access_line(r, (int)r->status);
+    client_timeouts(r, false);
     evhttp_send_reply(r->req, (int)r->status, NULL, b);
     evbuffer_free(b);
 }
@@ -778,8 +796,10 @@ static void on_done(CURL *easy, CURLcode result, void *priv)
         break;
     }
     access_line(r, (int)r->status);
-    if (!r->client_gone)
+    if (!r->client_gone) {
+        client_timeouts(r, false);
         evhttp_send_reply_end(r->req);
+    }
 out:
     r->state = REQ_DONE;
     release(r);
@@ -903,6 +923,7 @@ static void handle(struct evhttp_request *req, void *arg)
     r->req = req;
     r->conn = evhttp_request_get_connection(req);
     r->state = REQ_UPSTREAM_HEAD;
+    client_timeouts(r, true);
     ag_buf_init(&r->out, 64u << 20);
     r->resume = event_new(w->base, -1, 0, resume_upstream, r);
     snprintf(r->method, sizeof(r->method), "%s", method_name(evhttp_request_get_command(req)));
@@ -1129,6 +1150,12 @@ int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
         }
         w->http = evhttp_new(w->base);
         evhttp_set_max_body_size(w->http, (ev_ssize_t)cfg->max_request_body);
+        if (cfg->client_timeout_ms) {
+            /* without it evhttp keeps a silent client's connection forever */
+            struct timeval ct = {(time_t)(cfg->client_timeout_ms / 1000),
+                                 (suseconds_t)(cfg->client_timeout_ms % 1000) * 1000};
+            evhttp_set_timeout_tv(w->http, &ct);
+        }
         evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                                                 EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                                 EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);

@@ -5,6 +5,7 @@
 import { describe, it, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
+import net from 'node:net';
 import OpenAI from 'openai';
 import {
     NEEDS_PROXY,
@@ -18,6 +19,7 @@ import {
     writeConfig,
     withTimeout,
     assertNoSecrets,
+    cliRewriteText,
 } from './helpers.mjs';
 
 const MESSAGES = [{ role: 'user', content: 'hi' }];
@@ -147,5 +149,106 @@ describe('timeouts and body limits (from a config file)', { skip: NEEDS_PROXY },
 
     it('the API key never appears in what astgate prints', () => {
         assertNoSecrets(t.proc);
+    });
+});
+
+describe('client timeouts (timeouts.client_ms)', { skip: NEEDS_PROXY }, () => {
+    const CLIENT_MS = 400;
+    const PROSE = 'Here is the agent.\n\n';
+    const CODE = "```ts\nimport { Agent } from '@mastra/core/agent';\nexport const a = new Agent({ name: 'a', model: 'openai/gpt-4o' });\n```\n";
+    let t;
+    before(async () => {
+        t = await openTarget({
+            config: (fake) =>
+                writeConfig({
+                    listen: '127.0.0.1:0',
+                    upstream: fake.url,
+                    rules: [path.join(ROOT, RULES)],
+                    timeouts: { client_ms: CLIENT_MS },
+                }),
+        });
+    });
+    after(async () => {
+        await t?.close();
+    });
+    beforeEach(() => t?.proc?.assertAlive());
+
+    // resolves with the ms from `sent` until astgate closed the socket, and what it sent before
+    function closedAfter(sock, sent) {
+        return new Promise((resolve, reject) => {
+            const got = [];
+            sock.on('data', (d) => got.push(d));
+            sock.on('error', reject);
+            sock.on('close', () => resolve({ ms: Date.now() - sent.at, bytes: Buffer.concat(got) }));
+        });
+    }
+    function connect() {
+        const { hostname, port } = new URL(t.origin);
+        return new Promise((resolve, reject) => {
+            const s = net.connect({ host: hostname, port: Number(port) }, () => resolve(s));
+            s.on('error', reject);
+        });
+    }
+
+    it('a client that stops in the middle of its request headers is disconnected after client_ms', async () => {
+        const before = t.fake.requests.length;
+        const sock = await connect();
+        const sent = { at: Date.now() };
+        const closed = closedAfter(sock, sent);
+        sock.write('POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: appl');
+        const { ms } = await withTimeout(closed, 10000, 'astgate to drop the silent client');
+        assert.ok(ms >= CLIENT_MS - 50, `closed after ${ms} ms, before the ${CLIENT_MS} ms timeout`);
+        assert.ok(ms < 5000, `closed only after ${ms} ms`);
+        assert.equal(t.fake.requests.length, before, 'a partial request reached the upstream');
+    });
+
+    it('a streamed reply that pauses for longer than client_ms still reaches the client whole', async () => {
+        t.fake.enqueue(async (rec, res, h) => {
+            const w = h.sse({});
+            await w.role(0);
+            await w.content(0, PROSE);
+            // the pause is what this test is about: three client timeouts without a byte
+            await new Promise((r) => setTimeout(r, 3 * CLIENT_MS));
+            await w.content(0, CODE);
+            await w.finish(0);
+            await w.done();
+            res.end();
+        });
+        const stream = await t.client().chat.completions.create({ model: 'gpt-4o-mini', messages: MESSAGES, stream: true });
+        let text = '';
+        for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? '';
+        assert.equal(text, cliRewriteText(PROSE + CODE));
+    });
+
+    it('an idle keep-alive connection is closed client_ms after its last reply', async () => {
+        t.fake.enqueue({ content: ['Fine.'] });
+        const sock = await connect();
+        const sent = { at: 0 };
+        const closed = closedAfter(sock, sent);
+        const body = chatBody();
+        sock.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+        // the reply ends with the body of a Content-Length response: wait for all of it
+        await withTimeout(
+            new Promise((resolve) => {
+                let buf = Buffer.alloc(0);
+                const onData = (d) => {
+                    buf = Buffer.concat([buf, d]);
+                    const head = buf.indexOf('\r\n\r\n');
+                    const m = /content-length: *(\d+)/i.exec(buf.subarray(0, head).toString());
+                    if (head >= 0 && m && buf.length >= head + 4 + Number(m[1])) {
+                        sock.off('data', onData);
+                        sent.at = Date.now();
+                        resolve();
+                    }
+                };
+                sock.on('data', onData);
+            }),
+            10000,
+            'the reply',
+        );
+        const { ms, bytes } = await withTimeout(closed, 10000, 'astgate to close the idle connection');
+        assert.match(bytes.toString(), /^HTTP\/1\.1 200/);
+        assert.ok(ms >= CLIENT_MS - 50, `closed ${ms} ms after the reply, before the ${CLIENT_MS} ms timeout`);
+        assert.ok(ms < 5000, `closed only ${ms} ms after the reply`);
     });
 });

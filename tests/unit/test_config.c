@@ -32,13 +32,15 @@ static void test_embedded_default(void **state)
     assert_string_equal(cfg.rules[0], "rules/mastra.yaml");
     assert_int_equal(cfg.block_status, 422);
     assert_true(cfg.bare);
+    assert_int_equal(cfg.client_timeout_ms, 60000); /* silent clients do not hold connections */
     ag_config_dispose(&cfg);
 }
 
 static void test_file_overrides_and_relative_rules(void **state)
 {
     write_config("listen: 127.0.0.1:0\nupstream: http://127.0.0.1:9/\n"
-                 "rules: [a.yaml, /abs/b.yaml]\nlimits: {max_request_body: 100}\n");
+                 "rules: [a.yaml, /abs/b.yaml]\nlimits: {max_request_body: 100}\n"
+                 "timeouts: {client_ms: 250}\n");
     ag_config_t cfg;
     ag_diag_t d;
     assert_int_equal(ag_config_load(path, &cfg, &d), AG_OK);
@@ -49,6 +51,8 @@ static void test_file_overrides_and_relative_rules(void **state)
     assert_string_equal(cfg.rules[1], "/abs/b.yaml");
     assert_int_equal(cfg.max_request_body, 100);
     assert_int_equal(cfg.block_status, 422); /* untouched keys keep the default */
+    assert_int_equal(cfg.client_timeout_ms, 250);
+    assert_int_equal(cfg.upstream_timeout_ms, 600000);
     ag_config_dispose(&cfg);
     unlink(path);
 }
@@ -72,6 +76,7 @@ static void test_errors_name_the_place(void **state)
     expect_error("listen: nohost\n", 1, 9, "HOST:PORT");
     expect_error("upstream: ftp://x\n", 1, 11, "http:// or https://");
     expect_error("timeouts: {connect_ms: -1}\n", 1, 24, "whole number");
+    expect_error("timeouts:\n  client_ms: soon\n", 2, 14, "whole number");
     expect_error("limits:\n  max_held: 1\n  max_body: 2\n", 3, 3, "unknown key `max_body`");
     expect_error("block_status: 200\n", 1, 15, "400-599");
     expect_error("listen: a:1\nlisten: b:2\n", 2, 1, "duplicate key");
