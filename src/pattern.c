@@ -31,12 +31,15 @@ int ag_vars_find(const ag_vars_t *v, ag_str_t name)
 int ag_vars_intern(ag_vars_t *v, ag_str_t name)
 {
     int slot = ag_vars_find(v, name);
-    if (slot >= 0)
-        return slot;
-    if (v->count >= AG_MAX_VARS)
-        return AG_ETOOBIG;
-    v->names[v->count] = ag_xstrndup(name.ptr, name.len);
-    return (int)v->count++;
+    if (slot < 0) {
+        if (v->count >= AG_MAX_VARS)
+            return AG_ETOOBIG;
+        v->names[v->count] = ag_xstrndup(name.ptr, name.len);
+        slot = (int)v->count++;
+    }
+    if (v->not_depth == 0)
+        v->bound |= 1u << slot;
+    return slot;
 }
 
 /* ---- metavariable syntax (ast-grep meta_var.rs extract_meta_var) ---- */

@@ -9,11 +9,15 @@
 typedef struct ag_vars {
     char *names[AG_MAX_VARS]; /* owned, NUL-terminated, without the leading $ signs */
     uint32_t count;
+    uint32_t bound;           /* bit per slot: interned while not_depth was 0, i.e. captured by
+                                 the rule where a match binds it (not only under `not`) */
+    int not_depth;            /* set by the rule compiler around a `not` subrule */
 } ag_vars_t;
 
 void ag_vars_init(ag_vars_t *v);
 void ag_vars_dispose(ag_vars_t *v);
-/* Slot of name (no $ signs), adding it when new; AG_ETOOBIG past AG_MAX_VARS. */
+/* Slot of name (no $ signs), adding it when new; AG_ETOOBIG past AG_MAX_VARS. Marks the slot in
+ * `bound` unless not_depth > 0. */
 AG_MUSTCHECK int ag_vars_intern(ag_vars_t *v, ag_str_t name);
 /* Slot of name, or -1 when the rule never binds it. */
 int ag_vars_find(const ag_vars_t *v, ag_str_t name);

@@ -647,7 +647,11 @@ static int compile_rnode(ctx_t *c, ag_lang_t lang, const ag_ynode_t *n, ag_rnode
             if (compile_list(c, lang, v, "any", &r->any, &r->nany) != AG_OK)
                 goto out;
         } else if (ag_str_eqc(key, "not")) {
-            if (compile_rnode(c, lang, v, &r->not_) != AG_OK)
+            /* a `not` never binds: its metavariables cannot feed a fix */
+            c->def->vars.not_depth++;
+            int nrc = compile_rnode(c, lang, v, &r->not_);
+            c->def->vars.not_depth--;
+            if (nrc != AG_OK)
                 goto out;
         } else if (ag_str_eqc(key, "matches")) {
             if (need_scalar(c, v, "matches") != AG_OK)
@@ -944,10 +948,14 @@ static int check_template_vars(ctx_t *c, const ag_ynode_t *n, ag_str_t t)
             i = j - 1;
             continue;
         }
-        if (!(j - s == 1 && t.ptr[s] == '_') &&
-            ag_vars_find(&c->def->vars, ag_str(t.ptr + s, j - s)) < 0)
+        int v = ag_vars_find(&c->def->vars, ag_str(t.ptr + s, j - s));
+        if (!(j - s == 1 && t.ptr[s] == '_') && v < 0)
             return fail(c, n, "fix uses `%.*s`, which the rule never binds", (int)(j - i),
                         t.ptr + i);
+        if (v >= 0 && !(c->def->vars.bound & (1u << v)))
+            return fail(c, n, "fix uses `%.*s`, which the rule binds only under `not` (a `not` "
+                              "never binds)",
+                        (int)(j - i), t.ptr + i);
         i = j - 1;
     }
     return AG_OK;

@@ -379,6 +379,27 @@ static void test_fix_undefined_metavariable(void **state)
                4, 6, "`$NOPE`", NULL);
 }
 
+/* A metavariable that appears only under `not` is never bound when the rule matches. */
+static void test_fix_variable_only_under_not(void **state)
+{
+    expect_err("id: a\n"
+               "language: ts\n"
+               "rule:\n"
+               "  pattern: foo($A)\n"
+               "  not:\n"
+               "    has: {pattern: bar($B)}\n"
+               "fix: baz($A, $B)\n", /* the template at 7:6 */
+               7, 6, "`$B`", "only under `not`", NULL);
+    /* bound outside the `not` as well: fine */
+    ag_rules_free(load_ok("id: a\n"
+                          "language: ts\n"
+                          "rule:\n"
+                          "  all:\n"
+                          "    - not: {pattern: bar($B)}\n"
+                          "    - pattern: foo($A, $B)\n"
+                          "fix: baz($A, $B)\n"));
+}
+
 static void test_constraint_on_unbound_variable(void **state)
 {
     expect_err("id: a\n"
@@ -764,6 +785,7 @@ int main(void)
         cmocka_unit_test(test_bad_regex_column_counts_characters),
         cmocka_unit_test(test_bad_regex_in_multi_line_scalar),
         cmocka_unit_test(test_fix_undefined_metavariable),
+        cmocka_unit_test(test_fix_variable_only_under_not),
         cmocka_unit_test(test_constraint_on_unbound_variable),
         cmocka_unit_test(test_ensure_target_unbound),
         cmocka_unit_test(test_transform_source_unbound),
