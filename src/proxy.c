@@ -63,6 +63,7 @@ typedef struct worker {
     ag_buf_t logbuf[LOG_N]; /* lines not yet written, per log */
     struct event *log_flush; /* writes logbuf once the callbacks at hand have run */
     bool flush_pending;
+    struct timeval client_tv; /* timeouts.client_ms; zero = none */
 } worker_t;
 
 typedef enum req_state {
@@ -420,14 +421,12 @@ static void on_client_close(struct evhttp_connection *conn, void *arg)
  * connection, comes back before the reply's last bytes are queued. */
 static void client_timeouts(preq_t *r, bool replying)
 {
-    uint32_t ms = r->w->cfg->client_timeout_ms;
-    if (ms == 0 || r->conn == NULL || r->client_gone)
+    const struct timeval *tv = &r->w->client_tv;
+    if (!evutil_timerisset(tv) || r->conn == NULL || r->client_gone)
         return;
     struct bufferevent *bev = evhttp_connection_get_bufferevent(r->conn);
-    if (bev == NULL)
-        return;
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-    bufferevent_set_timeouts(bev, replying ? NULL : &tv, &tv);
+    if (bev != NULL)
+        bufferevent_set_timeouts(bev, replying ? NULL : tv, tv);
 }
 
 static void add_header(struct evkeyvalq *h, const char *name, const char *value)
@@ -1150,12 +1149,10 @@ int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
         }
         w->http = evhttp_new(w->base);
         evhttp_set_max_body_size(w->http, (ev_ssize_t)cfg->max_request_body);
-        if (cfg->client_timeout_ms) {
-            /* without it evhttp keeps a silent client's connection forever */
-            struct timeval ct = {(time_t)(cfg->client_timeout_ms / 1000),
-                                 (suseconds_t)(cfg->client_timeout_ms % 1000) * 1000};
-            evhttp_set_timeout_tv(w->http, &ct);
-        }
+        w->client_tv.tv_sec = (time_t)(cfg->client_timeout_ms / 1000);
+        w->client_tv.tv_usec = (suseconds_t)(cfg->client_timeout_ms % 1000) * 1000;
+        if (evutil_timerisset(&w->client_tv)) /* else evhttp keeps a silent client forever */
+            evhttp_set_timeout_tv(w->http, &w->client_tv);
         evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                                                 EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                                 EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);

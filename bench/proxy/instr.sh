@@ -77,11 +77,11 @@ by_object() { # callgrind output file: "object Ir" lines
             s[o] += v }
             END { for (o in s) print o, s[o] }'
 }
-run_one() { # name requests path stream: callgrind output file on stdout
-    local name=$1 reqs=$2 path=$3 stream=$4 port vp out
+run_one() { # proxy(astgate|nginx) requests path stream: callgrind output file on stdout
+    local proxy=$1 reqs=$2 path=$3 stream=$4 port vp out
     port=$(free_port)
-    out=$tmp/cg.$name.$reqs
-    if [ "$name" = nginx ] || [ "$name" = nginx-stream ]; then
+    out=$tmp/cg.$proxy.$reqs.${path//\//_}.$stream
+    if [ "$proxy" = nginx ]; then
         sed -e "s|@DIR@|$ngx|g" -e "s|@PORT@|$port|g" -e "s|@UPPORT@|$up_port|g" \
             -e "s|@WORKERS@|1|g" -e 's|^master_process on;|master_process off;|' \
             bench/proxy/nginx.conf.in >"$ngx/nginx.conf"
@@ -107,33 +107,26 @@ run_one() { # name requests path stream: callgrind output file on stdout
         wait_line "$tmp/vg.log" 'listening on'
     fi
     node bench/proxy/client.js "$port" "$reqs" "$path" "$stream"
-    if [ "${name#nginx}" != "$name" ]; then
-        kill -QUIT "$vp" 2>/dev/null || true # nginx: graceful stop
-    else
-        kill -TERM "$vp" 2>/dev/null || true
-    fi
+    # nginx stops gracefully on QUIT, astgate on TERM
+    kill -"$([ "$proxy" = nginx ] && echo QUIT || echo TERM)" "$vp" 2>/dev/null || true
     wait "$vp" 2>/dev/null || true
     echo "$out"
 }
 
 printf '%-34s %12s   %s\n' "target ($n requests after $w)" "instr/req" "by library (instr/req)"
-for spec in "astgate /v1/chat/completions 0" "astgate-stream /v1/chat/completions 1" \
-    "astgate-passthrough /bench/passthrough 0" "nginx /v1/chat/completions 0" \
-    "nginx-stream /v1/chat/completions 1"; do
-    read -r name path stream <<<"$spec"
-    a=$(run_one "$name" "$w" "$path" "$stream")
-    b=$(run_one "$name" "$((w + n))" "$path" "$stream")
+while IFS='|' read -r proxy path stream label; do
+    a=$(run_one "$proxy" "$w" "$path" "$stream")
+    b=$(run_one "$proxy" "$((w + n))" "$path" "$stream")
     per=$((($(totals "$b") - $(totals "$a")) / n))
-    split=$(LC_ALL=C join -a1 -e0 -o 0,1.2,2.2 <(by_object "$b" | LC_ALL=C sort -k1,1) <(by_object "$a" | LC_ALL=C sort -k1,1) |
+    split=$(LC_ALL=C join -a1 -e0 -o 0,1.2,2.2 <(by_object "$b" | LC_ALL=C sort -k1,1) \
+        <(by_object "$a" | LC_ALL=C sort -k1,1) |
         awk -v n="$n" '{ d = ($2 - $3) / n; if (d >= 1000) printf "%s %.0fk\n", $1, d / 1000 }' |
         sort -k2 -rn | head -6 | paste -sd, | sed 's/,/, /g')
-    label=$name
-    case $name in
-    astgate) label="astgate, non-streamed rewrite" ;;
-    astgate-stream) label="astgate, streamed rewrite" ;;
-    astgate-passthrough) label="astgate, passthrough path" ;;
-    nginx) label="nginx proxy_pass, non-streamed" ;;
-    nginx-stream) label="nginx proxy_pass, streamed" ;;
-    esac
     printf '%-34s %12d   %s\n' "$label" "$per" "$split"
-done
+done <<'TARGETS'
+astgate|/v1/chat/completions|0|astgate, non-streamed rewrite
+astgate|/v1/chat/completions|1|astgate, streamed rewrite
+astgate|/bench/passthrough|0|astgate, passthrough path
+nginx|/v1/chat/completions|0|nginx proxy_pass, non-streamed
+nginx|/v1/chat/completions|1|nginx proxy_pass, streamed
+TARGETS
