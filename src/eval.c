@@ -23,10 +23,11 @@
 
 /* per-rule marks for the reply being judged */
 enum {
-    HIT_ANY1 = 1, /* any event of the rule in the first pass */
-    HIT_RW1 = 2,  /* an applied rewrite of the rule in the first pass */
-    HIT_BLK1 = 4, /* a block of the rule in the first pass */
-    HIT_ANY2 = 8, /* any event of the rule in the second pass */
+    HIT_ANY1 = 1,   /* any event of the rule in the first pass */
+    HIT_RW1 = 2,    /* an applied rewrite of the rule in the first pass */
+    HIT_BLK1 = 4,   /* a block of the rule in the first pass */
+    HIT_ANY2 = 8,   /* any event of the rule in the second pass */
+    HIT_FLAG1 = 16, /* a flag of the rule in the first pass: not fixable here */
 };
 
 struct ag_eval {
@@ -222,6 +223,8 @@ static void mark(ag_eval_t *ev, const ag_result_t *r, bool first)
             ev->hit[i] |= HIT_RW1;
         if (e->action == AG_ACTION_BLOCK)
             ev->hit[i] |= HIT_BLK1;
+        if (e->action == AG_ACTION_FLAG)
+            ev->hit[i] |= HIT_FLAG1;
     }
 }
 
@@ -242,6 +245,11 @@ int ag_eval_reply(ag_eval_t *ev, ag_str_t reply, uint64_t line)
     ev->st.replies++;
     if (r1.blocks == 0) {
         ev->st.no_code++;
+        return AG_OK;
+    }
+    if (r1.unjudged) {
+        /* code too broken to judge: reported apart, never counted as compliant */
+        ev->st.unjudged++;
         return AG_OK;
     }
     ev->st.with_code++;
@@ -267,6 +275,7 @@ int ag_eval_reply(ag_eval_t *ev, ag_str_t reply, uint64_t line)
     ev->st.all.rewritten += r1.rewrites > 0;
     ev->st.all.corrected_ok += fixed_ok;
     ev->st.all.unfixable += !fixed_ok;
+    ev->st.all.flagged += r1.flags > 0;
     if (!fixed_ok && ev->st.nunfixable_lines < AG_EVAL_MAX_EXAMPLES) {
         uint32_t k = ev->st.nunfixable_lines;
         if (k == 0 || ev->st.unfixable_lines[k - 1] != line)
@@ -279,6 +288,7 @@ int ag_eval_reply(ag_eval_t *ev, ag_str_t reply, uint64_t line)
         ev->rule[i].rewritten += (h & HIT_RW1) != 0;
         ev->rule[i].corrected_ok += ok;
         ev->rule[i].unfixable += !ok;
+        ev->rule[i].flagged += (h & HIT_FLAG1) != 0;
     }
     return AG_OK;
 }
@@ -667,6 +677,11 @@ int ag_eval_format_table(const ag_eval_t *ev, const ag_eval_info_t *info, ag_buf
         "  %-20s %9" PRIu64 "   %" PRIu64 " with code, %" PRIu64
         " without code (not counted in the accuracy)\n",
         "replies", st->replies, st->with_code, st->no_code);
+    if (st->unjudged)
+        put(&o,
+            "  %-20s %9" PRIu64 "   code too broken to judge (apart: neither compliant nor "
+            "counted in the accuracy)\n",
+            "not judged", st->unjudged);
     put(&o, "  %-20s %9s   %" PRIu64 " of %" PRIu64 " compliant as written\n", "raw accuracy",
         fmt_pct(p1, sizeof(p1), a->raw_ok, den), a->raw_ok, den);
     put(&o, "  %-20s %9s   %" PRIu64 " of %" PRIu64 " compliant after the rewrite\n",
@@ -680,6 +695,8 @@ int ag_eval_format_table(const ag_eval_t *ev, const ag_eval_info_t *info, ag_buf
         put_lines_list(&o, st->unfixable_lines, st->nunfixable_lines, a->unfixable);
     }
     put(&o, "\n");
+    put(&o, "  %-20s %9" PRIu64 "   not fixable here: the audit lines say why (in unfixable)\n",
+        "flagged", a->flagged);
     if (st->skipped)
         put(&o, "  %-20s %9" PRIu64 "   too large to rewrite\n", "skipped replies", st->skipped);
 
@@ -690,13 +707,15 @@ int ag_eval_format_table(const ag_eval_t *ev, const ag_eval_info_t *info, ag_buf
         if (l > w)
             w = l > 48 ? 48 : l;
     }
-    put(&o, "\n  %-*s %8s %11s %12s %11s %11s\n", w, "rule", "raw", "corrected", "difference",
-        "rewritten", "unfixable");
+    put(&o, "\n  %-*s %8s %11s %12s %11s %11s %9s\n", w, "rule", "raw", "corrected", "difference",
+        "rewritten", "unfixable", "flagged");
     for (uint32_t i = 0; i < st->nrules; i++) {
         const ag_eval_counts_t *c = &st->rule[i];
-        put(&o, "  %-*.*s %8s %11s %12s %11" PRIu64 " %11" PRIu64 "\n", w, w, st->rule_ids[i],
-            fmt_pct(p1, sizeof(p1), c->raw_ok, den), fmt_pct(p2, sizeof(p2), c->corrected_ok, den),
-            fmt_diff(d, sizeof(d), c->raw_ok, c->corrected_ok, den), c->rewritten, c->unfixable);
+        put(&o, "  %-*.*s %8s %11s %12s %11" PRIu64 " %11" PRIu64 " %9" PRIu64 "\n", w, w,
+            st->rule_ids[i], fmt_pct(p1, sizeof(p1), c->raw_ok, den),
+            fmt_pct(p2, sizeof(p2), c->corrected_ok, den),
+            fmt_diff(d, sizeof(d), c->raw_ok, c->corrected_ok, den), c->rewritten, c->unfixable,
+            c->flagged);
     }
 
     /* where the replies came from */
@@ -744,7 +763,8 @@ static void put_json_counts(out_t *o, const ag_eval_counts_t *c, uint64_t den, c
     put(o, "%s\"raw_compliant\": %" PRIu64 ",\n", ind, c->raw_ok);
     put(o, "%s\"corrected_compliant\": %" PRIu64 ",\n", ind, c->corrected_ok);
     put(o, "%s\"rewritten\": %" PRIu64 ",\n", ind, c->rewritten);
-    put(o, "%s\"unfixable\": %" PRIu64 ",\n%s", ind, c->unfixable, ind);
+    put(o, "%s\"unfixable\": %" PRIu64 ",\n", ind, c->unfixable);
+    put(o, "%s\"flagged\": %" PRIu64 ",\n%s", ind, c->flagged, ind);
     put_json_pct(o, "raw_accuracy_pct", c->raw_ok, den);
     put(o, ",\n%s", ind);
     put_json_pct(o, "corrected_accuracy_pct", c->corrected_ok, den);
@@ -781,8 +801,8 @@ int ag_eval_format_json(const ag_eval_t *ev, const ag_eval_info_t *info, ag_buf_
     put(&o, "],\n");
     put(&o,
         "  \"replies\": %" PRIu64 ",\n  \"with_code\": %" PRIu64 ",\n  \"no_code\": %" PRIu64
-        ",\n  \"skipped\": %" PRIu64 ",\n",
-        st->replies, st->with_code, st->no_code, st->skipped);
+        ",\n  \"skipped\": %" PRIu64 ",\n  \"unjudged\": %" PRIu64 ",\n",
+        st->replies, st->with_code, st->no_code, st->skipped, st->unjudged);
     put_json_counts(&o, &st->all, st->with_code, "  ");
     put(&o, ",\n  \"unfixable_lines\": [");
     for (uint32_t i = 0; i < st->nunfixable_lines; i++)

@@ -24,6 +24,8 @@ typedef struct ag_eval_counts {
     uint64_t corrected_ok; /* nothing left to do after the rewrite, and nothing blocked */
     uint64_t rewritten;    /* at least one rewrite applied */
     uint64_t unfixable;    /* not corrected compliant */
+    uint64_t flagged;      /* a flag in the reply as written: not fixable from the code at hand
+                              (part of unfixable) */
 } ag_eval_counts_t;
 
 typedef struct ag_eval_bad {
@@ -47,6 +49,7 @@ typedef struct ag_eval_stats {
     uint64_t no_code;   /* replies with no code block for any rule: apart, not in the accuracy */
     uint64_t with_code; /* the accuracy denominator: replies - no_code */
     uint64_t skipped;   /* replies too large for the engine (also in bad_list) */
+    uint64_t unjudged;  /* replies with code too broken to judge: apart, not in with_code */
     ag_eval_counts_t all;
     uint32_t nrules;
     const char *const *rule_ids;  /* nrules ids, in rule-file order (borrowed from the rules) */

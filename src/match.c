@@ -268,6 +268,11 @@ static outcome_t match_node(ag_matcher_t *m, const ag_pnode_t *p, uint32_t c, ag
     if (!tick(m))
         return NOMATCH;
     const ag_fnode_t *cn = node_at(m, c);
+    /* an ERROR node holds what the parser could not place: a pattern matches the structure it
+     * recovered around it, and a metavariable may capture it (only ensure rules run on subtrees
+     * with errors, and they flag what they cannot read; see rewrite.c) */
+    if (cn->error && p->kind != AG_PN_META && p->sym != SYM_ERROR)
+        return SKIP_CAND;
     switch (p->kind) {
     case AG_PN_TERM: {
         bool kind_ok = p->sym == cn->sym || p->sym == SYM_ERROR;

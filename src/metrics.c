@@ -117,6 +117,10 @@ int ag_metrics_render(ag_buf_t *o, ag_wmetrics_t *const *ws, uint32_t n, const a
                      "Replies with code that comply once astgate rewrote them.",
                      SUM(m->replies_corrected_ok));
     if (rc == AG_OK)
+        rc = counter(o, "astgate_replies_unjudged_total",
+                     "Replies with code too broken to judge (counted as not compliant).",
+                     SUM(m->replies_unjudged));
+    if (rc == AG_OK)
         rc = per_rule(o, ws, n, rules, "astgate_rewrites_total", "Edits applied, by rule.",
                       offsetof(ag_wmetrics_t, rewrites));
     if (rc == AG_OK)

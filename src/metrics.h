@@ -28,6 +28,7 @@ typedef struct ag_wmetrics {
     uint64_t replies_code;               /* ... that held a code block */
     uint64_t replies_raw_ok;             /* ... with code, that no rule would change or flag */
     uint64_t replies_corrected_ok;       /* ... with code, compliant once rewritten */
+    uint64_t replies_unjudged;           /* ... with code too broken to judge (never compliant) */
     uint64_t *rewrites;                  /* per rule: edits applied */
     uint64_t *flags;                     /* per rule */
     uint64_t *dropped;                   /* per rule: edits dropped (overlap, parse check, cut) */

@@ -245,9 +245,11 @@ static void on_reply(void *ud, int index, const ag_reply_summary_t *s)
     if (!s->had_code)
         return;
     ag_m_inc(&m->replies_code, 1);
-    if (s->rewrites + s->flags + s->dropped + s->blocked + s->shadowed == 0)
+    if (s->unjudged)
+        ag_m_inc(&m->replies_unjudged, 1);
+    if (s->rewrites + s->flags + s->dropped + s->blocked + s->shadowed + s->unjudged == 0)
         ag_m_inc(&m->replies_raw_ok, 1);
-    if (s->flags + s->dropped + s->blocked == 0)
+    if (s->flags + s->dropped + s->blocked + s->unjudged == 0)
         ag_m_inc(&m->replies_corrected_ok, 1);
     ag_m_observe(m, AG_HIST_PARSE, s->parse_ns);
 }

@@ -84,6 +84,8 @@ void ag_engine_free(ag_engine_t *e)
     free(e->events);
     free(e->rule_fences);
     free(e->kinds);
+    free(e->ens);
+    free(e->uses);
     ag_engine_free(e->verifier);
     free(e);
 }
@@ -229,10 +231,10 @@ static void run_transforms(ag_engine_t *e, const ag_rule_def_t *def, ag_env_t *e
             for (int attempt = 0; attempt < 4; attempt++) {
                 char *outp = ag_xmalloc(outlen + 1);
                 PCRE2_SIZE got = outlen;
-                int rc = pcre2_substitute(t->re, (PCRE2_SPTR)(tmp.ptr ? tmp.ptr : ""), tmp.len, 0,
-                                          PCRE2_SUBSTITUTE_GLOBAL | PCRE2_SUBSTITUTE_OVERFLOW_LENGTH,
-                                          NULL, e->m.mctx, (PCRE2_SPTR)t->by, PCRE2_ZERO_TERMINATED,
-                                          (PCRE2_UCHAR *)outp, &got);
+                int rc = pcre2_substitute(
+                    t->re, (PCRE2_SPTR)(tmp.ptr ? tmp.ptr : ""), tmp.len, 0,
+                    PCRE2_SUBSTITUTE_GLOBAL | PCRE2_SUBSTITUTE_OVERFLOW_LENGTH, NULL, e->m.mctx,
+                    (PCRE2_SPTR)t->by, PCRE2_ZERO_TERMINATED, (PCRE2_UCHAR *)outp, &got);
                 if (rc >= 0) {
                     if (ag_buf_append(&e->text, outp, got) != AG_OK)
                         got = 0;
@@ -380,13 +382,16 @@ static void scan(ag_engine_t *e, ag_lang_t lang, const bool *active)
         TSSymbol sym = e->flat.nodes[i].sym;
         if (sym >= rs->nsyms[lang])
             continue; /* ERROR nodes */
-        if (e->flat.nodes[i].has_error)
-            continue; /* rules apply where the tree is sound */
+        /* rules apply where the tree is sound; an ensure rule also where it is not, since it
+         * pins only values the parser placed and flags what a syntax error may hide */
+        bool sound = !e->flat.nodes[i].has_error;
         for (uint32_t k = off[sym]; k < off[sym + 1]; k++) {
             uint32_t r = idx[k];
             if (!active[r])
                 continue;
             const ag_rule_def_t *def = &rs->rules[r];
+            if (!sound && !(def->ensure && def->action == AG_ACTION_REWRITE))
+                continue;
             const ag_rule_lang_t *rl = &def->lang[lang];
             ag_matcher_bind(&e->m, &e->flat, rl->utils, rl->nutils);
             ag_env_t env;
@@ -396,9 +401,13 @@ static void scan(ag_engine_t *e, ag_lang_t lang, const bool *active)
             run_transforms(e, def, &env);
             switch ((ag_action_t)def->action) {
             case AG_ACTION_REWRITE:
-                if (def->ensure)
-                    ag_ensure_run(e, r, lang, i, &env);
-                else if (def->fix)
+                if (def->ensure) {
+                    if (e->nens == e->ens_cap) {
+                        e->ens_cap = e->ens_cap ? e->ens_cap * 2 : 8;
+                        e->ens = ag_xrealloc(e->ens, e->ens_cap * sizeof(*e->ens));
+                    }
+                    e->ens[e->nens++] = (ag_ens_match_t){.rule = r, .node = i, .env = env};
+                } else if (def->fix)
                     (void)apply_fix(e, r, def, i, &env);
                 break;
             case AG_ACTION_FLAG:
@@ -425,6 +434,7 @@ static void scan(ag_engine_t *e, ag_lang_t lang, const bool *active)
             }
         }
     }
+    ag_ensure_block(e, lang);
 }
 
 /* ---- truncated code: close what the cut left open ---- */
@@ -434,8 +444,8 @@ static void scan(ag_engine_t *e, ag_lang_t lang, const bool *active)
  * a comment only when followed by / or *). */
 static bool ident_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '$' || (unsigned char)c >= 0x80;
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '$' || (unsigned char)c >= 0x80;
 }
 
 /* Whether a '/' after the code s[0, end) starts a regular expression rather than a division: after
@@ -454,9 +464,9 @@ static bool regex_starts(const char *s, uint32_t last)
     uint32_t b = last + 1;
     while (b > 0 && ident_char(s[b - 1]))
         b--;
-    static const char *const kw[] = {"return", "typeof", "instanceof", "in", "of", "new",
-                                     "delete", "void", "throw", "case", "do", "else", "yield",
-                                     "await", NULL};
+    static const char *const kw[] = {"return", "typeof", "instanceof", "in",    "of",
+                                     "new",    "delete", "void",       "throw", "case",
+                                     "do",     "else",   "yield",      "await", NULL};
     size_t n = last + 1 - b;
     for (const char *const *k = kw; *k; k++)
         if (strlen(*k) == n && memcmp(s + b, *k, n) == 0)
@@ -469,10 +479,10 @@ static void close_open(ag_engine_t *e, uint32_t len)
     char stack[256];
     uint32_t sp = 0;
     const char *s = e->code.ptr;
-    char in_str = 0;             /* ' " or ` when inside one */
-    int comment = 0;             /* 1 line, 2 block */
-    int in_re = 0;               /* 1 in a regular expression literal, 2 in its [class] */
-    uint32_t last = UINT32_MAX;  /* last significant byte outside strings and comments */
+    char in_str = 0;            /* ' " or ` when inside one */
+    int comment = 0;            /* 1 line, 2 block */
+    int in_re = 0;              /* 1 in a regular expression literal, 2 in its [class] */
+    uint32_t last = UINT32_MAX; /* last significant byte outside strings and comments */
     for (uint32_t i = 0; i < len; i++) {
         char ch = s[i];
         if (in_re) {
@@ -688,8 +698,8 @@ static uint32_t errors_after(ag_engine_t *e, ag_lang_t lang, const TSTree *tree,
         TSInputEdit ie = {ed[k].start, ed[k].end, ed[k].start + ed[k].text_len, sp, oe, ne};
         ts_tree_edit(copy, &ie);
     }
-    TSTree *nt = ts_parser_parse_string(e->parser[lang], copy, e->scratch.ptr,
-                                        (uint32_t)e->scratch.len);
+    TSTree *nt =
+        ts_parser_parse_string(e->parser[lang], copy, e->scratch.ptr, (uint32_t)e->scratch.len);
     ts_tree_delete(copy);
     if (nt == NULL) {
         ts_parser_reset(e->parser[lang]);
@@ -716,7 +726,9 @@ static void resolve(ag_engine_t *e, uint32_t first, ag_lang_t lang, const TSTree
         ed[i].block = e->cur_block;
         if (ed[i].guard_end > e->orig_len) {
             ed[i].keep = false;
-            ed[i].reason = "the reply is cut off inside the code this edit needs";
+            ed[i].reason = e->cur_cut ? "the reply is cut off inside the code this edit needs"
+                                      : "the code this edit needs is unfinished (an unclosed "
+                                        "string, comment or bracket)";
             continue;
         }
         if (last >= 0) {
@@ -833,9 +845,10 @@ static void check_stable(ag_engine_t *e, uint32_t first, ag_lang_t lang, bool cu
 bool ag_engine_bare_start(ag_str_t text, bool *undecided)
 {
     static const char *const starts[] = {
-        "import ", "import{", "export ", "const ", "let ",   "var ",    "function ", "async ",
-        "class ",  "interface ", "type ", "enum ", "new ",   "//",      "/*",        "'use ",
-        "\"use ", "@",       "declare ", "module.exports", "require(", "abstract ", NULL};
+        "import ",   "import{", "export ",    "const ", "let ",     "var ",           "function ",
+        "async ",    "class ",  "interface ", "type ",  "enum ",    "new ",           "//",
+        "/*",        "'use ",   "\"use ",     "@",      "declare ", "module.exports", "require(",
+        "abstract ", NULL};
     size_t i = 0;
     while (i < text.len && (text.ptr[i] == ' ' || text.ptr[i] == '\t' || text.ptr[i] == '\n' ||
                             text.ptr[i] == '\r'))
@@ -858,12 +871,9 @@ bool ag_engine_bare_start(ag_str_t text, bool *undecided)
     return false;
 }
 
-static bool bare_code(const ag_flat_t *f, uint32_t errors, uint32_t len)
+/* Bytes of the code inside ERROR nodes. */
+static uint64_t error_bytes(const ag_flat_t *f)
 {
-    if (errors == 0)
-        return true;
-    if (errors > 3)
-        return false;
     uint64_t bad = 0;
     for (uint32_t i = 0; i < f->count;) {
         if (f->nodes[i].error) {
@@ -873,7 +883,16 @@ static bool bare_code(const ag_flat_t *f, uint32_t errors, uint32_t len)
             i++;
         }
     }
-    return bad * 20 <= len;
+    return bad;
+}
+
+static bool bare_code(const ag_flat_t *f, uint32_t errors, uint32_t len)
+{
+    if (errors == 0)
+        return true;
+    if (errors > 3)
+        return false;
+    return error_bytes(f) * 20 <= len;
 }
 
 static void process_block(ag_engine_t *e, uint32_t start, uint32_t end, ag_lang_t lang, bool bare,
@@ -882,10 +901,6 @@ static void process_block(ag_engine_t *e, uint32_t start, uint32_t end, ag_lang_
     ag_str_t code = ag_str(e->reply.ptr + start, end - start);
     const struct ag_rules *rs = e->rules;
     bool any = false;
-    /* the grammar's scanner reads a NUL byte as the end of the input: such a tree would not
-     * describe the bytes, and no model writes NUL into code */
-    if (memchr(code.ptr, '\0', code.len))
-        return;
     for (uint32_t r = 0; r < rs->n; r++) {
         if (e->active[r])
             e->active[r] = rs->rules[r].lang[lang].enabled && literal_present(&rs->rules[r], code);
@@ -893,7 +908,14 @@ static void process_block(ag_engine_t *e, uint32_t start, uint32_t end, ag_lang_
     }
     if (!any)
         return;
+    /* the grammar's scanner reads a NUL byte as the end of the input: such a tree would not
+     * describe the bytes, and no model writes NUL into code */
+    if (memchr(code.ptr, '\0', code.len)) {
+        e->res.unjudged += !bare;
+        return;
+    }
     e->res.parsed++;
+    e->cur_cut = cut;
     ag_buf_reset(&e->code);
     if (ag_buf_append(&e->code, code.ptr, code.len) != AG_OK)
         return;
@@ -910,6 +932,7 @@ static void process_block(ag_engine_t *e, uint32_t start, uint32_t end, ag_lang_
     TSTree *tree = ts_parser_parse_string(p, NULL, e->code.ptr, e->code_len);
     if (tree == NULL) {
         ts_parser_reset(p);
+        e->res.unjudged += !bare; /* the parse ran out of time */
         return;
     }
     uint32_t errors = ag_engine_count_errors(ts_tree_root_node(tree));
@@ -941,6 +964,8 @@ static void process_block(ag_engine_t *e, uint32_t start, uint32_t end, ag_lang_
         ts_tree_delete(tree);
         return;
     }
+    if (!bare && errors && error_bytes(&e->flat) * 2 > e->code_len)
+        e->res.unjudged++; /* mostly unparsable: still rewritten where it can be, not judged */
     e->m.steps = 0;
     uint32_t first = e->nedits;
     scan(e, lang, e->active);
@@ -991,8 +1016,7 @@ int ag_engine_rewrite(ag_engine_t *e, ag_str_t reply, ag_buf_t *out, ag_result_t
         e->active = ag_xcalloc(rs->n ? rs->n : 1, sizeof(bool));
     uint32_t nblocks = 0;
     if (reply.len < UINT32_MAX / 2 && rs->n > 0) {
-        if (ag_fence_find(reply, e->blocks, MAX_BLOCKS, &nblocks) == AG_ETOOBIG &&
-            nblocks == 0)
+        if (ag_fence_find(reply, e->blocks, MAX_BLOCKS, &nblocks) == AG_ETOOBIG && nblocks == 0)
             nblocks = 0;
         for (uint32_t b = 0; b < nblocks; b++) {
             const ag_block_t *blk = &e->blocks[b];

@@ -17,38 +17,40 @@ typedef enum ag_action {
 
 /* One thing the engine did or would do; borrowed views valid until the next call. */
 typedef struct ag_event {
-    const char *rule;   /* rule id */
+    const char *rule;    /* rule id */
     uint32_t rule_index; /* position of the rule in the rule set (ag_rules_rule_id) */
     ag_action_t action;
-    bool applied;       /* rewrite: the edit is in the output; false when dropped or shadowed */
-    bool shadow;        /* the rule runs in shadow mode: reported, not applied (nor blocked) */
-    const char *reason; /* when not applied: why, as a sentence for people */
+    bool applied;           /* rewrite: the edit is in the output; false when dropped or shadowed */
+    bool shadow;            /* the rule runs in shadow mode: reported, not applied (nor blocked) */
+    const char *reason;     /* when not applied: why, as a sentence for people */
     const char *other_rule; /* dropped for an overlap: the id of the rule whose edit was kept */
-    uint32_t block;     /* 0-based index of the code block in the reply */
-    uint32_t line, col; /* 1-based position in the reply of the edit (or the match) */
-    uint32_t offset;    /* byte offset of the same place; an applied edit replaced
-                           reply[offset, offset + before.len) with after */
-    ag_str_t before;    /* text replaced (empty for an insertion) */
-    ag_str_t after;     /* text put in its place (empty for flag/block) */
-    const char *message; /* the rule's message, may be "" */
+    uint32_t block;         /* 0-based index of the code block in the reply */
+    uint32_t line, col;     /* 1-based position in the reply of the edit (or the match) */
+    uint32_t offset;        /* byte offset of the same place; an applied edit replaced
+                               reply[offset, offset + before.len) with after */
+    ag_str_t before;        /* text replaced (empty for an insertion) */
+    ag_str_t after;         /* text put in its place (empty for flag/block) */
+    const char *message;    /* the rule's message, may be "" */
 } ag_event_t;
 
 typedef struct ag_engine_opts {
-    uint64_t parse_timeout_us; /* per block parse budget; 0 = none */
+    uint64_t parse_timeout_us;  /* per block parse budget; 0 = none */
     uint32_t regex_match_limit; /* PCRE2 match limit; 0 = default */
-    size_t max_reply;          /* bytes of output; 0 = 16 MiB */
-    bool bare;                 /* treat a reply without fences that parses as TS as one block */
-    bool shadow;               /* every rule in shadow mode: log, change and block nothing */
+    size_t max_reply;           /* bytes of output; 0 = 16 MiB */
+    bool bare;                  /* treat a reply without fences that parses as TS as one block */
+    bool shadow;                /* every rule in shadow mode: log, change and block nothing */
 } ag_engine_opts_t;
 
 typedef struct ag_result {
-    uint32_t blocks;     /* code blocks considered */
-    uint32_t parsed;     /* blocks actually parsed (the others lacked every rule literal) */
-    uint32_t rewrites;   /* edits applied */
-    uint32_t flags;      /* flagged violations */
-    uint32_t dropped;    /* edits dropped (overlap, parse check) */
-    uint32_t blocked;    /* block-action matches (enforced); the caller decides what to do */
-    uint32_t shadowed;   /* rewrites and blocks a shadow-mode rule would have made */
+    uint32_t blocks;   /* code blocks considered */
+    uint32_t parsed;   /* blocks actually parsed (the others lacked every rule literal) */
+    uint32_t rewrites; /* edits applied */
+    uint32_t flags;    /* flagged violations */
+    uint32_t dropped;  /* edits dropped (overlap, parse check) */
+    uint32_t blocked;  /* block-action matches (enforced); the caller decides what to do */
+    uint32_t shadowed; /* rewrites and blocks a shadow-mode rule would have made */
+    uint32_t unjudged; /* fenced blocks a rule looks at that are too broken to judge: no parse
+                          at all, or more than half of the code inside ERROR nodes */
     const ag_event_t *events; /* borrowed, valid until the next ag_engine_rewrite */
     uint32_t nevents;
     uint64_t parse_ns, match_ns, splice_ns; /* time spent, for benchmarks */
@@ -78,7 +80,6 @@ bool ag_engine_bare(const ag_engine_t *e);
 /* Rewrites one reply (markdown or bare code) into out (appended; the whole reply, changed or
  * not). Returns AG_OK, or AG_ETOOBIG when out's limit is reached (out is then unusable and the
  * caller passes the reply through). Never fails because of what the reply contains. */
-AG_MUSTCHECK int ag_engine_rewrite(ag_engine_t *e, ag_str_t reply, ag_buf_t *out,
-                                   ag_result_t *res);
+AG_MUSTCHECK int ag_engine_rewrite(ag_engine_t *e, ag_str_t reply, ag_buf_t *out, ag_result_t *res);
 
 #endif

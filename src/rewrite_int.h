@@ -9,20 +9,28 @@
 #include "rules_int.h"
 
 typedef struct ag_edit {
-    uint32_t start, end;      /* bytes in the block's code (e->code) */
-    uint32_t code_off;        /* where the block's code starts in the reply */
-    uint32_t orig_len;        /* bytes of the block's code in the reply */
+    uint32_t start, end; /* bytes in the block's code (e->code) */
+    uint32_t code_off;   /* where the block's code starts in the reply */
+    uint32_t orig_len;   /* bytes of the block's code in the reply */
     uint32_t block;
     uint32_t rule;
     uint32_t text_off, text_len; /* replacement, in e->text */
-    uint32_t guard_end;       /* bytes up to here must be in the reply (not a completion) */
-    uint32_t seq;             /* creation order, for a stable sort */
+    uint32_t guard_end;          /* bytes up to here must be in the reply (not a completion) */
+    uint32_t seq;                /* creation order, for a stable sort */
     bool keep;
-    bool safe;                /* cannot break the parse: a literal replaced by a literal */
-    bool dup;                 /* the same edit made twice (two matches reached the same code) */
-    const char *reason;       /* why it was dropped */
-    int32_t winner;           /* dropped for an overlap: the rule whose edit was kept */
+    bool safe;          /* cannot break the parse: a literal replaced by a literal */
+    bool dup;           /* the same edit made twice (two matches reached the same code) */
+    const char *reason; /* why it was dropped */
+    int32_t winner;     /* dropped for an overlap: the rule whose edit was kept */
 } ag_edit_t;
+
+/* A match of an ensure rule, kept until the block's matching is done: ensure runs once every
+ * match is known (ensure.c decides which consts only agents use). */
+typedef struct ag_ens_match {
+    uint32_t rule;
+    uint32_t node;
+    ag_env_t env;
+} ag_ens_match_t;
 
 struct ev_off {
     uint32_t before, before_len, after, after_len; /* into e->evtext */
@@ -41,16 +49,17 @@ struct ag_engine {
     /* the reply and block being processed */
     ag_str_t reply;
     uint32_t cur_block;
+    bool cur_cut;         /* the block is the end of a reply that stops inside it */
     uint32_t block_base;  /* added to block indices in events */
     uint32_t line_base;   /* added to line numbers in events */
     uint32_t offset_base; /* added to offsets in events */
-    uint32_t code_off;  /* block code start in the reply */
-    uint32_t orig_len;  /* bytes of the block's code that are in the reply */
-    uint32_t code_len;  /* bytes parsed: orig_len plus any completion of a cut-off block */
-    ag_buf_t code;      /* the block's code (+ completion) */
-    ag_buf_t text;      /* edit replacements and transform outputs */
-    ag_buf_t evtext;    /* event texts */
-    ag_buf_t scratch;   /* reparse checks */
+    uint32_t code_off;    /* block code start in the reply */
+    uint32_t orig_len;    /* bytes of the block's code that are in the reply */
+    uint32_t code_len;    /* bytes parsed: orig_len plus any completion of a cut-off block */
+    ag_buf_t code;        /* the block's code (+ completion) */
+    ag_buf_t text;        /* edit replacements and transform outputs */
+    ag_buf_t evtext;      /* event texts */
+    ag_buf_t scratch;     /* reparse checks */
     ag_edit_t *edits;
     uint32_t nedits, edits_cap;
     ag_event_t *events;
@@ -58,6 +67,10 @@ struct ag_engine {
     uint32_t nevents, events_cap;
     ag_result_t res;
     struct kinds *kinds; /* per grammar: kind and field ids ensure.c needs */
+    ag_ens_match_t *ens; /* the block's ensure matches */
+    uint32_t nens, ens_cap;
+    uint8_t *uses; /* per flat node: bits ensure.c keeps while it follows values */
+    uint32_t uses_cap;
     struct ag_engine *verifier; /* checks rewrites of code with parse errors; made on first use */
 };
 
@@ -76,8 +89,10 @@ uint32_t ag_engine_count_errors(TSNode root);
 
 /* Kind and field ids for every grammar (an array of AG_LANG_COUNT); free with free(). */
 struct kinds *ag_ensure_kinds_new(void);
-/* Runs rule's metadata.astgate.ensure for a match at node (ensure.c). */
-void ag_ensure_run(ag_engine_t *e, uint32_t rule, ag_lang_t lang, uint32_t node,
-                   const ag_env_t *env);
+/* Runs metadata.astgate.ensure for every match in e->ens[0..nens) of the block in e->flat
+ * (ensure.c): first without edits, to learn which consts only the matched values use (those are
+ * edited where they are defined; a const something else also uses is pinned where the match uses
+ * it), then for real. */
+void ag_ensure_block(ag_engine_t *e, ag_lang_t lang);
 
 #endif

@@ -15,12 +15,12 @@
 #define MAX_DEPTH 64
 
 typedef struct kindset {
-    bool any;       /* every kind */
-    uint8_t *bits;  /* nsyms bits when !any */
+    bool any;      /* every kind */
+    uint8_t *bits; /* nsyms bits when !any */
 } kindset_t;
 
 typedef struct litset {
-    bool none;      /* no literal is required */
+    bool none; /* no literal is required */
     uint32_t n;
     ag_str_t lits[8];
 } litset_t;
@@ -139,8 +139,8 @@ static int check_keys(ctx_t *c, const ag_ynode_t *map, const char *const *allowe
             for (const char *const *a = allowed; *a; a++)
                 off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s",
                                         a == allowed ? "" : ", ", *a);
-            return fail(c, k, "unknown field `%.*s`%s%s, expected one of %s", (int)k->len,
-                        k->text, where ? " in " : "", where ? where : "", list);
+            return fail(c, k, "unknown field `%.*s`%s%s, expected one of %s", (int)k->len, k->text,
+                        where ? " in " : "", where ? where : "", list);
         }
     }
     return AG_OK;
@@ -378,16 +378,15 @@ static litset_t lits_of(umemo_t *mm, const ag_rnode_t *r, const ag_util_t *utils
 
 /* ---- rule objects ---- */
 
-static const char *const RULE_KEYS[] = {"pattern", "kind", "regex", "nthChild", "range", "inside",
-                                        "has", "precedes", "follows", "all", "any", "not",
-                                        "matches", NULL};
+static const char *const RULE_KEYS[] = {"pattern", "kind", "regex",    "nthChild", "range",
+                                        "inside",  "has",  "precedes", "follows",  "all",
+                                        "any",     "not",  "matches",  NULL};
 
 static int compile_rnode(ctx_t *c, ag_lang_t lang, const ag_ynode_t *n, ag_rnode_t **out);
 
 static int parse_strictness(ctx_t *c, const ag_ynode_t *n, ag_strictness_t *out)
 {
-    static const char *const names[] = {"cst", "smart", "ast", "relaxed", "signature",
-                                        "template"};
+    static const char *const names[] = {"cst", "smart", "ast", "relaxed", "signature", "template"};
     if (need_scalar(c, n, "strictness") != AG_OK)
         return AG_EINVAL;
     for (int i = 0; i < 6; i++)
@@ -395,8 +394,9 @@ static int parse_strictness(ctx_t *c, const ag_ynode_t *n, ag_strictness_t *out)
             *out = (ag_strictness_t)i;
             return AG_OK;
         }
-    return fail(c, n, "unknown strictness `%.*s`, expected one of cst, smart, ast, relaxed, "
-                      "signature, template",
+    return fail(c, n,
+                "unknown strictness `%.*s`, expected one of cst, smart, ast, relaxed, "
+                "signature, template",
                 (int)n->len, n->text);
 }
 
@@ -422,8 +422,8 @@ static int compile_pattern(ctx_t *c, ag_lang_t lang, const ag_ynode_t *n, ag_pat
                 return AG_EINVAL;
             selector = sv(sel);
             if (ag_lang_kind(lang, selector) == 0)
-                return fail(c, sel, "selector `%.*s` is not a kind of %s", (int)sel->len,
-                            sel->text, ag_lang_name(lang));
+                return fail(c, sel, "selector `%.*s` is not a kind of %s", (int)sel->len, sel->text,
+                            ag_lang_name(lang));
         }
         const ag_ynode_t *st = ag_ymap_get(n, "strictness");
         if (st && parse_strictness(c, st, &strictness) != AG_OK)
@@ -435,8 +435,8 @@ static int compile_pattern(ctx_t *c, ag_lang_t lang, const ag_ynode_t *n, ag_pat
     }
     char err[256] = "";
     ag_pattern_t *p = NULL;
-    if (ag_pattern_compile(lang, c->parser[lang], src, selector, strictness, &c->def->vars, &p,
-                           err, sizeof(err)) != AG_OK)
+    if (ag_pattern_compile(lang, c->parser[lang], src, selector, strictness, &c->def->vars, &p, err,
+                           sizeof(err)) != AG_OK)
         return fail(c, at, "bad pattern: %s", err[0] ? err : "does not compile");
     own_pattern(c, p);
     *out = p;
@@ -457,8 +457,7 @@ static bool scalar_verbatim(const ctx_t *c, const ag_ynode_t *n, size_t len)
             col++;
     while (p < end && ((unsigned char)*p & 0xC0) == 0x80)
         p++;
-    return (size_t)(end - p) >= len && memcmp(p, n->text, len) == 0 &&
-           memchr(p, '\n', len) == NULL;
+    return (size_t)(end - p) >= len && memcmp(p, n->text, len) == 0 && memchr(p, '\n', len) == NULL;
 }
 
 static int compile_regex(ctx_t *c, const ag_ynode_t *n, pcre2_code **out, ag_str_t *lit)
@@ -467,8 +466,8 @@ static int compile_regex(ctx_t *c, const ag_ynode_t *n, pcre2_code **out, ag_str
         return AG_EINVAL;
     int errcode = 0;
     PCRE2_SIZE erroff = 0;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)n->text, n->len, PCRE2_UTF | PCRE2_UCP, &errcode,
-                                   &erroff, NULL);
+    pcre2_code *re =
+        pcre2_compile((PCRE2_SPTR)n->text, n->len, PCRE2_UTF | PCRE2_UCP, &errcode, &erroff, NULL);
     if (re == NULL) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(errcode, msg, sizeof(msg));
@@ -480,9 +479,8 @@ static int compile_regex(ctx_t *c, const ag_ynode_t *n, pcre2_code **out, ag_str
             chars += ((unsigned char)n->text[i] & 0xC0) != 0x80;
         if (!scalar_verbatim(c, n, erroff))
             chars = 0;
-        ag_diag_set(c->d, c->file, n->line, n->col + chars,
-                    "bad regex `%.*s`: %s at offset %zu", (int)n->len, n->text, (char *)msg,
-                    (size_t)erroff);
+        ag_diag_set(c->d, c->file, n->line, n->col + chars, "bad regex `%.*s`: %s at offset %zu",
+                    (int)n->len, n->text, (char *)msg, (size_t)erroff);
         return AG_EINVAL;
     }
     own_regex(c, re);
@@ -499,10 +497,9 @@ static int compile_relation(ctx_t *c, ag_lang_t lang, const ag_ynode_t *n, const
 {
     if (need_map(c, n, name) != AG_OK)
         return AG_EINVAL;
-    static const char *const keys[] = {"pattern", "kind",    "regex", "nthChild", "range",
-                                       "inside",  "has",     "precedes", "follows", "all",
-                                       "any",     "not",     "matches", "stopBy", "field",
-                                       NULL};
+    static const char *const keys[] = {
+        "pattern", "kind", "regex", "nthChild", "range",   "inside", "has",   "precedes",
+        "follows", "all",  "any",   "not",      "matches", "stopBy", "field", NULL};
     if (check_keys(c, n, keys, name) != AG_OK)
         return AG_EINVAL;
     ag_relation_t *rel = ag_arena_alloc(c->arena, sizeof(*rel));
@@ -587,8 +584,9 @@ static int compile_nth(ctx_t *c, ag_lang_t lang, const ag_ynode_t *n, ag_rnode_t
     }
     long v = 0;
     if (!is_scalar(pos) || ag_yscalar_int(pos, &v) != AG_OK || v < 1 || v > INT32_MAX)
-        return fail(c, pos, "nthChild position must be a number from 1 (An+B forms are not "
-                            "supported yet)");
+        return fail(c, pos,
+                    "nthChild position must be a number from 1 (An+B forms are not "
+                    "supported yet)");
     r->nth_position = (int32_t)v;
     return AG_OK;
 }
@@ -675,8 +673,8 @@ out:
 }
 
 /* A util that reaches itself through `matches` on the same node would never stop. */
-static bool util_cycle(const ag_rnode_t *r, const ag_util_t *utils, uint32_t nutils,
-                       uint8_t *state, int depth)
+static bool util_cycle(const ag_rnode_t *r, const ag_util_t *utils, uint32_t nutils, uint8_t *state,
+                       int depth)
 {
     if (r == NULL || depth > MAX_DEPTH * 4)
         return false;
@@ -702,22 +700,112 @@ static bool util_cycle(const ag_rnode_t *r, const ag_util_t *utils, uint32_t nut
 
 /* ---- metadata.astgate.ensure ---- */
 
+static bool js_ident(ag_str_t s)
+{
+    if (s.len == 0)
+        return false;
+    for (size_t i = 0; i < s.len; i++) {
+        char ch = s.ptr[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' || ch == '$' ||
+                  (i > 0 && ch >= '0' && ch <= '9');
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+/* import: {name: N, from: MODULE} */
+static int parse_import(ctx_t *c, const ag_ynode_t *n, ag_ensure_case_t *ec)
+{
+    static const char *const keys[] = {"name", "from", NULL};
+    if (need_map(c, n, "import") != AG_OK || check_keys(c, n, keys, "import") != AG_OK)
+        return AG_EINVAL;
+    const ag_ynode_t *name = ag_ymap_get(n, "name");
+    const ag_ynode_t *from = ag_ymap_get(n, "from");
+    if (name == NULL || from == NULL)
+        return fail(c, n, "`import` needs `name` and `from`");
+    if (need_scalar(c, name, "import name") != AG_OK ||
+        need_scalar(c, from, "import from") != AG_OK)
+        return AG_EINVAL;
+    if (!js_ident(sv(name)))
+        return fail(c, name, "`import.name` must be a JavaScript identifier");
+    if (from->len == 0 || memchr(from->text, '\'', from->len) ||
+        memchr(from->text, '"', from->len) || memchr(from->text, '\\', from->len) ||
+        memchr(from->text, '\n', from->len))
+        return fail(c, from, "`import.from` must be a module name without quotes or backslashes");
+    ec->import_name = ag_arena_strndup(c->arena, name->text, name->len);
+    ec->import_name_len = (uint32_t)name->len;
+    ec->import_from = ag_arena_strndup(c->arena, from->text, from->len);
+    ec->import_from_len = (uint32_t)from->len;
+    return AG_OK;
+}
+
+/* One entry of `missing`: {when?, string | code, quote?, import?}. */
+static int parse_missing(ctx_t *c, ag_lang_t lang, bool first, const ag_ynode_t *n,
+                         ag_ensure_case_t *ec)
+{
+    static const char *const keys[] = {"when", "string", "code", "quote", "import", NULL};
+    if (need_map(c, n, "a `missing` value") != AG_OK ||
+        check_keys(c, n, keys, "a `missing` value") != AG_OK)
+        return AG_EINVAL;
+    const ag_ynode_t *when = ag_ymap_get(n, "when");
+    if (when && compile_rnode(c, lang, when, &ec->when[lang]) != AG_OK)
+        return AG_EINVAL;
+    if (!first)
+        return AG_OK;
+    ec->line = n->line;
+    ec->col = n->col;
+    const ag_ynode_t *str = ag_ymap_get(n, "string");
+    const ag_ynode_t *code = ag_ymap_get(n, "code");
+    if ((str != NULL) == (code != NULL))
+        return fail(c, n, "a `missing` value needs exactly one of `string` and `code`");
+    const ag_ynode_t *vn = str ? str : code;
+    if (!is_scalar(vn) || (code && vn->len == 0))
+        return fail(c, vn, "`%s` must be a non-empty scalar", str ? "string" : "code");
+    ec->has_string = str != NULL;
+    ec->has_code = code != NULL;
+    ec->value = ag_arena_strndup(c->arena, vn->text, vn->len);
+    ec->value_len = (uint32_t)vn->len;
+    const ag_ynode_t *q = ag_ymap_get(n, "quote");
+    if (q) {
+        if (is_scalar(q) && ag_str_eqc(sv(q), "keep"))
+            ec->quote = AG_QUOTE_KEEP;
+        else if (is_scalar(q) && ag_str_eqc(sv(q), "single"))
+            ec->quote = AG_QUOTE_SINGLE;
+        else if (is_scalar(q) && ag_str_eqc(sv(q), "double"))
+            ec->quote = AG_QUOTE_DOUBLE;
+        else
+            return fail(c, q, "`quote` must be keep, single or double");
+    }
+    const ag_ynode_t *imp = ag_ymap_get(n, "import");
+    if (imp) {
+        if (parse_import(c, imp, ec) != AG_OK)
+            return AG_EINVAL;
+        if (!code)
+            return fail(c, imp, "`import` goes with a `code` value that uses the name");
+    }
+    return AG_OK;
+}
+
 static int parse_case(ctx_t *c, ag_lang_t lang, bool first, const ag_ynode_t *n,
                       ag_ensure_case_t *ec, bool root)
 {
-    static const char *const root_keys[] = {"target", "key", "arg", "each", "onMissing",
-                                            "string", "code", "quote", "cases", NULL};
-    static const char *const case_keys[] = {"when", "key", "arg", "each", "onMissing", "string",
-                                            "code", "quote", "cases", "recurse", NULL};
+    static const char *const root_keys[] = {"target",  "key",    "arg",   "each",  "onMissing",
+                                            "string",  "code",   "quote", "cases", "steps",
+                                            "missing", "import", NULL};
+    static const char *const case_keys[] = {"when",   "key",     "arg",    "each",  "onMissing",
+                                            "string", "code",    "quote",  "cases", "recurse",
+                                            "steps",  "missing", "import", NULL};
     if (need_map(c, n, root ? "ensure" : "an ensure case") != AG_OK)
         return AG_EINVAL;
-    if (check_keys(c, n, root ? root_keys : case_keys, root ? "ensure" : "an ensure case") !=
-        AG_OK)
+    if (check_keys(c, n, root ? root_keys : case_keys, root ? "ensure" : "an ensure case") != AG_OK)
         return AG_EINVAL;
     const ag_ynode_t *when = ag_ymap_get(n, "when");
     if (when && compile_rnode(c, lang, when, &ec->when[lang]) != AG_OK)
         return AG_EINVAL;
     const ag_ynode_t *cases = ag_ymap_get(n, "cases");
+    const ag_ynode_t *steps = ag_ymap_get(n, "steps");
+    const ag_ynode_t *missing = ag_ymap_get(n, "missing");
     if (first) {
         ec->line = n->line;
         ec->col = n->col;
@@ -767,6 +855,21 @@ static int parse_case(ctx_t *c, ag_lang_t lang, bool first, const ag_ynode_t *n,
             else
                 return fail(c, q, "`quote` must be keep, single or double");
         }
+        const ag_ynode_t *imp = ag_ymap_get(n, "import");
+        if (imp) {
+            if (parse_import(c, imp, ec) != AG_OK)
+                return AG_EINVAL;
+            if (!ec->has_code)
+                return fail(c, imp, "`import` goes with a `code` value that uses the name");
+        }
+        if (missing) {
+            if (ec->step != AG_STEP_KEY && ec->step != AG_STEP_EACH)
+                return fail(c, missing, "`missing` only applies to a `key` or `each` step");
+            if (missing->type != AG_Y_SEQ || missing->n == 0)
+                return fail(c, missing, "`missing` must be a non-empty sequence of values");
+            ec->missing = ag_arena_alloc(c->arena, missing->n * sizeof(*ec->missing));
+            ec->nmissing = missing->n;
+        }
         const ag_ynode_t *om = ag_ymap_get(n, "onMissing");
         if (om) {
             if (is_scalar(om) && ag_str_eqc(sv(om), "insert"))
@@ -779,16 +882,26 @@ static int parse_case(ctx_t *c, ag_lang_t lang, bool first, const ag_ynode_t *n,
                 return fail(c, om, "`onMissing` must be insert, flag or skip");
             if (ec->step != AG_STEP_KEY && ec->step != AG_STEP_EACH)
                 return fail(c, om, "`onMissing` only applies to a `key` or `each` step");
-            if (ec->on_missing == AG_MISSING_INSERT && !ec->has_string && !ec->has_code)
-                return fail(c, om, "`onMissing: insert` needs a `string` or `code` to insert");
+            if (ec->on_missing == AG_MISSING_INSERT && !ec->has_string && !ec->has_code && !missing)
+                return fail(c, om,
+                            "`onMissing: insert` needs a `string`, `code` or `missing` "
+                            "to insert");
         }
         const ag_ynode_t *rec = ag_ymap_get(n, "recurse");
         if (rec && ag_yscalar_bool(rec, &ec->recurse) != AG_OK)
             return fail(c, rec, "`recurse` must be true or false");
-        int what = (ec->has_string || ec->has_code) + (cases != NULL) + ec->recurse;
+        int what =
+            (ec->has_string || ec->has_code) + (cases != NULL) + ec->recurse + (steps != NULL);
         if (what != 1)
-            return fail(c, n, "an ensure step needs exactly one of `string`, `code`, `cases` "
-                              "and `recurse: true`");
+            return fail(c, n,
+                        "an ensure step needs exactly one of `string`, `code`, `cases`, "
+                        "`steps` and `recurse: true`");
+        if (steps) {
+            if (steps->type != AG_Y_SEQ || steps->n == 0)
+                return fail(c, steps, "`steps` must be a non-empty sequence");
+            ec->steps = ag_arena_alloc(c->arena, steps->n * sizeof(*ec->steps));
+            ec->nsteps = steps->n;
+        }
         if (cases) {
             if (cases->type != AG_Y_SEQ || cases->n == 0)
                 return fail(c, cases, "`cases` must be a non-empty sequence");
@@ -799,6 +912,14 @@ static int parse_case(ctx_t *c, ag_lang_t lang, bool first, const ag_ynode_t *n,
     for (uint32_t i = 0; i < ec->ncases; i++)
         if (parse_case(c, lang, first, cases->items[i], &ec->cases[i], false) != AG_OK)
             return AG_EINVAL;
+    for (uint32_t i = 0; i < ec->nsteps; i++)
+        if (parse_case(c, lang, first, steps->items[i], &ec->steps[i], false) != AG_OK)
+            return AG_EINVAL;
+    for (uint32_t i = 0; i < ec->nmissing; i++) {
+        const ag_ynode_t *m = missing->items[i];
+        if (parse_missing(c, lang, first, m, &ec->missing[i]) != AG_OK)
+            return AG_EINVAL;
+    }
     return AG_OK;
 }
 
@@ -855,8 +976,9 @@ static int compile_transforms(ctx_t *c, const ag_ynode_t *n)
         ag_transform_t *t = &tmp[i];
         t->var = outs[i];
         if (is_scalar(v))
-            return fail(c, v, "string-form transforms are not supported yet; use the object "
-                              "form (replace: {source, replace, by})");
+            return fail(c, v,
+                        "string-form transforms are not supported yet; use the object "
+                        "form (replace: {source, replace, by})");
         if (need_map(c, v, "a transform") != AG_OK)
             return AG_EINVAL;
         if (v->n != 1)
@@ -953,8 +1075,9 @@ static int check_template_vars(ctx_t *c, const ag_ynode_t *n, ag_str_t t)
             return fail(c, n, "fix uses `%.*s`, which the rule never binds", (int)(j - i),
                         t.ptr + i);
         if (v >= 0 && !(c->def->vars.bound & (1u << v)))
-            return fail(c, n, "fix uses `%.*s`, which the rule binds only under `not` (a `not` "
-                              "never binds)",
+            return fail(c, n,
+                        "fix uses `%.*s`, which the rule binds only under `not` (a `not` "
+                        "never binds)",
                         (int)(j - i), t.ptr + i);
         i = j - 1;
     }
@@ -993,10 +1116,10 @@ static int compile_fix(ctx_t *c, const ag_ynode_t *n)
 
 /* ---- one rule document ---- */
 
-static const char *const TOP_KEYS[] = {"id",      "language", "rule",     "constraints", "utils",
-                                       "transform", "fix",    "rewriters", "message",    "note",
-                                       "severity", "labels",  "files",    "ignores",     "url",
-                                       "metadata", NULL};
+static const char *const TOP_KEYS[] = {"id",        "language", "rule",      "constraints", "utils",
+                                       "transform", "fix",      "rewriters", "message",     "note",
+                                       "severity",  "labels",   "files",     "ignores",     "url",
+                                       "metadata",  NULL};
 
 static int parse_language(ctx_t *c, const ag_ynode_t *n, bool langs[AG_LANG_COUNT])
 {
@@ -1016,8 +1139,9 @@ static int parse_language(ctx_t *c, const ag_ynode_t *n, bool langs[AG_LANG_COUN
             return AG_OK;
         }
     }
-    return fail(c, n, "language `%.*s` is not supported: astgate parses TypeScript, Tsx, "
-                      "JavaScript and Jsx",
+    return fail(c, n,
+                "language `%.*s` is not supported: astgate parses TypeScript, Tsx, "
+                "JavaScript and Jsx",
                 (int)n->len, n->text);
 }
 
@@ -1063,8 +1187,9 @@ static int parse_astgate(ctx_t *c, const ag_ynode_t *meta, const ag_ynode_t **en
             if (!is_scalar(f))
                 return fail(c, f, "a fence language must be a string");
             if (f->len > 31 || strpbrk(f->text, " \t\r\n") != NULL)
-                return fail(c, f, "`%.*s` cannot be a fence language (one word of at most 31 "
-                                  "bytes)",
+                return fail(c, f,
+                            "`%.*s` cannot be a fence language (one word of at most 31 "
+                            "bytes)",
                             (int)f->len, f->text);
             char *name = ag_arena_strndup(c->arena, f->text, f->len);
             for (char *p = name; *p; p++)
@@ -1134,8 +1259,7 @@ static int compile_doc(ctx_t *c, const ag_ynode_t *doc, ag_rule_def_t *def)
     if (action == NULL)
         def->action = (fix || ensure) ? AG_ACTION_REWRITE : AG_ACTION_FLAG;
     else if (def->action == AG_ACTION_REWRITE && !fix && !ensure)
-        return fail(c, action, "rule `%s`: action rewrite needs a `fix` or an `ensure`",
-                    def->id);
+        return fail(c, action, "rule `%s`: action rewrite needs a `fix` or an `ensure`", def->id);
     const ag_ynode_t *utils = ag_ymap_get(doc, "utils");
     if (utils && need_map(c, utils, "utils") != AG_OK)
         return AG_EINVAL;
@@ -1176,8 +1300,9 @@ static int compile_doc(ctx_t *c, const ag_ynode_t *doc, ag_rule_def_t *def)
         c->memo = ag_arena_alloc(c->arena, (rl->nutils ? rl->nutils : 1) * sizeof(*c->memo));
         kindset_t k = kinds_of(c, l, rl->rule, rl->utils, 0);
         if (k.any)
-            return fail(c, rule, "rule `%s`: the rule must specify a set of AST kinds to match; "
-                                 "try adding a `kind` rule",
+            return fail(c, rule,
+                        "rule `%s`: the rule must specify a set of AST kinds to match; "
+                        "try adding a `kind` rule",
                         def->id);
         c->kinds[li][c->rules->n] = k;
         if (constraints) {
@@ -1192,8 +1317,7 @@ static int compile_doc(ctx_t *c, const ag_ynode_t *doc, ag_rule_def_t *def)
                 if (v < 0)
                     return fail(c, key, "constraint on `%.*s`, which the rule never binds",
                                 (int)key->len, key->text);
-                if (compile_rnode(c, l, constraints->pairs[i].value, &rl->constraints[v]) !=
-                    AG_OK)
+                if (compile_rnode(c, l, constraints->pairs[i].value, &rl->constraints[v]) != AG_OK)
                     return AG_EINVAL;
             }
         }
@@ -1362,8 +1486,7 @@ int ag_rules_load_mem(ag_str_t text, const char *name, ag_rules_t **out, ag_diag
     return load(&text, &name, 1, out, d);
 }
 
-int ag_rules_load_files(const char *const *paths, uint32_t npaths, ag_rules_t **out,
-                        ag_diag_t *d)
+int ag_rules_load_files(const char *const *paths, uint32_t npaths, ag_rules_t **out, ag_diag_t *d)
 {
     ag_buf_t *bufs = ag_xcalloc(npaths ? npaths : 1, sizeof(*bufs));
     ag_str_t *texts = ag_xcalloc(npaths ? npaths : 1, sizeof(*texts));

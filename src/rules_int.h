@@ -34,17 +34,26 @@ typedef struct ag_ensure_case {
     uint8_t step;                    /* ag_step_t */
     char *key;                       /* KEY, EACH */
     uint32_t key_len;
-    uint32_t arg;                    /* ARG */
-    uint8_t on_missing;              /* ag_on_missing_t */
-    bool has_string;                 /* pin a string literal's content */
-    bool has_code;                   /* pin raw code text */
-    char *value;                     /* string content or code text */
+    uint32_t arg;       /* ARG */
+    uint8_t on_missing; /* ag_on_missing_t */
+    bool has_string;    /* pin a string literal's content */
+    bool has_code;      /* pin raw code text */
+    char *value;        /* string content or code text */
     uint32_t value_len;
-    uint8_t quote;                   /* ag_quote_t */
-    bool recurse;                    /* apply the root ensure's cases to the value */
-    struct ag_ensure_case *cases;    /* first matching case applies */
+    uint8_t quote;                /* ag_quote_t */
+    bool recurse;                 /* apply the root ensure's cases to the value */
+    struct ag_ensure_case *cases; /* first matching case applies */
     uint32_t ncases;
-    unsigned line, col;              /* position in the rule file, for messages */
+    struct ag_ensure_case *steps; /* every step applies, in order */
+    uint32_t nsteps;
+    struct ag_ensure_case *missing; /* KEY: what a missing property gets (first case whose
+                                       `when` holds on the object) */
+    uint32_t nmissing;
+    char *import_name; /* the pinned code calls this name: bind it when unbound */
+    uint32_t import_name_len;
+    char *import_from; /* ... with `import { name } from 'import_from'` */
+    uint32_t import_from_len;
+    unsigned line, col; /* position in the rule file, for messages */
 } ag_ensure_case_t;
 
 typedef struct ag_ensure {
@@ -60,11 +69,11 @@ typedef enum ag_transform_kind {
 } ag_transform_kind_t;
 
 typedef struct ag_transform {
-    uint8_t kind;      /* ag_transform_kind_t */
-    int var;           /* output slot */
-    int source;        /* input slot */
-    pcre2_code *re;    /* REPLACE */
-    char *by;          /* REPLACE: replacement, PCRE2 syntax (${1}) */
+    uint8_t kind;                 /* ag_transform_kind_t */
+    int var;                      /* output slot */
+    int source;                   /* input slot */
+    pcre2_code *re;               /* REPLACE */
+    char *by;                     /* REPLACE: replacement, PCRE2 syntax (${1}) */
     int32_t start_char, end_char; /* SUBSTRING: unicode chars, negative from the end */
     bool has_start, has_end;
 } ag_transform_t;
@@ -72,7 +81,7 @@ typedef struct ag_transform {
 /* ---- one rule ---- */
 
 typedef struct ag_rule_lang {
-    bool enabled;          /* the rule applies to this grammar */
+    bool enabled; /* the rule applies to this grammar */
     ag_rnode_t *rule;
     ag_util_t *utils;
     uint32_t nutils;
@@ -83,22 +92,22 @@ typedef struct ag_rule_def {
     char *id;
     char *message;
     char *severity;
-    uint8_t action;            /* ag_action_t */
-    bool shadow;               /* metadata.astgate.mode: shadow: log what it would do, change
-                                * nothing, block nothing */
+    uint8_t action; /* ag_action_t */
+    bool shadow;    /* metadata.astgate.mode: shadow: log what it would do, change
+                     * nothing, block nothing */
     ag_vars_t vars;
     ag_rule_lang_t lang[AG_LANG_COUNT];
     ag_transform_t *transforms; /* in evaluation (dependency) order */
     uint32_t ntransforms;
-    char *fix;                 /* template; NULL = none */
+    char *fix; /* template; NULL = none */
     uint32_t fix_len;
-    ag_ensure_t *ensure;       /* NULL = none */
-    char **fences;             /* info-string languages; NULL = the engine's default */
+    ag_ensure_t *ensure; /* NULL = none */
+    char **fences;       /* info-string languages; NULL = the engine's default */
     uint32_t nfences;
-    char **literals;           /* some literal must occur for the rule to match; none = always */
+    char **literals; /* some literal must occur for the rule to match; none = always */
     uint32_t nliterals;
     uint32_t *literal_lens;
-    const char *file;          /* where it was defined */
+    const char *file; /* where it was defined */
     unsigned line;
 } ag_rule_def_t;
 
@@ -110,8 +119,8 @@ struct ag_rules {
     uint32_t *by_kind_off[AG_LANG_COUNT];
     uint32_t *by_kind_idx[AG_LANG_COUNT];
     uint32_t nsyms[AG_LANG_COUNT];
-    bool need_literals;         /* every rule has literals: blocks can be skipped */
-    struct ag_arena *arena;     /* every allocation of the rule set */
+    bool need_literals;     /* every rule has literals: blocks can be skipped */
+    struct ag_arena *arena; /* every allocation of the rule set */
 };
 
 #endif

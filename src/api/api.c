@@ -36,6 +36,7 @@ void ag_reply_summary_add(ag_reply_summary_t *s, const ag_result_t *res)
     s->dropped += res->dropped;
     s->blocked += res->blocked;
     s->shadowed += res->shadowed;
+    s->unjudged += res->unjudged;
     s->parse_ns += res->parse_ns;
 }
 

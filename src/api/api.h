@@ -29,6 +29,7 @@ typedef struct ag_reply_summary {
     uint32_t dropped;
     uint32_t blocked;
     uint32_t shadowed; /* what shadow-mode rules would have done */
+    uint32_t unjudged; /* code blocks too broken to judge */
     uint64_t parse_ns;
 } ag_reply_summary_t;
 

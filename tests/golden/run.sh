@@ -5,7 +5,10 @@
 #
 # Each case is a folder tests/golden/NNN-name/ holding input.md (a model reply), and optionally
 # expected.md (the exact output; absent = the reply must come out byte for byte unchanged),
-# rules.yaml (rules to use instead of rules/mastra.yaml) and note.txt (what the case checks).
+# expected.jsonl (the exact audit lines, without their "time" and "file" members; absent = not
+# checked), rules.yaml (rules to use instead of rules/mastra.yaml) and note.txt (what the case
+# checks). GOLDEN_BLESS=1 writes expected.md (when the output differs from the input) and
+# expected.jsonl from what the binary does: review the diff before committing it.
 # For every case this runs
 #   BINARY rewrite --rules RULES --log LOG CASE/input.md
 # and compares stdout with the expected bytes using cmp. A case also fails when the binary exits
@@ -84,8 +87,20 @@ for dir in tests/golden/*/; do
     $runner "$bin" rewrite --rules "$rules" --log "$tmp/log" "$dir/input.md" \
         >"$tmp/out" 2>"$tmp/err" </dev/null
     rc=$?
+    # the audit lines without what changes from run to run
+    sed -e 's/^{"time":"[^"]*",/{/' -e 's/^{"file":"[^"]*",/{/' "$tmp/log" >"$tmp/audit"
+    if [ "${GOLDEN_BLESS:-0}" = 1 ] && [ "$rc" -eq 0 ]; then
+        if cmp -s "$dir/input.md" "$tmp/out"; then rm -f "$dir/expected.md"; else cp "$tmp/out" "$dir/expected.md"; fi
+        cp "$tmp/audit" "$dir/expected.jsonl"
+        want=$dir/expected.md
+        [ -f "$want" ] || want=$dir/input.md
+    fi
+    audit_ok=1
+    if [ -f "$dir/expected.jsonl" ] && ! cmp -s "$dir/expected.jsonl" "$tmp/audit"; then
+        audit_ok=0
+    fi
 
-    if [ "$rc" -eq 0 ] && cmp -s "$want" "$tmp/out"; then
+    if [ "$rc" -eq 0 ] && [ "$audit_ok" -eq 1 ] && cmp -s "$want" "$tmp/out"; then
         pass=$((pass + 1))
         echo "ok $n - $name"
         continue
@@ -102,6 +117,10 @@ for dir in tests/golden/*/; do
     if ! cmp -s "$want" "$tmp/out"; then
         echo "#   stdout differs from $want (--- expected, +++ actual):"
         diff -u "$want" "$tmp/out" | visible
+    fi
+    if [ "$audit_ok" -eq 0 ]; then
+        echo "#   audit lines differ from $dir/expected.jsonl (--- expected, +++ actual):"
+        diff -u "$dir/expected.jsonl" "$tmp/audit" | visible
     fi
     if [ -s "$tmp/err" ]; then
         echo "#   stderr:"

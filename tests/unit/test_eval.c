@@ -342,6 +342,36 @@ static void test_unfixable_flag(void **state)
     assert_int_equal(st->unfixable_lines[0], 2);
 }
 
+/* A flag is counted as flagged, and as unfixable before and after. */
+static void test_flagged_counted(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx, TWO_RULES);
+    const ag_eval_stats_t *st = run(fx, "{\"completion\": \"```ts\\neval(x);\\n```\"}\n"
+                                        "{\"completion\": \"```ts\\noldName();\\n```\"}\n");
+    assert_int_equal(st->all.flagged, 1);
+    assert_int_equal(st->rule[rule_of(st, "no-eval")].flagged, 1);
+    assert_int_equal(st->rule[rule_of(st, "rename")].flagged, 0);
+    assert_int_equal(st->all.corrected_ok, 1);
+}
+
+/* Code too broken to judge is reported apart: not with code, never compliant. */
+static void test_unjudged_apart(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx, TWO_RULES);
+    const ag_eval_stats_t *st =
+        run(fx, "{\"completion\": \"```ts\\noldName(]]] ))) }}} ;; ) ] } oldName(((\\n```\"}\n"
+                "{\"completion\": \"```ts\\nok();\\n```\"}\n");
+    assert_int_equal(st->replies, 2);
+    assert_int_equal(st->unjudged, 1);
+    assert_int_equal(st->with_code, 1);
+    assert_int_equal(st->all.raw_ok, 1);
+    assert_int_equal(st->all.corrected_ok, 1);
+    const char *t = table(fx, NULL);
+    assert_has_line(t, "  not judged                   1   code too broken to judge");
+}
+
 static void test_unfixable_dropped_fix(void **state)
 {
     fx_t *fx = *state;
@@ -412,9 +442,16 @@ static void test_per_rule_rows(void **state)
     assert_has_line(t, "  rewritten                    2   replies the rewrite changed\n");
     assert_has_line(t, "  unfixable                    2   still not compliant after the rewrite\n"
                        "                                   lines 2, 3\n");
-    assert_has_line(t, "  rule         raw   corrected   difference   rewritten   unfixable\n");
-    assert_has_line(t, "  rename     50.0%      100.0%     +50.0 pp           2           0\n");
-    assert_has_line(t, "  no-eval    50.0%       50.0%      +0.0 pp           0           2\n");
+    assert_has_line(t, "  flagged                      2   not fixable here: the audit lines say "
+                       "why (in unfixable)\n");
+    assert_has_line(t, "  rule         raw   corrected   difference   rewritten   unfixable   "
+                       "flagged\n");
+    assert_has_line(t,
+                    "  rename     50.0%      100.0%     +50.0 pp           2           0         "
+                    "0\n");
+    assert_has_line(t,
+                    "  no-eval    50.0%       50.0%      +0.0 pp           0           2         "
+                    "2\n");
     assert_has_line(t, "  lines 5: 5 used, 0 bad\n");
 
     json_t *j = summary(fx, &info);
@@ -433,6 +470,8 @@ static void test_per_rule_rows(void **state)
     assert_int_equal(jint(j, "corrected_compliant"), 2);
     assert_int_equal(jint(j, "rewritten"), 2);
     assert_int_equal(jint(j, "unfixable"), 2);
+    assert_int_equal(jint(j, "flagged"), 2);
+    assert_int_equal(jint(j, "unjudged"), 0);
     assert_float_equal(jnum(j, "raw_accuracy_pct"), 25.0, 1e-9);
     assert_float_equal(jnum(j, "corrected_accuracy_pct"), 50.0, 1e-9);
     assert_float_equal(jnum(j, "difference_pp"), 25.0, 1e-9);
@@ -447,6 +486,7 @@ static void test_per_rule_rows(void **state)
     assert_int_equal(jint(r1, "corrected_compliant"), 2);
     assert_int_equal(jint(r1, "rewritten"), 0);
     assert_int_equal(jint(r1, "unfixable"), 2);
+    assert_int_equal(jint(r1, "flagged"), 2);
     assert_float_equal(jnum(r1, "difference_pp"), 0.0, 1e-9);
     assert_float_equal(jnum(json_array_get(rows, 0), "corrected_accuracy_pct"), 100.0, 1e-9);
     assert_int_equal(json_array_size(json_object_get(j, "bad_lines")), 0);
@@ -678,6 +718,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rewritten_reply, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unfixable_flag, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unfixable_dropped_fix, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flagged_counted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unjudged_apart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_block_is_never_corrected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_per_rule_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_bad_lines_and_escaping, setup, teardown),

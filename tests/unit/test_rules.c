@@ -426,6 +426,48 @@ static void test_ensure_target_unbound(void **state)
                8, 15, "ensure target `$B` is never bound", NULL);
 }
 
+/* The ensure keys of issue 10 (import, missing, steps): bad shapes name their place. */
+static void test_ensure_import_missing_steps_errors(void **state)
+{
+#define HEAD                                                                                       \
+    "id: a\nlanguage: ts\nrule: {pattern: foo($A)}\nmetadata:\n  astgate:\n    ensure:\n"          \
+    "      target: $A\n"
+    expect_err(HEAD "      key: model\n"
+                    "      code: openai('x')\n"
+                    "      import: {name: openai}\n", /* 10:15 */
+               10, 15, "`import` needs `name` and `from`", NULL);
+    expect_err(HEAD "      key: model\n"
+                    "      string: x\n"
+                    "      import: {name: openai, from: '@ai-sdk/openai'}\n",
+               10, 15, "`import` goes with a `code` value", NULL);
+    expect_err(HEAD "      key: model\n"
+                    "      code: x()\n"
+                    "      import: {name: 'not an ident', from: m}\n",
+               10, 22, "`import.name` must be a JavaScript identifier", NULL);
+    expect_err(HEAD "      arg: 0\n"
+                    "      missing: [{string: x}]\n" /* 9:16 */
+                    "      string: y\n",
+               9, 16, "`missing` only applies to a `key` or `each` step", NULL);
+    expect_err(HEAD "      key: model\n"
+                    "      missing: [{when: {kind: string}}]\n"
+                    "      string: y\n",
+               9, 17, "a `missing` value needs exactly one of `string` and `code`", NULL);
+    expect_err(HEAD "      key: model\n"
+                    "      steps: []\n",
+               9, 14, "`steps` must be a non-empty sequence", NULL);
+    expect_err(HEAD "      key: model\n"
+                    "      steps: [{key: name, string: x}]\n"
+                    "      string: y\n",
+               7, 7, "exactly one of `string`, `code`, `cases`, `steps`", NULL);
+#undef HEAD
+    ag_rules_free(
+        load_ok("id: a\nlanguage: ts\nrule: {pattern: foo($A)}\nmetadata:\n  astgate:\n"
+                "    ensure:\n      target: $A\n      key: model\n"
+                "      missing: [{code: \"openai('n')\", import: {name: openai, from: m}}]\n"
+                "      cases:\n        - steps: [{key: name, string: n}, {key: p, string: q}]\n"));
+    (void)state;
+}
+
 static void test_transform_source_unbound(void **state)
 {
     expect_err("id: a\n"
@@ -788,6 +830,7 @@ int main(void)
         cmocka_unit_test(test_fix_variable_only_under_not),
         cmocka_unit_test(test_constraint_on_unbound_variable),
         cmocka_unit_test(test_ensure_target_unbound),
+        cmocka_unit_test(test_ensure_import_missing_steps_errors),
         cmocka_unit_test(test_transform_source_unbound),
         cmocka_unit_test(test_util_cycle),
         cmocka_unit_test(test_rule_without_kind_set),
