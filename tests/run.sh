@@ -1,6 +1,7 @@
 #!/bin/sh
 # Runs every test that `make test` covers: the C unit tests (built with ASan and UBSan), the
-# golden corpus and the end-to-end tests (official SDKs against `astgate serve` in front of a fake
+# golden corpus, the real-world shapes corpus (bench/accuracy/shapes, checked against its manifest)
+# and the end-to-end tests (official SDKs against `astgate serve` in front of a fake
 # upstream) through the sanitized binary. Ends with one summary line; exits 1 on any failure.
 #   tests/run.sh [BUILD_DIR]    (default build/asan)
 set -u
@@ -35,6 +36,14 @@ g=$(printf '%s\n' "$golden_out" | sed -n 's/^golden: \([0-9]*\) passed, \([0-9]*
 gp=${g% *}
 gf=${g#* }
 
+# the real-world shapes corpus against its manifest: no silent miss (bench/accuracy/shapes)
+shapes_out=$(node bench/accuracy/shapes/check.mjs "$dir/astgate" 2>&1)
+rc=$?
+printf '%s\n' "$shapes_out" | tail -n 20
+[ $rc -ne 0 ] && bad=1
+sm=$(printf '%s\n' "$shapes_out" | sed -n 's/^shapes: .*, \([0-9]*\) mismatched$/\1/p' | tail -n 1)
+[ -z "$sm" ] && sm=1
+
 e2e_out=$(tests/e2e/run.sh "$dir/astgate" 2>&1)
 rc=$?
 printf '%s\n' "$e2e_out" | grep -E '^(not ok|# Subtest|e2e:)|✖' | grep -v '^# Subtest' | tail -n 40
@@ -46,5 +55,5 @@ ef=${e#* }
 
 echo
 echo "tests: unit ${unit_pass} passed, ${unit_fail} failed; golden ${gp:-0} passed, ${gf:-0} failed;" \
-    "e2e ${ep:-0} passed, ${ef:-0} failed"
+    "shapes ${sm} mismatched; e2e ${ep:-0} passed, ${ef:-0} failed"
 exit $bad
