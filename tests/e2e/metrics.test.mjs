@@ -81,6 +81,24 @@ describe('metrics', { skip: NEEDS_PROXY }, () => {
         // histogram buckets are cumulative and end with +Inf == count
         assert.equal(after.get('astgate_added_seconds_bucket{le="+Inf"}'), after.get('astgate_added_seconds_count'));
     });
+
+    it('a flagged agent and code too broken to judge are never counted compliant', async () => {
+        const before = await getMetrics(t.origin);
+        const flagged = "```ts\nexport const a = new Agent({ name: 'a', model: ({ requestContext }) => {} });\n```\n";
+        const broken = '```ts\nnew Agent(]]] ))) }}} ;; ) ] } Agent(((\n```\n';
+        for (const content of [flagged, broken]) {
+            t.fake.enqueue({ content: [content] });
+            const r = await rawRequest(t.origin, { headers: jsonHeaders(), body: chatBody() });
+            assert.equal(r.status, 200);
+        }
+        const after = await getMetrics(t.origin);
+        const d = (k) => (after.get(k) ?? 0) - (before.get(k) ?? 0);
+        assert.equal(d('astgate_replies_with_code_total'), 2);
+        assert.equal(d('astgate_replies_raw_compliant_total'), 0);
+        assert.equal(d('astgate_replies_corrected_compliant_total'), 0);
+        assert.equal(d('astgate_replies_unjudged_total'), 1);
+        assert.ok(d('astgate_flags_total{rule="mastra-agent-model"}') >= 1);
+    });
 });
 
 describe('shadow mode', { skip: NEEDS_PROXY }, () => {
