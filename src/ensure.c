@@ -31,7 +31,6 @@ typedef struct ens {
     const ag_rule_def_t *def;
     ag_env_t env;
     int depth;
-    uint32_t guard; /* the values being pinned end here: all of it must be in the reply */
     uint32_t match; /* the node the rule matched */
     int mode;       /* ens_mode_t */
 } ens_t;
@@ -762,49 +761,41 @@ static void pin(ens_t *s, const ag_ensure_case_t *ec, uint32_t leaf)
         flag(s, leaf, "the value holds the matched code itself");
         goto out;
     }
-    if (ec->has_code) {
-        ag_buf_t v;
-        ag_buf_init(&v, 1u << 20);
-        rc = value_text(s, ec, leaf, &v, &q);
-        bool same =
-            rc == AG_OK && (ag_str_eq(T(s, leaf), ag_buf_str(&v)) || ag_str_eq(T(s, leaf), want));
-        if (!same && rc == AG_OK && !import_usable(s, ec, &need_import, &last_import)) {
-            flag(s, leaf, "the pinned code calls a name that this code binds to something else");
-            same = true;
-        }
-        if (!same && n->sym == s->k->shorthand) {
-            rc = ag_buf_append(&b, T(s, leaf).ptr, T(s, leaf).len);
-            if (rc == AG_OK)
-                rc = ag_buf_append(&b, ": ", 2);
-        }
-        if (!same && rc == AG_OK)
-            rc = ag_buf_append(&b, v.ptr, v.len);
-        ag_buf_dispose(&v);
-        if (same)
+    /* `{ model }` becomes `{ model: value }` */
+    size_t pre = 0;
+    if (n->sym == s->k->shorthand) {
+        rc = ag_buf_append(&b, T(s, leaf).ptr, T(s, leaf).len);
+        if (rc == AG_OK)
+            rc = ag_buf_append(&b, ": ", 2);
+        pre = b.len;
+    }
+    if (rc == AG_OK && ec->has_code) {
+        rc = value_text(s, ec, leaf, &b, &q);
+        ag_str_t v = ag_str(b.ptr + pre, b.len - pre);
+        if (rc != AG_OK || ag_str_eq(T(s, leaf), v) || ag_str_eq(T(s, leaf), want))
             goto out;
-    } else {
+        if (!import_usable(s, ec, &need_import, &last_import)) {
+            flag(s, leaf, "the pinned code calls a name that this code binds to something else");
+            goto out;
+        }
+    } else if (rc == AG_OK) {
         ag_str_t have;
         if (literal_content(s, leaf, &have) && ag_str_eq(have, want))
             goto out;
         q = pick_quote(s, ec, leaf, AG_NONE);
         if (is(s, leaf, s->k->string) || is(s, leaf, s->k->template_string)) {
-            /* a value that needs escapes is equal when it is spelled as we would spell it */
+            /* a value that needs escapes is equal when it is spelled as we would spell it (a
+             * literal is never a shorthand: b is empty here) */
             rc = quoted(&b, s->f->src[n->start], want);
             if (rc == AG_OK && ag_str_eq(ag_buf_str(&b), T(s, leaf)))
                 goto out;
             ag_buf_reset(&b);
         }
-        if (n->sym == s->k->shorthand) {
-            rc = ag_buf_append(&b, T(s, leaf).ptr, T(s, leaf).len);
-            if (rc == AG_OK)
-                rc = ag_buf_append(&b, ": ", 2);
-        }
         if (rc == AG_OK)
             rc = quoted(&b, q, want);
     }
     if (rc == AG_OK)
-        rc = ag_engine_edit(s->e, s->rule, n->start, n->end, ag_buf_str(&b),
-                            n->end > s->guard ? n->end : s->guard);
+        rc = ag_engine_edit(s->e, s->rule, n->start, n->end, ag_buf_str(&b), n->end);
     /* a whole string or template literal replaced by a literal quoted (and escaped) for the same
      * quote character cannot change how the rest parses */
     if (rc == AG_OK && ec->has_string && !n->has_error && !n->missing &&
@@ -821,16 +812,7 @@ out:
  * an identifier and the value a literal quoted by quoted(). */
 static bool insert_is_safe(const ag_ensure_case_t *kc, const ag_ensure_case_t *vc)
 {
-    if (!vc->has_string || kc->key_len == 0)
-        return false;
-    for (uint32_t i = 0; i < kc->key_len; i++) {
-        char ch = kc->key[i];
-        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' || ch == '$' ||
-                  (i > 0 && ch >= '0' && ch <= '9');
-        if (!ok)
-            return false;
-    }
-    return true;
+    return vc->has_string && ag_js_ident(ag_str(kc->key, kc->key_len));
 }
 
 /* Inserts `key: value` as the last property of obj (see shared/reference/rules.md §6.3): the key
@@ -868,7 +850,7 @@ static void insert(ens_t *s, const ag_ensure_case_t *kc, const ag_ensure_case_t 
     /* an object the parser had to repair has no trustworthy last property to insert after */
     if (rc != AG_OK || close == AG_NONE || o->has_error)
         goto fail;
-    uint32_t guard = N(s, close)->end > s->guard ? N(s, close)->end : s->guard;
+    uint32_t guard = N(s, close)->end; /* an insertion needs the object's closing brace */
     uint32_t start, end;
     if (last == AG_NONE) {
         /* {} or { } → { key: value } */
@@ -1089,19 +1071,24 @@ static bool run_case(ens_t *s, const ag_ensure_case_t *ec, uint32_t leaf)
     return true;
 }
 
+static void ens_init(ens_t *s, ag_engine_t *e, ag_lang_t lang, uint32_t rule, int mode)
+{
+    memset(s, 0, sizeof(*s));
+    s->e = e;
+    s->f = &e->flat;
+    s->k = &e->kinds[lang];
+    s->rule = rule;
+    s->lang = lang;
+    s->def = &e->rules->rules[rule];
+    s->mode = mode;
+}
+
 static void run_match(ag_engine_t *e, ag_lang_t lang, const ag_ens_match_t *m, int mode)
 {
     ens_t s;
-    memset(&s, 0, sizeof(s));
-    s.e = e;
-    s.f = &e->flat;
-    s.k = &e->kinds[lang];
-    s.rule = m->rule;
-    s.lang = lang;
-    s.def = &e->rules->rules[m->rule];
+    ens_init(&s, e, lang, m->rule, mode);
     s.env = m->env;
     s.match = m->node;
-    s.mode = mode;
     const ag_ensure_t *en = s.def->ensure;
     uint32_t target = m->node;
     if (en->target >= 0) {
@@ -1143,12 +1130,7 @@ static void flag_hidden(ag_engine_t *e, ag_lang_t lang)
         if (!e->active[r] || !def->ensure || def->nliterals == 0)
             continue;
         ens_t s;
-        memset(&s, 0, sizeof(s));
-        s.e = e;
-        s.f = f;
-        s.k = k;
-        s.rule = r;
-        s.mode = ENS_EDIT;
+        ens_init(&s, e, lang, r, ENS_EDIT);
         for (uint32_t i = 0; i < f->count; i++) {
             const ag_fnode_t *n = &f->nodes[i];
             if (is(&s, i, k->import_statement)) {

@@ -700,20 +700,6 @@ static bool util_cycle(const ag_rnode_t *r, const ag_util_t *utils, uint32_t nut
 
 /* ---- metadata.astgate.ensure ---- */
 
-static bool js_ident(ag_str_t s)
-{
-    if (s.len == 0)
-        return false;
-    for (size_t i = 0; i < s.len; i++) {
-        char ch = s.ptr[i];
-        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' || ch == '$' ||
-                  (i > 0 && ch >= '0' && ch <= '9');
-        if (!ok)
-            return false;
-    }
-    return true;
-}
-
 /* import: {name: N, from: MODULE} */
 static int parse_import(ctx_t *c, const ag_ynode_t *n, ag_ensure_case_t *ec)
 {
@@ -727,7 +713,7 @@ static int parse_import(ctx_t *c, const ag_ynode_t *n, ag_ensure_case_t *ec)
     if (need_scalar(c, name, "import name") != AG_OK ||
         need_scalar(c, from, "import from") != AG_OK)
         return AG_EINVAL;
-    if (!js_ident(sv(name)))
+    if (!ag_js_ident(sv(name)))
         return fail(c, name, "`import.name` must be a JavaScript identifier");
     if (from->len == 0 || memchr(from->text, '\'', from->len) ||
         memchr(from->text, '"', from->len) || memchr(from->text, '\\', from->len) ||
@@ -737,6 +723,45 @@ static int parse_import(ctx_t *c, const ag_ynode_t *n, ag_ensure_case_t *ec)
     ec->import_name_len = (uint32_t)name->len;
     ec->import_from = ag_arena_strndup(c->arena, from->text, from->len);
     ec->import_from_len = (uint32_t)from->len;
+    return AG_OK;
+}
+
+/* The value keys shared by an ensure step and a `missing` entry: string | code, quote, import. */
+static int parse_value(ctx_t *c, const ag_ynode_t *n, ag_ensure_case_t *ec)
+{
+    const ag_ynode_t *str = ag_ymap_get(n, "string");
+    const ag_ynode_t *code = ag_ymap_get(n, "code");
+    if (str && code)
+        return fail(c, code, "use either `string` or `code`, not both");
+    if (str || code) {
+        const ag_ynode_t *vn = str ? str : code;
+        if (!is_scalar(vn))
+            return fail(c, vn, "`%s` must be a scalar", str ? "string" : "code");
+        if (code && vn->len == 0)
+            return fail(c, vn, "`code` must not be empty");
+        ec->has_string = str != NULL;
+        ec->has_code = code != NULL;
+        ec->value = ag_arena_strndup(c->arena, vn->text, vn->len);
+        ec->value_len = (uint32_t)vn->len;
+    }
+    const ag_ynode_t *q = ag_ymap_get(n, "quote");
+    if (q) {
+        if (is_scalar(q) && ag_str_eqc(sv(q), "keep"))
+            ec->quote = AG_QUOTE_KEEP;
+        else if (is_scalar(q) && ag_str_eqc(sv(q), "single"))
+            ec->quote = AG_QUOTE_SINGLE;
+        else if (is_scalar(q) && ag_str_eqc(sv(q), "double"))
+            ec->quote = AG_QUOTE_DOUBLE;
+        else
+            return fail(c, q, "`quote` must be keep, single or double");
+    }
+    const ag_ynode_t *imp = ag_ymap_get(n, "import");
+    if (imp) {
+        if (parse_import(c, imp, ec) != AG_OK)
+            return AG_EINVAL;
+        if (!ec->has_code)
+            return fail(c, imp, "`import` goes with a `code` value that uses the name");
+    }
     return AG_OK;
 }
 
@@ -755,35 +780,10 @@ static int parse_missing(ctx_t *c, ag_lang_t lang, bool first, const ag_ynode_t 
         return AG_OK;
     ec->line = n->line;
     ec->col = n->col;
-    const ag_ynode_t *str = ag_ymap_get(n, "string");
-    const ag_ynode_t *code = ag_ymap_get(n, "code");
-    if ((str != NULL) == (code != NULL))
+    if (parse_value(c, n, ec) != AG_OK)
+        return AG_EINVAL;
+    if (!ec->has_string && !ec->has_code)
         return fail(c, n, "a `missing` value needs exactly one of `string` and `code`");
-    const ag_ynode_t *vn = str ? str : code;
-    if (!is_scalar(vn) || (code && vn->len == 0))
-        return fail(c, vn, "`%s` must be a non-empty scalar", str ? "string" : "code");
-    ec->has_string = str != NULL;
-    ec->has_code = code != NULL;
-    ec->value = ag_arena_strndup(c->arena, vn->text, vn->len);
-    ec->value_len = (uint32_t)vn->len;
-    const ag_ynode_t *q = ag_ymap_get(n, "quote");
-    if (q) {
-        if (is_scalar(q) && ag_str_eqc(sv(q), "keep"))
-            ec->quote = AG_QUOTE_KEEP;
-        else if (is_scalar(q) && ag_str_eqc(sv(q), "single"))
-            ec->quote = AG_QUOTE_SINGLE;
-        else if (is_scalar(q) && ag_str_eqc(sv(q), "double"))
-            ec->quote = AG_QUOTE_DOUBLE;
-        else
-            return fail(c, q, "`quote` must be keep, single or double");
-    }
-    const ag_ynode_t *imp = ag_ymap_get(n, "import");
-    if (imp) {
-        if (parse_import(c, imp, ec) != AG_OK)
-            return AG_EINVAL;
-        if (!code)
-            return fail(c, imp, "`import` goes with a `code` value that uses the name");
-    }
     return AG_OK;
 }
 
@@ -829,39 +829,8 @@ static int parse_case(ctx_t *c, ag_lang_t lang, bool first, const ag_ynode_t *n,
             ec->step = AG_STEP_ARG;
             ec->arg = (uint32_t)v;
         }
-        const ag_ynode_t *str = ag_ymap_get(n, "string");
-        const ag_ynode_t *code = ag_ymap_get(n, "code");
-        if (str && code)
-            return fail(c, code, "use either `string` or `code`, not both");
-        if (str || code) {
-            const ag_ynode_t *vn = str ? str : code;
-            if (!is_scalar(vn))
-                return fail(c, vn, "`%s` must be a scalar", str ? "string" : "code");
-            if (code && vn->len == 0)
-                return fail(c, vn, "`code` must not be empty");
-            ec->has_string = str != NULL;
-            ec->has_code = code != NULL;
-            ec->value = ag_arena_strndup(c->arena, vn->text, vn->len);
-            ec->value_len = (uint32_t)vn->len;
-        }
-        const ag_ynode_t *q = ag_ymap_get(n, "quote");
-        if (q) {
-            if (is_scalar(q) && ag_str_eqc(sv(q), "keep"))
-                ec->quote = AG_QUOTE_KEEP;
-            else if (is_scalar(q) && ag_str_eqc(sv(q), "single"))
-                ec->quote = AG_QUOTE_SINGLE;
-            else if (is_scalar(q) && ag_str_eqc(sv(q), "double"))
-                ec->quote = AG_QUOTE_DOUBLE;
-            else
-                return fail(c, q, "`quote` must be keep, single or double");
-        }
-        const ag_ynode_t *imp = ag_ymap_get(n, "import");
-        if (imp) {
-            if (parse_import(c, imp, ec) != AG_OK)
-                return AG_EINVAL;
-            if (!ec->has_code)
-                return fail(c, imp, "`import` goes with a `code` value that uses the name");
-        }
+        if (parse_value(c, n, ec) != AG_OK)
+            return AG_EINVAL;
         if (missing) {
             if (ec->step != AG_STEP_KEY && ec->step != AG_STEP_EACH)
                 return fail(c, missing, "`missing` only applies to a `key` or `each` step");

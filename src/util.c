@@ -196,3 +196,17 @@ const char *ag_memmem(ag_str_t hay, ag_str_t needle)
         return NULL;
     return memmem(hay.ptr, hay.len, needle.ptr, needle.len);
 }
+
+bool ag_js_ident(ag_str_t s)
+{
+    if (s.len == 0)
+        return false;
+    for (size_t i = 0; i < s.len; i++) {
+        char ch = s.ptr[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' || ch == '$' ||
+                  (i > 0 && ch >= '0' && ch <= '9');
+        if (!ok)
+            return false;
+    }
+    return true;
+}

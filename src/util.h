@@ -97,4 +97,7 @@ AG_MUSTCHECK int ag_read_file(const char *path, ag_buf_t *b);
 /* Finds needle in haystack; NULL when absent. */
 const char *ag_memmem(ag_str_t hay, ag_str_t needle);
 
+/* Whether s is an ASCII JavaScript identifier ([A-Za-z_$][A-Za-z0-9_$]*). */
+bool ag_js_ident(ag_str_t s);
+
 #endif
