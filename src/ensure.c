@@ -35,12 +35,12 @@ typedef struct ens {
     int mode;       /* ens_mode_t */
 } ens_t;
 
-/* ag_ensure_block runs every match more than once: the dry passes only learn which uses of a
- * const (or local function) the matched values reach, so that the last pass knows whether a
- * const is used by anything else. */
+/* ag_ensure_block runs every match once, following every const; when that reached a const (or
+ * local function), its edits are taken back and dry passes learn which uses of each the matched
+ * values reach, so that the last pass knows whether a const is used by anything else. */
 typedef enum ens_mode {
-    ENS_FULL, /* dry: follow every const, mark the uses reached */
-    ENS_DRY,  /* dry: follow a const only when every use of it was reached; mark */
+    ENS_FULL, /* follow every const, mark the uses reached; edits and flags */
+    ENS_DRY,  /* no edits: follow a const only when every use of it was reached; mark */
     ENS_EDIT, /* the same, making edits and flags */
 } ens_mode_t;
 
@@ -602,7 +602,7 @@ static bool inside_error(const ens_t *s, uint32_t i)
 
 static bool dry(const ens_t *s)
 {
-    return s->mode != ENS_EDIT;
+    return s->mode == ENS_DRY;
 }
 
 static void flag(ens_t *s, uint32_t node, const char *reason)
@@ -1179,13 +1179,30 @@ void ag_ensure_block(ag_engine_t *e, ag_lang_t lang)
         e->uses = ag_xmalloc(e->uses_cap);
     }
     memset(e->uses, 0, e->flat.count);
+    uint32_t nedits = e->nedits, nevents = e->nevents, flags = e->res.flags;
+    size_t text = e->text.len, evtext = e->evtext.len;
     for (uint32_t i = 0; i < e->nens; i++)
         run_match(e, lang, &e->ens[i], ENS_FULL);
-    /* the set of uses reached only shrinks from pass to pass; a few passes settle it */
-    for (int pass = 0; shift_uses(e) && pass < 4; pass++)
+    if (shift_uses(e)) {
+        /* a const was followed: whether to edit it depends on its other uses */
+        e->nedits = nedits;
+        e->nevents = nevents;
+        e->res.flags = flags;
+        e->text.len = text;
+        e->evtext.len = evtext;
+        if (e->text.ptr)
+            e->text.ptr[text] = '\0';
+        if (e->evtext.ptr)
+            e->evtext.ptr[evtext] = '\0';
+        /* the set of uses reached only shrinks from pass to pass; a few passes settle it */
+        for (int pass = 0; pass < 4; pass++) {
+            for (uint32_t i = 0; i < e->nens; i++)
+                run_match(e, lang, &e->ens[i], ENS_DRY);
+            if (!shift_uses(e))
+                break;
+        }
         for (uint32_t i = 0; i < e->nens; i++)
-            run_match(e, lang, &e->ens[i], ENS_DRY);
-    for (uint32_t i = 0; i < e->nens; i++)
-        run_match(e, lang, &e->ens[i], ENS_EDIT);
+            run_match(e, lang, &e->ens[i], ENS_EDIT);
+    }
     e->nens = 0;
 }
