@@ -2,10 +2,13 @@
 # missing Debian packages (as root) and fetch the pinned grammar first. V=1 shows commands.
 
 CC ?= cc
+# src/ is layered (base, engine, http, proxy, api, cli: see ../shared/STYLE.md); headers are
+# included by bare name
+INCLUDES := -Isrc $(addprefix -I,$(wildcard src/*/))
 CLANG ?= clang-14
 CFLAGS ?= -O2 -g
 override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes \
-	-Wno-unused-parameter -Isrc -MMD -MP
+	-Wno-unused-parameter $(INCLUDES) -MMD -MP
 LIBS := -ltree-sitter -lyaml -lpcre2-8 -levent -levent_pthreads -lcurl -ljansson -lpthread -lm
 SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
@@ -18,7 +21,7 @@ else
 Q := @
 endif
 
-LIB_SRC := $(sort $(filter-out src/main.c,$(wildcard src/*.c src/api/*.c)))
+LIB_SRC := $(sort $(filter-out src/cli/main.c,$(wildcard src/*/*.c)) $(HTTP_PARSER_SRC))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
@@ -67,11 +70,11 @@ build/libastgate.a: $(OBJ)
 build/asan/libastgate.a: $(ASAN_OBJ)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-build/astgate: build/src/main.o build/libastgate.a $(GRAMMAR_OBJ)
+build/astgate: build/src/cli/main.o build/libastgate.a $(GRAMMAR_OBJ)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
 
-build/asan/astgate: build/asan/src/main.o build/asan/libastgate.a $(GRAMMAR_OBJ)
+build/asan/astgate: build/asan/src/cli/main.o build/asan/libastgate.a $(GRAMMAR_OBJ)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LIBS)
 
@@ -104,7 +107,7 @@ unit: test-build
 
 # libFuzzer targets (clang-14): make fuzz runs each for FUZZ_SECONDS
 FUZZ_SECONDS ?= 30
-FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 $(INCLUDES) -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=all -fno-omit-frame-pointer
 build/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(GRAMMAR_OBJ)
 	@mkdir -p $(@D)
@@ -137,11 +140,11 @@ bench-api: build/libastgate.a $(GRAMMAR_OBJ)
 	$(Q)build/bench_api rules/mastra.yaml tests/golden/*/input.md
 
 format:
-	$(Q)clang-format -i src/*.c src/*.h tests/unit/*.c tests/fuzz/*.c
+	$(Q)clang-format -i src/*/*.c src/*/*.h tests/unit/*.c tests/fuzz/*.c
 check-format:
-	$(Q)clang-format --dry-run --Werror src/*.c src/*.h tests/unit/*.c tests/fuzz/*.c
+	$(Q)clang-format --dry-run --Werror src/*/*.c src/*/*.h tests/unit/*.c tests/fuzz/*.c
 
 clean:
 	rm -rf build
 
--include $(OBJ:.o=.d) $(ASAN_OBJ:.o=.d) build/src/main.d build/asan/src/main.d
+-include $(OBJ:.o=.d) $(ASAN_OBJ:.o=.d) build/src/cli/main.d build/asan/src/cli/main.d

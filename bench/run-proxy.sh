@@ -78,7 +78,7 @@ rm -rf "$out"
 mkdir -p "$out"
 read -ra libs <<<"${BENCH_LIBS:--ltree-sitter -lyaml -lpcre2-8 -lm}"
 cmd=("$cc" -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes
-    -Wno-unused-parameter -Isrc bench/bench_rewrite.c build/libastgate.a build/grammar/ts_parser.o
+    -Wno-unused-parameter -Isrc -Isrc/base -Isrc/engine -Isrc/proxy -Isrc/api bench/bench_rewrite.c build/libastgate.a build/grammar/ts_parser.o
     build/grammar/ts_scanner.o build/grammar/tsx_parser.o build/grammar/tsx_scanner.o
     "${libs[@]}" -o "$out/bench_rewrite")
 echo "${cmd[*]}"
