@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 
 const char ag_config_default_yaml[] =
     "# astgate's embedded default configuration\n"
@@ -13,8 +14,12 @@ const char ag_config_default_yaml[] =
     "upstream: https://api.openai.com\n"
     "rules: [rules/mastra.yaml]\n"
     "workers: 0\n"
-    "timeouts: {connect_ms: 10000, upstream_ms: 600000, client_ms: 60000}\n"
-    "limits: {max_request_body: 16777216, max_response_body: 33554432, max_held: 4194304}\n"
+    "timeouts: {connect_ms: 10000, upstream_ms: 600000, client_ms: 60000, header_ms: 30000,\n"
+    "           keepalive_ms: 75000}\n"
+    "limits: {max_request_body: 16777216, max_response_body: 33554432, max_held: 4194304,\n"
+    "         max_header_bytes: 32768, max_headers: 100, max_url_bytes: 8192,\n"
+    "         max_connections: 4096}\n"
+    "forwarded: append\n"
     "logs: {access: '-', rewrite: '-'}\n"
     "block_status: 422\n"
     "bare: true\n";
@@ -160,7 +165,7 @@ static int apply(const char *path, const char *file, const ag_ynode_t *root, ag_
 {
     static const char *const top[] = {"listen", "upstream",     "rules", "workers", "timeouts",
                                       "limits", "logs",         "block_status", "bare", "mode",
-                                      "admin",  "upstreams",    "routes", NULL};
+                                      "admin",  "upstreams",    "routes", "forwarded", NULL};
     if (check_keys(file, root, top, "the configuration", d) != AG_OK)
         return AG_EINVAL;
     const ag_ynode_t *n;
@@ -196,8 +201,8 @@ static int apply(const char *path, const char *file, const ag_ynode_t *root, ag_
         cfg->workers = (uint32_t)v;
     }
     if ((n = ag_ymap_get(root, "timeouts")) != NULL) {
-        static const char *const keys[] = {"connect_ms", "upstream_ms", "client_ms", "parse_us",
-                                           NULL};
+        static const char *const keys[] = {"connect_ms", "upstream_ms",  "client_ms", "parse_us",
+                                           "header_ms",  "keepalive_ms", NULL};
         if (check_keys(file, n, keys, "timeouts", d) != AG_OK)
             return AG_EINVAL;
         const ag_ynode_t *x;
@@ -216,6 +221,16 @@ static int apply(const char *path, const char *file, const ag_ynode_t *root, ag_
                 return AG_EINVAL;
             cfg->client_timeout_ms = (uint32_t)v;
         }
+        if ((x = ag_ymap_get(n, "header_ms")) != NULL) {
+            if (get_uint(file, x, 86400000, &v, d, "header_ms") != AG_OK)
+                return AG_EINVAL;
+            cfg->header_timeout_ms = (uint32_t)v;
+        }
+        if ((x = ag_ymap_get(n, "keepalive_ms")) != NULL) {
+            if (get_uint(file, x, 86400000, &v, d, "keepalive_ms") != AG_OK)
+                return AG_EINVAL;
+            cfg->keepalive_timeout_ms = (uint32_t)v;
+        }
         if ((x = ag_ymap_get(n, "parse_us")) != NULL) {
             if (get_uint(file, x, 60000000, &v, d, "parse_us") != AG_OK)
                 return AG_EINVAL;
@@ -224,7 +239,8 @@ static int apply(const char *path, const char *file, const ag_ynode_t *root, ag_
     }
     if ((n = ag_ymap_get(root, "limits")) != NULL) {
         static const char *const keys[] = {"max_request_body", "max_response_body", "max_held",
-                                           NULL};
+                                           "max_header_bytes", "max_headers",       "max_url_bytes",
+                                           "max_connections",  NULL};
         if (check_keys(file, n, keys, "limits", d) != AG_OK)
             return AG_EINVAL;
         const ag_ynode_t *x;
@@ -243,6 +259,42 @@ static int apply(const char *path, const char *file, const ag_ynode_t *root, ag_
                 return AG_EINVAL;
             cfg->max_held = v;
         }
+        /* a head must hold at least a request line and a Host header; the upper bounds keep
+         * one client's head well inside a worker's memory */
+        static const struct {
+            const char *key;
+            uint64_t min, max;
+            size_t off;
+        } u32[] = {
+            {"max_header_bytes", 256, 16u << 20, offsetof(ag_config_t, max_header_bytes)},
+            {"max_headers", 1, 100000, offsetof(ag_config_t, max_headers)},
+            {"max_url_bytes", 16, 16u << 20, offsetof(ag_config_t, max_url_bytes)},
+            {"max_connections", 1, 10000000, offsetof(ag_config_t, max_connections)},
+        };
+        for (size_t i = 0; i < sizeof(u32) / sizeof(u32[0]); i++) {
+            if ((x = ag_ymap_get(n, u32[i].key)) == NULL)
+                continue;
+            if (get_uint(file, x, u32[i].max, &v, d, u32[i].key) != AG_OK)
+                return AG_EINVAL;
+            if (v < u32[i].min)
+                return fail(d, file, x, "`%s` must be at least %llu", u32[i].key,
+                            (unsigned long long)u32[i].min);
+            *(uint32_t *)((char *)cfg + u32[i].off) = (uint32_t)v;
+        }
+    }
+    if ((n = ag_ymap_get(root, "forwarded")) != NULL) {
+        static const char *const modes[] = {"append", "replace", "off"};
+        int mode = -1;
+        for (int i = 0; i < 3; i++)
+            if (n->type == AG_Y_SCALAR && ag_str_eqc(ag_yscalar_str(n), modes[i]))
+                mode = i;
+        /* YAML reads a bare `off` as a boolean; take it as the word */
+        bool b;
+        if (mode < 0 && n->type == AG_Y_SCALAR && ag_yscalar_bool(n, &b) == AG_OK && !b)
+            mode = AG_FORWARDED_OFF;
+        if (mode < 0)
+            return fail(d, file, n, "`forwarded` must be append, replace or off");
+        cfg->forwarded = mode;
     }
     if ((n = ag_ymap_get(root, "logs")) != NULL) {
         static const char *const keys[] = {"access", "rewrite", NULL};

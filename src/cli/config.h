@@ -7,6 +7,13 @@
 #define AG_CONFIG_MAX_RULES 64
 #define AG_CONFIG_MAX_ROUTES 32
 
+enum {
+    AG_FORWARDED_APPEND,  /* append the client's address to X-Forwarded-For (nginx's
+                             $proxy_add_x_forwarded_for) */
+    AG_FORWARDED_REPLACE, /* X-Forwarded-For: the client's address only */
+    AG_FORWARDED_OFF,     /* the client's headers as they are, nothing added */
+};
+
 /* A path prefix served by another upstream than the default one. */
 typedef struct ag_route {
     char prefix[256];  /* e.g. "/v1/messages" */
@@ -30,6 +37,13 @@ typedef struct ag_config {
     size_t max_request_body;       /* bytes; larger requests get 413 */
     size_t max_response_body;      /* bytes buffered to rewrite a non-streamed reply */
     size_t max_held;               /* bytes of text held per streamed choice */
+    uint32_t max_header_bytes;     /* request line + header block, bytes; beyond: 431 */
+    uint32_t max_headers;          /* header fields per request; beyond: 431 */
+    uint32_t max_url_bytes;        /* request target, bytes; beyond: 414 */
+    uint32_t max_connections;      /* client connections per process; beyond: accept pauses */
+    uint32_t header_timeout_ms;    /* to receive a whole request head; 0 = none */
+    uint32_t keepalive_timeout_ms; /* an idle kept-alive connection; 0 = none */
+    int forwarded;                 /* AG_FORWARDED_*: X-Forwarded-For to the upstream */
     uint64_t parse_timeout_us;     /* per code block */
     char access_log[1024];         /* path, "-" = stderr, "off" */
     char rewrite_log[1024];        /* path, "-" = stderr, "off" */

@@ -108,6 +108,39 @@ static void test_overrides(void **state)
     ag_config_dispose(&cfg);
 }
 
+/* the front end's limits: nginx-like defaults, overridable, bounded */
+static void test_front_end_limits(void **state)
+{
+    ag_config_t cfg;
+    ag_diag_t d;
+    assert_int_equal(ag_config_load(NULL, &cfg, &d), AG_OK);
+    assert_int_equal(cfg.max_header_bytes, 32768);
+    assert_int_equal(cfg.max_headers, 100);
+    assert_int_equal(cfg.max_url_bytes, 8192);
+    assert_int_equal(cfg.max_connections, 4096);
+    assert_int_equal(cfg.header_timeout_ms, 30000);
+    assert_int_equal(cfg.keepalive_timeout_ms, 75000);
+    assert_int_equal(cfg.forwarded, AG_FORWARDED_APPEND);
+    ag_config_dispose(&cfg);
+    write_config("limits: {max_header_bytes: 4096, max_headers: 10, max_url_bytes: 100,\n"
+                 "         max_connections: 2}\n"
+                 "timeouts: {header_ms: 500, keepalive_ms: 0}\nforwarded: off\n");
+    assert_int_equal(ag_config_load(path, &cfg, &d), AG_OK);
+    assert_int_equal(cfg.max_header_bytes, 4096);
+    assert_int_equal(cfg.max_headers, 10);
+    assert_int_equal(cfg.max_url_bytes, 100);
+    assert_int_equal(cfg.max_connections, 2);
+    assert_int_equal(cfg.header_timeout_ms, 500);
+    assert_int_equal(cfg.keepalive_timeout_ms, 0);
+    assert_int_equal(cfg.forwarded, AG_FORWARDED_OFF);
+    ag_config_dispose(&cfg);
+    unlink(path);
+    expect_error("limits: {max_headers: 0}\n", 1, 23, "`max_headers` must be at least 1");
+    expect_error("limits:\n  max_header_bytes: 10\n", 2, 21, "at least 256");
+    expect_error("forwarded: sometimes\n", 1, 12, "append, replace or off");
+    expect_error("timeouts: {header_ms: -1}\n", 1, 23, "header_ms");
+}
+
 static void test_routes(void **state)
 {
     write_config("upstream: https://api.openai.com\n"
@@ -137,6 +170,7 @@ int main(void)
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_overrides),
         cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_front_end_limits),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
