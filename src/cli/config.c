@@ -416,14 +416,24 @@ int ag_config_load(const char *path, ag_config_t *cfg, ag_diag_t *d)
 
 const char *ag_config_upstream_for(const ag_config_t *cfg, const char *path)
 {
-    const char *best = cfg->upstream;
+    return ag_config_target_url(cfg, ag_config_target_for(cfg, path));
+}
+
+const char *ag_config_target_url(const ag_config_t *cfg, uint32_t target)
+{
+    return target == 0 || target > cfg->nroutes ? cfg->upstream : cfg->routes[target - 1].url;
+}
+
+uint32_t ag_config_target_for(const ag_config_t *cfg, const char *path)
+{
+    uint32_t best = 0;
     size_t best_len = 0;
     for (uint32_t i = 0; i < cfg->nroutes; i++) {
         size_t n = strlen(cfg->routes[i].prefix);
         if (n > best_len && strncmp(path, cfg->routes[i].prefix, n) == 0 &&
             (path[n] == '\0' || path[n] == '/' || path[n] == '?' ||
              cfg->routes[i].prefix[n - 1] == '/')) {
-            best = cfg->routes[i].url;
+            best = i + 1;
             best_len = n;
         }
     }

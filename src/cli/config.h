@@ -68,6 +68,10 @@ AG_MUSTCHECK int ag_config_add_rules(ag_config_t *cfg, const char *path, bool fi
 
 /* The upstream base URL for a request path. */
 const char *ag_config_upstream_for(const ag_config_t *cfg, const char *path);
+/* The upstream target for a request path: 0 = `upstream`, 1 + i = routes[i]. */
+uint32_t ag_config_target_for(const ag_config_t *cfg, const char *path);
+/* A target's base URL (scheme://host[:port][/prefix], no trailing slash). */
+const char *ag_config_target_url(const ag_config_t *cfg, uint32_t target);
 
 /* The embedded default as YAML text. */
 extern const char ag_config_default_yaml[];

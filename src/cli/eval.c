@@ -1175,7 +1175,7 @@ int ag_eval_live(ag_eval_t *ev, const char *prompts_path, const ag_eval_live_opt
     }
     lv.base = event_base_new();
     AG_ASSERT(lv.base != NULL);
-    lv.up = ag_upstream_new(lv.base, on_done);
+    lv.up = ag_upstream_new(lv.base, on_done, NULL); /* eval makes its own handles */
     start_jobs(&lv);
     if (lv.done < lv.total)
         event_base_dispatch(lv.base);

@@ -26,7 +26,6 @@
 #include <unistd.h>
 
 #define MAX_WORKERS 256
-#define EASY_POOL 64 /* idle curl handles kept per worker for reuse */
 #define HIGH_WATERMARK (1u << 20) /* unsent client bytes above which upstream reads pause */
 
 #define LOG_FLUSH_AT (32u << 10) /* bytes of buffered log lines that trigger a write at once */
@@ -57,8 +56,6 @@ typedef struct worker {
     int fd;
     uint64_t seq;
     ag_wmetrics_t m;
-    CURL *pool[EASY_POOL]; /* reset handles, ready for the next request */
-    uint32_t npool;
     struct evbuffer *chunk; /* reused for every reply chunk (evhttp drains it) */
     ag_buf_t logbuf[LOG_N]; /* lines not yet written, per log */
     struct event *log_flush; /* writes logbuf once the callbacks at hand have run */
@@ -83,6 +80,7 @@ typedef struct preq {
     struct evhttp_request *req;
     struct evhttp_connection *conn;
     CURL *easy;
+    uint32_t target;           /* the upstream (ag_config_target_for) */
     struct curl_slist *up_headers;
     char *url;
     char request_id[80];
@@ -336,11 +334,13 @@ static void preq_free(preq_t *r)
 {
     if (r->resume)
         event_free(r->resume);
-    if (r->easy && r->w->npool < EASY_POOL) {
-        curl_easy_reset(r->easy);
-        r->w->pool[r->w->npool++] = r->easy;
-    } else if (r->easy) {
-        curl_easy_cleanup(r->easy);
+    if (r->easy) {
+        /* the pooled handle keeps its constant options; drop pointers into r */
+        curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, NULL);
+        curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, NULL);
+        curl_easy_setopt(r->easy, CURLOPT_PRIVATE, NULL);
+        curl_easy_setopt(r->easy, CURLOPT_NOBODY, 0L);
+        ag_upstream_easy_put(r->w->up, r->easy, r->target);
     }
     curl_slist_free_all(r->up_headers);
     free(r->url);
@@ -770,13 +770,14 @@ static void on_done(CURL *easy, CURLcode result, void *priv)
             /* a reply without a body */
             on_head(r);
         } else {
-            bool timeout = result == CURLE_OPERATION_TIMEDOUT;
+            int st = 502;
+            const char *code = ag_upstream_error_code(result, &st);
             char msg[512];
             snprintf(msg, sizeof(msg), "astgate could not get a reply from the upstream: %s",
                      curl_easy_strerror(result));
-            send_error(r, timeout ? 504 : 502, timeout ? "Gateway Timeout" : "Bad Gateway",
-                       timeout ? "astgate_upstream_timeout" : "astgate_upstream_error",
-                       timeout ? "upstream_timeout" : "upstream_unreachable", msg);
+            send_error(r, st, st == 504 ? "Gateway Timeout" : "Bad Gateway",
+                       st == 504 ? "astgate_upstream_timeout" : "astgate_upstream_error", code,
+                       msg);
             goto out;
         }
     }
@@ -954,12 +955,12 @@ static void handle(struct evhttp_request *req, void *arg)
     r->env.on_reply = on_reply;
     r->env.ud = r;
 
-    const char *base = ag_config_upstream_for(w->cfg, r->path);
+    r->target = ag_config_target_for(w->cfg, r->path);
+    const char *base = ag_config_target_url(w->cfg, r->target);
     size_t ulen = strlen(base) + strlen(uri) + 1;
     r->url = ag_xmalloc(ulen);
     snprintf(r->url, ulen, "%s%s", base, uri);
-    CURL *e = w->npool ? w->pool[--w->npool] : curl_easy_init();
-    AG_ASSERT(e != NULL);
+    CURL *e = ag_upstream_easy(w->up, r->target);
     r->easy = e;
     curl_easy_setopt(e, CURLOPT_URL, r->url);
     curl_easy_setopt(e, CURLOPT_PRIVATE, r);
@@ -967,31 +968,27 @@ static void handle(struct evhttp_request *req, void *arg)
     curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""); /* curl decodes what it offers */
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)w->cfg->connect_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)w->cfg->upstream_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 
     /* the request goes on unchanged: method, body and end-to-end headers */
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t blen = evbuffer_get_length(in);
     const char *m = r->method;
-    if (strcmp(m, "GET") == 0) {
+    /* a pooled handle remembers the last request's method: set every method option */
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
+    if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0) {
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-    } else if (strcmp(m, "HEAD") == 0) {
-        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
     } else {
-        if (strcmp(m, "POST") != 0)
+        if (strcmp(m, "POST") != 0) {
+            curl_easy_setopt(e, CURLOPT_HTTPGET, 1L); /* no body unless there is one */
             curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, m);
+        }
         if (blen || strcmp(m, "POST") == 0) {
             curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
             curl_easy_setopt(e, CURLOPT_POSTFIELDS, blen ? (char *)evbuffer_pullup(in, -1) : "");
         }
     }
+    if (strcmp(m, "HEAD") == 0)
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
     const char *conn = evhttp_find_header(ih, "connection");
     struct curl_slist *hl = NULL;
     bool has_ct = false;
@@ -1092,6 +1089,7 @@ int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
         nw = MAX_WORKERS;
     if (sink_open(&sinks[LOG_ACCESS], cfg->access_log) != 0)
         return 1;
+    ag_upstream_warn(cfg);
     if (sink_open(&sinks[LOG_REWRITE], cfg->rewrite_log) != 0) {
         sink_close(&sinks[LOG_ACCESS]);
         return 1;
@@ -1172,7 +1170,7 @@ int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
         eo.parse_timeout_us = cfg->parse_timeout_us;
         eo.max_reply = cfg->max_response_body;
         w->engine = ag_engine_new(rules, &eo);
-        w->up = ag_upstream_new(w->base, on_done);
+        w->up = ag_upstream_new(w->base, on_done, cfg);
         /* every worker sees the pipe readable once main writes to it, and nobody reads it */
         w->stop = event_new(w->base, stop_fd[0], EV_READ, on_stop, w);
         event_add(w->stop, NULL);
@@ -1234,8 +1232,6 @@ out:
         if (w->log_flush)
             event_free(w->log_flush);
         ag_wmetrics_dispose(&w->m);
-        for (uint32_t k = 0; k < w->npool; k++)
-            curl_easy_cleanup(w->pool[k]);
         if (w->chunk)
             evbuffer_free(w->chunk);
         if (w->stop)

@@ -5,12 +5,21 @@
 
 #include <event2/event_struct.h>
 
+#define EASY_POOL 64 /* idle handles kept per target */
+
+typedef struct easy_pool {
+    CURL *h[EASY_POOL];
+    uint32_t n;
+} easy_pool_t;
+
 struct ag_upstream {
     struct event_base *base;
     CURLM *multi;
     struct event *timer;
     ag_upstream_done_cb done;
     int running;
+    const ag_config_t *cfg;
+    easy_pool_t pools[AG_CONFIG_MAX_ROUTES + 1]; /* by target */
 };
 
 typedef struct sock_ctx {
@@ -99,11 +108,13 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
     return 0;
 }
 
-ag_upstream_t *ag_upstream_new(struct event_base *base, ag_upstream_done_cb done)
+ag_upstream_t *ag_upstream_new(struct event_base *base, ag_upstream_done_cb done,
+                               const ag_config_t *cfg)
 {
     ag_upstream_t *u = ag_xcalloc(1, sizeof(*u));
     u->base = base;
     u->done = done;
+    u->cfg = cfg;
     u->multi = curl_multi_init();
     AG_ASSERT(u->multi != NULL);
     u->timer = evtimer_new(base, on_timer, u);
@@ -123,6 +134,9 @@ void ag_upstream_free(ag_upstream_t *u)
 {
     if (u == NULL)
         return;
+    for (uint32_t t = 0; t <= AG_CONFIG_MAX_ROUTES; t++)
+        for (uint32_t i = 0; i < u->pools[t].n; i++)
+            curl_easy_cleanup(u->pools[t].h[i]);
     curl_multi_cleanup(u->multi);
     event_free(u->timer);
     free(u);
@@ -149,4 +163,80 @@ void ag_upstream_kick(ag_upstream_t *u)
 int ag_upstream_running(const ag_upstream_t *u)
 {
     return u->running;
+}
+
+static void easy_defaults(ag_upstream_t *u, CURL *e, uint32_t target)
+{
+    const ag_config_t *cfg = u->cfg;
+    (void)target;
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""); /* curl decodes what it offers */
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)cfg->upstream_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    /* the front end normalised the path; curl must send exactly that */
+    curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
+}
+
+CURL *ag_upstream_easy(ag_upstream_t *u, uint32_t target)
+{
+    AG_ASSERT(u->cfg != NULL);
+    if (target > AG_CONFIG_MAX_ROUTES)
+        target = 0;
+    easy_pool_t *p = &u->pools[target];
+    if (p->n)
+        return p->h[--p->n];
+    CURL *e = curl_easy_init();
+    AG_ASSERT(e != NULL);
+    easy_defaults(u, e, target);
+    return e;
+}
+
+void ag_upstream_easy_put(ag_upstream_t *u, CURL *easy, uint32_t target)
+{
+    if (easy == NULL)
+        return;
+    if (target > AG_CONFIG_MAX_ROUTES)
+        target = 0;
+    easy_pool_t *p = &u->pools[target];
+    if (p->n < EASY_POOL)
+        p->h[p->n++] = easy;
+    else
+        curl_easy_cleanup(easy);
+}
+
+const char *ag_upstream_error_code(CURLcode rc, int *status)
+{
+    switch (rc) {
+    case CURLE_OPERATION_TIMEDOUT:
+        *status = 504;
+        return "upstream_timeout";
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_ENGINE_INITFAILED:
+    case CURLE_SSL_SHUTDOWN_FAILED:
+    case CURLE_USE_SSL_FAILED:
+        *status = 502;
+        return "upstream_tls_error";
+    default:
+        *status = 502;
+        return "upstream_unreachable";
+    }
+}
+
+void ag_upstream_warn(const ag_config_t *cfg)
+{
+    (void)cfg;
 }

@@ -6,6 +6,7 @@
 #include <curl/curl.h>
 #include <event2/event.h>
 
+#include "config.h"
 #include "util.h"
 
 typedef struct ag_upstream ag_upstream_t;
@@ -14,8 +15,30 @@ typedef struct ag_upstream ag_upstream_t;
  * handle is already removed from the multi handle. priv is CURLOPT_PRIVATE. */
 typedef void (*ag_upstream_done_cb)(CURL *easy, CURLcode result, void *priv);
 
-ag_upstream_t *ag_upstream_new(struct event_base *base, ag_upstream_done_cb done);
+/* cfg is borrowed for the upstream's lifetime (timeouts, targets, TLS); NULL when the caller
+ * makes its own easy handles (ag_upstream_easy is then not to be called). */
+ag_upstream_t *ag_upstream_new(struct event_base *base, ag_upstream_done_cb done,
+                               const ag_config_t *cfg);
 void ag_upstream_free(ag_upstream_t *u);
+
+/* An easy handle for a request to `target` (ag_config_target_for), taken from the worker's pool,
+ * with every option that stays the same from request to request already set: timeouts, TLS,
+ * HTTP version, decoding, the share handle, no signals, no redirects, the path sent as is.
+ * The caller sets URL, callbacks, private pointer, method, body and headers, and undoes any
+ * per-request option it set before ag_upstream_easy_put. Never NULL (aborts on OOM). */
+CURL *ag_upstream_easy(ag_upstream_t *u, uint32_t target);
+/* Returns a handle (not in the multi handle) to the pool of the target it was taken for, or
+ * frees it. NULL: no-op. */
+void ag_upstream_easy_put(ag_upstream_t *u, CURL *easy, uint32_t target);
+
+/* What a failed transfer means for the client: the error code for the JSON body
+ * ("upstream_timeout", "upstream_tls_error" or "upstream_unreachable") and the HTTP status
+ * (504 or 502). */
+const char *ag_upstream_error_code(CURLcode rc, int *status);
+
+/* Prints to stderr, once at start, what in cfg weakens the upstream side (e.g. TLS verification
+ * turned off), one line each. */
+void ag_upstream_warn(const ag_config_t *cfg);
 
 /* Starts easy (CURLOPT_PRIVATE must be set). */
 AG_MUSTCHECK int ag_upstream_start(ag_upstream_t *u, CURL *easy);
