@@ -21,12 +21,13 @@ else
 Q := @
 endif
 
-LIB_SRC := $(sort $(filter-out src/cli/main.c,$(wildcard src/*/*.c)) $(HTTP_PARSER_SRC))
+LIB_SRC := $(sort $(filter-out src/cli/main.c,$(wildcard src/*/*.c)))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
 GRAMMAR_OBJ := build/grammar/ts_parser.o build/grammar/ts_scanner.o \
-	build/grammar/tsx_parser.o build/grammar/tsx_scanner.o
+	build/grammar/tsx_parser.o build/grammar/tsx_scanner.o \
+	build/llhttp/llhttp.o build/llhttp/api.o build/llhttp/http.o
 
 OBJ := $(LIB_SRC:%.c=build/%.o)
 ASAN_OBJ := $(LIB_SRC:%.c=build/asan/%.o)
@@ -54,6 +55,16 @@ build/grammar/tsx_%.o: $(GRAMMAR_STAMP)
 	@mkdir -p $(@D)
 	@echo "  CC      $@"
 	$(Q)$(CC) -O2 -g0 -w -fPIC -I$(GRAMMAR)/tsx/src -c $(GRAMMAR)/tsx/src/$*.c -o $@
+
+# llhttp (Node.js's HTTP/1.1 parser) from Debian's node-llhttp, which ships its C sources: built
+# like the grammar, as third-party code
+LLHTTP_DIR ?= /usr/share/llhttp
+LLHTTP_INC ?= /usr/share/include/llhttp
+override CFLAGS += -I$(LLHTTP_INC)
+build/llhttp/%.o: $(LLHTTP_DIR)/%.c
+	@mkdir -p $(@D)
+	@echo "  CC      $@"
+	$(Q)$(CC) -O2 -g0 -w -fPIC -I$(LLHTTP_INC) -c $< -o $@
 
 build/%.o: %.c | $(GRAMMAR_STAMP)
 	@mkdir -p $(@D)
@@ -107,7 +118,7 @@ unit: test-build
 
 # libFuzzer targets (clang-14): make fuzz runs each for FUZZ_SECONDS
 FUZZ_SECONDS ?= 30
-FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 $(INCLUDES) -fsanitize=fuzzer,address,undefined \
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 $(INCLUDES) -I$(LLHTTP_INC) -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=all -fno-omit-frame-pointer
 build/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(GRAMMAR_OBJ)
 	@mkdir -p $(@D)

@@ -3,7 +3,7 @@
 # As root it runs apt-get; otherwise it prints the exact command and fails.
 set -eu
 pkgs="gcc make pkg-config curl ca-certificates openssl libtree-sitter-dev libyaml-dev libpcre2-dev \
-libevent-dev libcurl4-openssl-dev libjansson-dev libcmocka-dev"
+libevent-dev libcurl4-openssl-dev libjansson-dev libcmocka-dev node-llhttp"
 case "${1:-}" in
 fuzz) pkgs="$pkgs clang-14 libclang-rt-14-dev" ;;
 esac

@@ -49,6 +49,23 @@ static inline bool ag_str_eqc(ag_str_t a, const char *c)
 {
     return ag_str_eq(a, ag_cstr(c));
 }
+/* ASCII case-insensitive comparison with a C string (header names). */
+static inline bool ag_str_eqci(ag_str_t a, const char *c)
+{
+    size_t n = strlen(c);
+    if (a.len != n)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char x = (unsigned char)a.ptr[i], y = (unsigned char)c[i];
+        if ((unsigned)(x - 'A') < 26u)
+            x += 32;
+        if ((unsigned)(y - 'A') < 26u)
+            y += 32;
+        if (x != y)
+            return false;
+    }
+    return true;
+}
 
 /* Allocation that aborts on OOM; only for sizes we control (see STYLE.md). */
 void *ag_xmalloc(size_t n);

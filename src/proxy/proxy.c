@@ -1,4 +1,5 @@
-/* The proxy: evhttp for clients, curl multi (upstream.c) for the upstream, one loop per worker.
+/* The proxy: the HTTP/1.1 server (src/http) for clients, curl multi (upstream.c) for the
+ * upstream, one loop per worker.
  * A request is forwarded unchanged; the reply is passed through, rewritten whole (non-streamed
  * API replies) or rewritten as it streams (server-sent events). A rewrite never fails a request. */
 #include "proxy.h"
@@ -8,15 +9,13 @@
 #include "json.h"
 #include "metrics.h"
 #include "rewrite.h"
+#include "server.h"
 #include "upstream.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
@@ -27,6 +26,8 @@
 
 #define MAX_WORKERS 256
 #define HIGH_WATERMARK (1u << 20) /* unsent client bytes above which upstream reads pause */
+#define AG_HDR_MAX_REPLY 256      /* headers passed to a client reply, at most */
+#define AG_HDR_MAX_CONN 8         /* Connection headers of an upstream reply looked at */
 
 #define LOG_FLUSH_AT (32u << 10) /* bytes of buffered log lines that trigger a write at once */
 #define LOG_BUF_MAX (1u << 20)   /* a worker's buffered lines for one log, at most */
@@ -47,7 +48,7 @@ typedef struct worker {
     int id;
     pthread_t thread;
     struct event_base *base;
-    struct evhttp *http;
+    ag_http_server_t *http;
     struct event *stop;
     ag_upstream_t *up;
     ag_engine_t *engine;
@@ -56,11 +57,9 @@ typedef struct worker {
     int fd;
     uint64_t seq;
     ag_wmetrics_t m;
-    struct evbuffer *chunk; /* reused for every reply chunk (evhttp drains it) */
-    ag_buf_t logbuf[LOG_N]; /* lines not yet written, per log */
+    ag_buf_t logbuf[LOG_N];  /* lines not yet written, per log */
     struct event *log_flush; /* writes logbuf once the callbacks at hand have run */
     bool flush_pending;
-    struct timeval client_tv; /* timeouts.client_ms; zero = none */
 } worker_t;
 
 typedef enum req_state {
@@ -71,42 +70,43 @@ typedef enum req_state {
     REQ_DONE,          /* reply ended; waiting to be freed */
 } req_state_t;
 
-typedef struct hdr {
-    char *name, *value;
-} hdr_t;
+typedef struct uspan {
+    uint32_t no, nl, vo, vl; /* name and value offsets and lengths in preq.uhead */
+} uspan_t;
 
 typedef struct preq {
     worker_t *w;
-    struct evhttp_request *req;
-    struct evhttp_connection *conn;
+    ag_http_req_t *hreq; /* the client's request; NULL once answered */
     CURL *easy;
-    uint32_t target;           /* the upstream (ag_config_target_for) */
-    struct curl_slist *up_headers;
-    char *url;
+    uint32_t target;             /* the upstream (ag_config_target_for) */
+    struct curl_slist *up_nodes; /* request headers for the upstream, over up_lines */
+    ag_buf_t up_lines;
     char request_id[80];
     char method[16];
     char path[512];
-    const ag_api_t *api;       /* NULL: plain passthrough */
+    const ag_api_t *api; /* NULL: plain passthrough */
+    bool anthropic;      /* errors in Anthropic's shape (/v1/messages) */
     req_state_t state;
-    long status;               /* upstream status */
-    hdr_t *hdrs;               /* upstream response headers */
-    uint32_t nhdrs, cap_hdrs;
+    long status;    /* upstream status */
+    ag_buf_t uhead; /* upstream response header names and values */
+    uspan_t *uspans;
+    uint32_t nuspans, capuspans;
     bool head_done;
     bool reply_started;
     bool client_gone;
-    bool finished;             /* our side is done with req */
-    ag_buf_t body;             /* REQ_BUFFERING: the upstream body */
-    ag_buf_t out;              /* scratch for client bytes */
-    void *stream;              /* REQ_STREAMING: adapter state */
+    bool finished; /* our side is done with hreq */
+    ag_buf_t body; /* REQ_BUFFERING: the upstream body */
+    ag_buf_t out;  /* scratch for client bytes */
+    void *stream;  /* REQ_STREAMING: adapter state */
     ag_api_env_t env;
     ag_api_stats_t stats;
     bool stream_ended;
-    bool paused;               /* upstream reads paused: the client is slow */
-    struct evbuffer_cb_entry *drain_cb;
-    struct event *resume;      /* resumes a paused upstream, outside the buffer callback */
+    bool paused;  /* upstream reads paused: the client is slow */
+    char tail[2]; /* the last two bytes sent to the client */
+    uint64_t bytes_in;
     uint64_t bytes_out;
     uint64_t t_start_ns;
-    uint64_t own_ns;           /* time spent in astgate's own work */
+    uint64_t own_ns; /* time spent in astgate's own work */
     CURLcode result;
 } preq_t;
 
@@ -221,9 +221,9 @@ static void count_events(ag_wmetrics_t *m, const ag_result_t *res)
     for (uint32_t i = 0; i < res->nevents; i++) {
         const ag_event_t *ev = &res->events[i];
         uint32_t k = ev->rule_index;
-        if (ev->shadow && (ev->action == AG_ACTION_BLOCK ||
-                           (ev->action == AG_ACTION_REWRITE && ev->reason &&
-                            strcmp(ev->reason, "shadow mode") == 0)))
+        if (ev->shadow &&
+            (ev->action == AG_ACTION_BLOCK || (ev->action == AG_ACTION_REWRITE && ev->reason &&
+                                               strcmp(ev->reason, "shadow mode") == 0)))
             ag_m_inc(&m->shadowed[k], 1);
         else if (ev->action == AG_ACTION_REWRITE)
             ag_m_inc(ev->applied ? &m->rewrites[k] : &m->dropped[k], 1);
@@ -283,8 +283,8 @@ static void access_line(preq_t *r, int status)
         ag_m_inc(&m->requests[route][status], 1);
     ag_m_observe(m, AG_HIST_ADDED, r->own_ns);
     curl_off_t up_us = 0;
-    if (r->easy && (curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME_T, &up_us) != CURLE_OK ||
-                    up_us < 0))
+    if (r->easy &&
+        (curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME_T, &up_us) != CURLE_OK || up_us < 0))
         up_us = 0;
     if (up_us > 0)
         ag_m_observe(m, AG_HIST_UPSTREAM, (uint64_t)up_us * 1000u);
@@ -305,8 +305,8 @@ static void access_line(preq_t *r, int status)
     int n = snprintf(head, sizeof(head),
                      "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\",\"type\":\"access\","
                      "\"request_id\":\"%s\",\"method\":\"%s\",\"path\":",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ts.tv_nsec / 1000000, r->request_id, r->method);
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec / 1000000, r->request_id, r->method);
     int rc = n > 0 && (size_t)n < sizeof(head) ? ag_buf_append(b, head, (size_t)n) : AG_EINVAL;
     if (rc == AG_OK)
         rc = ag_json_append_str(b, ag_cstr(r->path));
@@ -315,14 +315,11 @@ static void access_line(preq_t *r, int status)
                      ",\"status\":%d,\"upstream_status\":%ld,\"bytes_in\":%zu,"
                      "\"bytes_out\":%llu,\"upstream_ms\":%llu.%03u,\"total_ms\":%llu.%03u,"
                      "\"added_ms\":%llu.%03u,\"rewrites\":%u,\"streamed\":%s}\n",
-                     status, r->status,
-                     r->req ? evbuffer_get_length(evhttp_request_get_input_buffer(r->req))
-                            : (size_t)0,
-                     (unsigned long long)r->bytes_out, (unsigned long long)up_us / 1000u,
-                     (unsigned)(up_us % 1000), (unsigned long long)total_us / 1000u,
-                     (unsigned)(total_us % 1000), (unsigned long long)own_us / 1000u,
-                     (unsigned)(own_us % 1000), r->stats.rewrites,
-                     r->state == REQ_STREAMING ? "true" : "false");
+                     status, r->status, (size_t)r->bytes_in, (unsigned long long)r->bytes_out,
+                     (unsigned long long)up_us / 1000u, (unsigned)(up_us % 1000),
+                     (unsigned long long)total_us / 1000u, (unsigned)(total_us % 1000),
+                     (unsigned long long)own_us / 1000u, (unsigned)(own_us % 1000),
+                     r->stats.rewrites, r->state == REQ_STREAMING ? "true" : "false");
         rc = n > 0 && (size_t)n < sizeof(head) ? ag_buf_append(b, head, (size_t)n) : AG_EINVAL;
     }
     log_end(r->w, LOG_ACCESS, mark, rc);
@@ -332,8 +329,6 @@ static void access_line(preq_t *r, int status)
 
 static void preq_free(preq_t *r)
 {
-    if (r->resume)
-        event_free(r->resume);
     if (r->easy) {
         /* the pooled handle keeps its constant options; drop pointers into r */
         curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, NULL);
@@ -342,13 +337,10 @@ static void preq_free(preq_t *r)
         curl_easy_setopt(r->easy, CURLOPT_NOBODY, 0L);
         ag_upstream_easy_put(r->w->up, r->easy, r->target);
     }
-    curl_slist_free_all(r->up_headers);
-    free(r->url);
-    for (uint32_t i = 0; i < r->nhdrs; i++) {
-        free(r->hdrs[i].name);
-        free(r->hdrs[i].value);
-    }
-    free(r->hdrs);
+    free(r->up_nodes);
+    ag_buf_dispose(&r->up_lines);
+    ag_buf_dispose(&r->uhead);
+    free(r->uspans);
     if (r->stream && r->api)
         r->api->stream_free(r->stream);
     ag_buf_dispose(&r->body);
@@ -371,154 +363,143 @@ static void release(preq_t *r)
         preq_free(r);
 }
 
-static struct evbuffer *client_output(preq_t *r)
-{
-    if (r->client_gone || r->conn == NULL)
-        return NULL;
-    struct bufferevent *bev = evhttp_connection_get_bufferevent(r->conn);
-    return bev ? bufferevent_get_output(bev) : NULL;
-}
-
-/* Our side is done with the client request: detach from the connection so a later close does not
- * reach r. */
+/* Our side is done with the client request: it is answered (or aborted), and r no longer
+ * touches it. */
 static void detach(preq_t *r)
 {
-    if (r->conn && !r->client_gone) {
-        evhttp_connection_set_closecb(r->conn, NULL, NULL);
-        struct evbuffer *o = client_output(r);
-        if (o && r->drain_cb)
-            evbuffer_remove_cb_entry(o, r->drain_cb);
-    }
-    r->drain_cb = NULL;
+    r->hreq = NULL;
     r->finished = true;
 }
 
-static void on_client_close(struct evhttp_connection *conn, void *arg)
+/* The front end tells us the client left (or stopped reading): cancel the upstream transfer at
+ * once, whatever it was doing. */
+static void on_client_gone(void *ud, ag_http_req_t *req)
 {
-    preq_t *r = arg;
-    (void)conn;
-    r->client_gone = true;
-    r->conn = NULL;
-    if (r->state == REQ_DONE)
+    preq_t *r = req->ud;
+    (void)ud;
+    if (r == NULL || r->finished)
         return;
-    /* the client went away: cancel the upstream transfer at once */
-    if (r->easy && !r->finished) {
+    r->client_gone = true;
+    if (r->state != REQ_DONE && r->easy) {
         ag_upstream_cancel(r->w->up, r->easy);
         access_line(r, 499);
         r->state = REQ_DONE;
-        /* evhttp kept req for us: ending the reply frees it */
-        if (r->reply_started)
-            evhttp_send_reply_end(r->req);
-        else
-            evhttp_send_reply(r->req, 499, "Client Closed Request", NULL);
-        r->req = NULL;
-        r->finished = true;
-        release(r);
     }
+    ag_http_abort(req);
+    detach(r);
+    release(r);
 }
 
-/* While astgate produces a reply the client has nothing to send, so its connection has no read
- * timeout then (a stream may pause for longer than timeouts.client_ms), only the write timeout
- * for a client that stops reading. The read timeout, which also bounds an idle keep-alive
- * connection, comes back before the reply's last bytes are queued. */
-static void client_timeouts(preq_t *r, bool replying)
+static bool anthropic_path(ag_str_t path)
 {
-    const struct timeval *tv = &r->w->client_tv;
-    if (!evutil_timerisset(tv) || r->conn == NULL || r->client_gone)
-        return;
-    struct bufferevent *bev = evhttp_connection_get_bufferevent(r->conn);
-    if (bev != NULL)
-        bufferevent_set_timeouts(bev, replying ? NULL : tv, tv);
+    return path.len >= 12 && memcmp(path.ptr, "/v1/messages", 12) == 0 &&
+           (path.len == 12 || path.ptr[12] == '/');
 }
 
-static void add_header(struct evkeyvalq *h, const char *name, const char *value)
+/* An error body in the API's shape: OpenAI's, or Anthropic's on /v1/messages. */
+static int error_json(ag_buf_t *j, bool anthropic, const char *type, const char *code,
+                      const char *message, const char *request_id)
 {
-    evhttp_add_header(h, name, value);
-}
-
-static void send_error(preq_t *r, int status, const char *reason, const char *type,
-                       const char *code, const char *message)
-{
-    struct evbuffer *b = evbuffer_new();
-    ag_buf_t j;
-    ag_buf_init(&j, 1u << 16);
     int rc;
-    if (r->api == &ag_api_anthropic) {
+    if (anthropic) {
         /* the Anthropic SDK reads {"type":"error","error":{"type","message"}} */
         static const char head[] = "{\"type\":\"error\",\"error\":{\"type\":";
-        rc = ag_buf_append(&j, head, sizeof(head) - 1);
+        rc = ag_buf_append(j, head, sizeof(head) - 1);
         if (rc == AG_OK)
-            rc = ag_json_append_str(&j, ag_cstr(type));
+            rc = ag_json_append_str(j, ag_cstr(type));
         if (rc == AG_OK)
-            rc = ag_buf_append(&j, ",\"message\":", 11);
+            rc = ag_buf_append(j, ",\"message\":", 11);
         if (rc == AG_OK)
-            rc = ag_json_append_str(&j, ag_cstr(message));
+            rc = ag_json_append_str(j, ag_cstr(message));
         if (rc == AG_OK && code) {
-            rc = ag_buf_append(&j, ",\"code\":", 8);
+            rc = ag_buf_append(j, ",\"code\":", 8);
             if (rc == AG_OK)
-                rc = ag_json_append_str(&j, ag_cstr(code));
+                rc = ag_json_append_str(j, ag_cstr(code));
         }
         if (rc == AG_OK)
-            rc = ag_buf_appendf(&j, "},\"request_id\":\"%s\"}\n", r->request_id);
+            rc = ag_buf_appendf(j, "},\"request_id\":\"%s\"}", request_id);
     } else {
-        rc = ag_buf_append(&j, "{\"error\":{\"message\":", 20);
+        rc = ag_buf_append(j, "{\"error\":{\"message\":", 20);
         if (rc == AG_OK)
-            rc = ag_json_append_str(&j, ag_cstr(message));
+            rc = ag_json_append_str(j, ag_cstr(message));
         if (rc == AG_OK)
-            rc = ag_buf_append(&j, ",\"type\":", 8);
+            rc = ag_buf_append(j, ",\"type\":", 8);
         if (rc == AG_OK)
-            rc = ag_json_append_str(&j, ag_cstr(type));
+            rc = ag_json_append_str(j, ag_cstr(type));
         if (rc == AG_OK)
-            rc = ag_buf_append(&j, ",\"param\":null,\"code\":", 21);
+            rc = ag_buf_append(j, ",\"param\":null,\"code\":", 21);
         if (rc == AG_OK)
-            rc = code ? ag_json_append_str(&j, ag_cstr(code)) : ag_buf_append(&j, "null", 4);
+            rc = code ? ag_json_append_str(j, ag_cstr(code)) : ag_buf_append(j, "null", 4);
         if (rc == AG_OK)
-            rc = ag_buf_append(&j, "}}\n", 3);
+            rc = ag_buf_append(j, "}}", 2);
     }
-    evbuffer_add(b, j.ptr, j.len);
-    struct evkeyvalq *oh = evhttp_request_get_output_headers(r->req);
-    add_header(oh, "Content-Type", "application/json");
-    add_header(oh, "x-request-id", r->request_id);
+    return rc;
+}
+
+static void send_error(preq_t *r, int status, const char *type, const char *code,
+                       const char *message)
+{
+    ag_buf_t j;
+    ag_buf_init(&j, 1u << 16);
+    int rc = error_json(&j, r->anthropic, type, code, message, r->request_id);
+    if (rc == AG_OK)
+        rc = ag_buf_appendc(&j, '\n');
+    ag_http_header_t h[2] = {
+        {ag_cstr("Content-Type"), ag_cstr("application/json")},
+        {ag_cstr("x-request-id"), ag_cstr(r->request_id)},
+    };
     r->bytes_out += j.len;
     access_line(r, status);
-    client_timeouts(r, false);
-    evhttp_send_reply(r->req, status, reason, b);
-    evbuffer_free(b);
+    ag_http_respond(r->hreq, status, h, 2, j.ptr ? j.ptr : "", j.len);
+    detach(r);
     ag_buf_dispose(&j);
 }
 
 /* ---- headers ---- */
 
-static bool hop_by_hop(const char *name)
+static bool hop_by_hop(ag_str_t name)
 {
-    static const char *const names[] = {
-        "connection",      "keep-alive",        "proxy-connection", "proxy-authenticate",
-        "proxy-authorization", "te",            "trailer",          "trailers",
-        "transfer-encoding", "upgrade",         "host",             "content-length",
-        "expect",          "accept-encoding",   "x-request-id",     NULL};
+    static const char *const names[] = {"connection",
+                                        "keep-alive",
+                                        "proxy-connection",
+                                        "proxy-authenticate",
+                                        "proxy-authorization",
+                                        "te",
+                                        "trailer",
+                                        "trailers",
+                                        "transfer-encoding",
+                                        "upgrade",
+                                        "host",
+                                        "content-length",
+                                        "expect",
+                                        "accept-encoding",
+                                        "x-request-id",
+                                        NULL};
     for (const char *const *n = names; *n; n++)
-        if (strcasecmp(name, *n) == 0)
+        if (ag_str_eqci(name, *n))
             return true;
     return false;
 }
 
-/* Headers named in the client's Connection header are hop-by-hop too. */
-static bool in_connection_header(const char *conn, const char *name)
+/* Headers named in a Connection header (any of them) are hop-by-hop too. */
+static bool in_connection(const ag_http_header_t *h, uint32_t n, ag_str_t name)
 {
-    if (conn == NULL)
-        return false;
-    size_t n = strlen(name);
-    for (const char *p = conn; *p;) {
-        while (*p == ' ' || *p == ',' || *p == '\t')
-            p++;
-        const char *s = p;
-        while (*p && *p != ',')
-            p++;
-        const char *e = p;
-        while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
-            e--;
-        if ((size_t)(e - s) == n && strncasecmp(s, name, n) == 0)
-            return true;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!ag_str_eqci(h[i].name, "connection"))
+            continue;
+        const char *p = h[i].value.ptr, *end = p + h[i].value.len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == ',' || *p == '\t'))
+                p++;
+            const char *s = p;
+            while (p < end && *p != ',')
+                p++;
+            const char *e = p;
+            while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+                e--;
+            if ((size_t)(e - s) == name.len && strncasecmp(s, name.ptr, name.len) == 0)
+                return true;
+        }
     }
     return false;
 }
@@ -530,11 +511,8 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *arg)
     uint64_t t0 = now_ns();
     if (n >= 5 && strncmp(buf, "HTTP/", 5) == 0) {
         /* a new response head (after 1xx ones): start over */
-        for (uint32_t i = 0; i < r->nhdrs; i++) {
-            free(r->hdrs[i].name);
-            free(r->hdrs[i].value);
-        }
-        r->nhdrs = 0;
+        ag_buf_reset(&r->uhead);
+        r->nuspans = 0;
         const char *sp = memchr(buf, ' ', n);
         r->status = sp ? strtol(sp + 1, NULL, 10) : 0;
         return n;
@@ -554,59 +532,99 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *arg)
         v++;
     while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
         end--;
-    if (r->nhdrs == r->cap_hdrs) {
-        r->cap_hdrs = r->cap_hdrs ? r->cap_hdrs * 2 : 16;
-        r->hdrs = ag_xrealloc(r->hdrs, r->cap_hdrs * sizeof(*r->hdrs));
+    if (r->nuspans == r->capuspans) {
+        r->capuspans = r->capuspans ? r->capuspans * 2 : 16;
+        r->uspans = ag_xrealloc(r->uspans, r->capuspans * sizeof(*r->uspans));
     }
-    r->hdrs[r->nhdrs].name = ag_xstrndup(buf, nl);
-    r->hdrs[r->nhdrs].value = ag_xstrndup(v, (size_t)(end - v));
-    r->nhdrs++;
+    uint32_t no = (uint32_t)r->uhead.len;
+    if (ag_buf_append(&r->uhead, buf, nl) != AG_OK)
+        return 0; /* an upstream head beyond its cap: fail the transfer */
+    uint32_t vo = (uint32_t)r->uhead.len;
+    if (ag_buf_append(&r->uhead, v, (size_t)(end - v)) != AG_OK)
+        return 0;
+    r->uspans[r->nuspans++] = (uspan_t){no, (uint32_t)nl, vo, (uint32_t)(end - v)};
     r->own_ns += now_ns() - t0;
     return n;
 }
 
-static const char *up_header(const preq_t *r, const char *name)
+static ag_str_t span_name(const preq_t *r, uint32_t i)
 {
-    for (uint32_t i = 0; i < r->nhdrs; i++)
-        if (strcasecmp(r->hdrs[i].name, name) == 0)
-            return r->hdrs[i].value;
-    return NULL;
+    return ag_str(r->uhead.ptr + r->uspans[i].no, r->uspans[i].nl);
 }
 
-/* Copies the upstream's end-to-end headers to the client reply. */
-static void copy_headers(preq_t *r)
+static ag_str_t span_value(const preq_t *r, uint32_t i)
 {
-    struct evkeyvalq *oh = evhttp_request_get_output_headers(r->req);
-    const char *conn = up_header(r, "connection");
-    for (uint32_t i = 0; i < r->nhdrs; i++) {
-        const char *n = r->hdrs[i].name;
-        if (hop_by_hop(n) || strcasecmp(n, "content-encoding") == 0 ||
-            in_connection_header(conn, n))
+    return ag_str(r->uhead.ptr + r->uspans[i].vo, r->uspans[i].vl);
+}
+
+static bool up_header(const preq_t *r, const char *name, ag_str_t *out)
+{
+    for (uint32_t i = 0; i < r->nuspans; i++)
+        if (ag_str_eqci(span_name(r, i), name)) {
+            *out = span_value(r, i);
+            return true;
+        }
+    return false;
+}
+
+/* Validators of the upstream's body, which a rewritten body no longer matches. */
+static bool validator(ag_str_t name)
+{
+    return ag_str_eqci(name, "etag") || ag_str_eqci(name, "last-modified") ||
+           ag_str_eqci(name, "content-md5");
+}
+
+/* The upstream's end-to-end headers for the client reply, plus ours (extra), in h (cap
+ * entries). */
+static uint32_t reply_headers(preq_t *r, ag_http_header_t *h, uint32_t cap, bool rewritten,
+                              const ag_http_header_t *extra, uint32_t nextra)
+{
+    uint32_t n = 0;
+    ag_http_header_t conn_h[AG_HDR_MAX_CONN];
+    uint32_t nconn = 0;
+    for (uint32_t i = 0; i < r->nuspans && nconn < AG_HDR_MAX_CONN; i++)
+        if (ag_str_eqci(span_name(r, i), "connection"))
+            conn_h[nconn++] = (ag_http_header_t){span_name(r, i), span_value(r, i)};
+    for (uint32_t i = 0; i < r->nuspans && n + nextra + 1 < cap; i++) {
+        ag_str_t name = span_name(r, i);
+        if (hop_by_hop(name) || ag_str_eqci(name, "content-encoding") ||
+            in_connection(conn_h, nconn, name) || (rewritten && validator(name)))
             continue;
-        add_header(oh, n, r->hdrs[i].value);
+        h[n++] = (ag_http_header_t){name, span_value(r, i)};
     }
-    add_header(oh, "x-request-id", r->request_id);
+    for (uint32_t i = 0; i < nextra && n < cap; i++)
+        h[n++] = extra[i];
+    if (n < cap)
+        h[n++] = (ag_http_header_t){ag_cstr("x-request-id"), ag_cstr(r->request_id)};
+    return n;
 }
 
 static bool is_event_stream(const preq_t *r)
 {
-    const char *ct = up_header(r, "content-type");
-    return ct && strncasecmp(ct, "text/event-stream", 17) == 0;
+    ag_str_t ct;
+    return up_header(r, "content-type", &ct) && ct.len >= 17 &&
+           strncasecmp(ct.ptr, "text/event-stream", 17) == 0;
 }
 
 static bool is_json(const preq_t *r)
 {
-    const char *ct = up_header(r, "content-type");
-    return ct && (strncasecmp(ct, "application/json", 16) == 0 || strstr(ct, "+json") != NULL);
+    ag_str_t ct;
+    if (!up_header(r, "content-type", &ct))
+        return false;
+    if (ct.len >= 16 && strncasecmp(ct.ptr, "application/json", 16) == 0)
+        return true;
+    for (size_t i = 0; i + 5 <= ct.len; i++)
+        if (memcmp(ct.ptr + i, "+json", 5) == 0)
+            return true;
+    return false;
 }
 
 /* ---- the reply ---- */
 
-static void resume_upstream(evutil_socket_t fd, short what, void *arg)
+/* The client took half of what waited: read the upstream again (le-proxy). */
+static void on_client_drained(void *arg)
 {
     preq_t *r = arg;
-    (void)fd;
-    (void)what;
     if (r->state == REQ_DONE || r->client_gone || !r->paused)
         return;
     r->paused = false;
@@ -614,39 +632,30 @@ static void resume_upstream(evutil_socket_t fd, short what, void *arg)
     ag_upstream_kick(r->w->up);
 }
 
-/* Resume reading the upstream once the client has taken half of what waited (le-proxy). */
-static void on_drain(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
-{
-    preq_t *r = arg;
-    (void)info;
-    if (!r->paused || evbuffer_get_length(buf) > HIGH_WATERMARK / 2)
-        return;
-    evbuffer_remove_cb_entry(buf, r->drain_cb);
-    r->drain_cb = NULL;
-    event_active(r->resume, EV_TIMEOUT, 0); /* not from inside this buffer's callback */
-}
-
 static void send_chunk(preq_t *r, const void *p, size_t n)
 {
-    if (n == 0 || r->client_gone)
+    if (n == 0 || r->client_gone || r->hreq == NULL)
         return;
-    struct evbuffer *b = r->w->chunk;
-    evbuffer_add(b, p, n);
+    ag_http_write(r->hreq, p, n);
     r->bytes_out += n;
-    evhttp_send_reply_chunk(r->req, b); /* moves the bytes out of b */
-    struct evbuffer *o = client_output(r);
-    if (o && !r->paused && evbuffer_get_length(o) > HIGH_WATERMARK) {
+    /* remember whether the client's bytes end at a server-sent event's boundary */
+    const char *b = p;
+    r->tail[0] = n >= 2 ? b[n - 2] : r->tail[1];
+    r->tail[1] = b[n - 1];
+    if (!r->paused && ag_http_pending(r->hreq) > HIGH_WATERMARK) {
         r->paused = true;
         curl_easy_pause(r->easy, CURLPAUSE_RECV);
-        r->drain_cb = evbuffer_add_cb(o, on_drain, r);
+        ag_http_on_drain(r->hreq, HIGH_WATERMARK / 2, on_client_drained, r);
     }
 }
 
 static void start_reply(preq_t *r)
 {
-    copy_headers(r);
+    ag_http_header_t h[AG_HDR_MAX_REPLY];
+    /* a streamed API reply may be rewritten: the upstream's validators would lie */
+    uint32_t n = reply_headers(r, h, AG_HDR_MAX_REPLY, r->state == REQ_STREAMING, NULL, 0);
     r->reply_started = true;
-    evhttp_send_reply_start(r->req, (int)r->status, NULL);
+    ag_http_start(r->hreq, (int)r->status, h, n, -1);
 }
 
 /* The upstream's head is in: choose how the body goes to the client. */
@@ -726,34 +735,70 @@ static void finish_buffered(preq_t *r)
     if (rc == AG_OK && r->stats.blocked_rule) {
         char msg[512];
         snprintf(msg, sizeof(msg), "astgate blocked the reply: %s",
-                 r->stats.blocked_message && r->stats.blocked_message[0]
-                     ? r->stats.blocked_message
-                     : r->stats.blocked_rule);
-        send_error(r, r->w->cfg->block_status, "Blocked", "astgate_blocked",
-                   r->stats.blocked_rule, msg);
+                 r->stats.blocked_message && r->stats.blocked_message[0] ? r->stats.blocked_message
+                                                                         : r->stats.blocked_rule);
+        send_error(r, r->w->cfg->block_status, "astgate_blocked", r->stats.blocked_rule, msg);
         return;
     }
     const ag_buf_t *body = rc == AG_OK ? &r->out : &r->body;
-    copy_headers(r);
-    struct evkeyvalq *oh = evhttp_request_get_output_headers(r->req);
+    bool rewritten = rc == AG_OK && !(r->out.len == r->body.len &&
+                                      memcmp(r->out.ptr, r->body.ptr, r->out.len) == 0);
     char num[32];
     snprintf(num, sizeof(num), "%u", r->stats.rewrites);
-    add_header(oh, "x-astgate-rewrites", num);
+    char ids[1024] = "";
+    ag_http_header_t extra[2] = {{ag_cstr("x-astgate-rewrites"), ag_cstr(num)}};
+    uint32_t nextra = 1;
     if (r->stats.nrule_ids) {
-        char ids[1024] = "";
         size_t off = 0;
         for (uint32_t i = 0; i < r->stats.nrule_ids && off < sizeof(ids); i++)
             off += (size_t)snprintf(ids + off, sizeof(ids) - off, "%s%s", i ? "," : "",
                                     r->stats.rule_ids[i]);
-        add_header(oh, "x-astgate-rules", ids);
+        extra[nextra++] = (ag_http_header_t){ag_cstr("x-astgate-rules"), ag_cstr(ids)};
     }
-    struct evbuffer *b = evbuffer_new();
-    evbuffer_add(b, body->ptr ? body->ptr : "", body->len);
+    ag_http_header_t h[AG_HDR_MAX_REPLY];
+    uint32_t n = reply_headers(r, h, AG_HDR_MAX_REPLY, rewritten, extra, nextra);
     r->bytes_out += body->len;
     access_line(r, (int)r->status);
-    client_timeouts(r, false);
-    evhttp_send_reply(r->req, (int)r->status, NULL, b);
-    evbuffer_free(b);
+    ag_http_respond(r->hreq, (int)r->status, h, n, body->ptr ? body->ptr : "", body->len);
+    detach(r);
+}
+
+/* The upstream failed after the reply started: the client must be able to tell. At an event
+ * boundary of a server-sent event stream, an error event in the API's shape goes first; then
+ * the connection is closed without the last chunk (as nginx does). */
+static void abort_reply(preq_t *r, CURLcode result)
+{
+    int st = 502;
+    const char *code = ag_upstream_error_code(result, &st);
+    char msg[512];
+    snprintf(msg, sizeof(msg), "astgate lost the upstream mid-reply: %s",
+             curl_easy_strerror(result));
+    bool boundary = r->bytes_out == 0 || (r->tail[0] == '\n' && r->tail[1] == '\n');
+    if (r->state == REQ_STREAMING && boundary) {
+        ag_buf_t j;
+        ag_buf_init(&j, 1u << 16);
+        int rc;
+        if (r->anthropic || r->api == &ag_api_openai_responses)
+            rc = ag_buf_append(&j, "event: error\ndata: ", 19);
+        else
+            rc = ag_buf_append(&j, "data: ", 6);
+        if (rc == AG_OK && r->api == &ag_api_openai_responses)
+            rc = ag_buf_appendf(&j, "{\"type\":\"error\",\"code\":\"%s\",\"message\":", code);
+        if (rc == AG_OK && r->api == &ag_api_openai_responses)
+            rc = ag_json_append_str(&j, ag_cstr(msg));
+        if (rc == AG_OK && r->api == &ag_api_openai_responses)
+            rc = ag_buf_append(&j, ",\"param\":null}", 14);
+        else if (rc == AG_OK)
+            rc = error_json(&j, r->anthropic, "astgate_upstream_error", code, msg, r->request_id);
+        if (rc == AG_OK)
+            rc = ag_buf_append(&j, "\n\n", 2);
+        if (rc == AG_OK)
+            send_chunk(r, j.ptr, j.len);
+        ag_buf_dispose(&j);
+    }
+    access_line(r, st);
+    ag_http_abort(r->hreq);
+    detach(r);
 }
 
 static void on_done(CURL *easy, CURLcode result, void *priv)
@@ -761,10 +806,8 @@ static void on_done(CURL *easy, CURLcode result, void *priv)
     preq_t *r = priv;
     (void)easy;
     r->result = result;
-    if (r->state == REQ_DONE)
+    if (r->state == REQ_DONE || r->finished)
         return;
-    /* detach first: ending the reply may free the connection */
-    detach(r);
     if (!r->head_done || r->state == REQ_UPSTREAM_HEAD) {
         if (r->head_done && result == CURLE_OK) {
             /* a reply without a body */
@@ -775,17 +818,28 @@ static void on_done(CURL *easy, CURLcode result, void *priv)
             char msg[512];
             snprintf(msg, sizeof(msg), "astgate could not get a reply from the upstream: %s",
                      curl_easy_strerror(result));
-            send_error(r, st, st == 504 ? "Gateway Timeout" : "Bad Gateway",
-                       st == 504 ? "astgate_upstream_timeout" : "astgate_upstream_error", code,
-                       msg);
+            send_error(r, st, st == 504 ? "astgate_upstream_timeout" : "astgate_upstream_error",
+                       code, msg);
             goto out;
         }
     }
+    bool failed = result != CURLE_OK && !r->stream_ended;
     switch (r->state) {
     case REQ_BUFFERING:
-        finish_buffered(r);
+        if (failed) {
+            int st = 502;
+            const char *code = ag_upstream_error_code(result, &st);
+            char msg[512];
+            snprintf(msg, sizeof(msg), "astgate lost the upstream mid-reply: %s",
+                     curl_easy_strerror(result));
+            send_error(r, st, "astgate_upstream_error", code, msg);
+        } else {
+            finish_buffered(r);
+        }
         goto out;
     case REQ_STREAMING:
+        if (failed)
+            break;
         if (!r->stream_ended) {
             ag_buf_reset(&r->out);
             uint64_t t0 = now_ns();
@@ -797,59 +851,84 @@ static void on_done(CURL *easy, CURLcode result, void *priv)
     default:
         break;
     }
-    access_line(r, (int)r->status);
-    if (!r->client_gone) {
-        client_timeouts(r, false);
-        evhttp_send_reply_end(r->req);
+    if (failed) {
+        abort_reply(r, result);
+        goto out;
     }
+    access_line(r, (int)r->status);
+    ag_http_end(r->hreq);
+    detach(r);
 out:
     r->state = REQ_DONE;
     release(r);
 }
 
+/* Appends to a buffer without a cap (or one the caller sized): cannot fail but on OOM. */
+static void put(ag_buf_t *b, const void *p, size_t n)
+{
+    if (ag_buf_append(b, p, n) != AG_OK)
+        AG_ASSERT(!"append to an uncapped buffer failed");
+}
+
+static void put_str(ag_buf_t *b, const char *s)
+{
+    put(b, s, strlen(s));
+}
+
 /* ---- /metrics and /healthz ---- */
 
-static bool admin_path(const char *path)
+static bool admin_path(ag_str_t path)
 {
-    return strcmp(path, "/metrics") == 0 || strcmp(path, "/healthz") == 0;
+    return ag_str_eqc(path, "/metrics") || ag_str_eqc(path, "/healthz");
 }
 
-static void serve_admin(struct evhttp_request *req)
+static void serve_admin(ag_http_req_t *req)
 {
-    const char *uri = evhttp_request_get_uri(req);
-    size_t plen = strcspn(uri, "?");
-    struct evbuffer *b = evbuffer_new();
-    struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
     int status = 200;
-    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET &&
-        evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
+    ag_buf_t t;
+    ag_buf_init(&t, 16u << 20);
+    const char *ct = "text/plain; charset=utf-8";
+    if (!ag_str_eqc(req->method, "GET") && !ag_str_eqc(req->method, "HEAD")) {
         status = 405;
-        evbuffer_add_printf(b, "method not allowed\n");
-    } else if (plen == 8 && strncmp(uri, "/healthz", 8) == 0) {
-        evbuffer_add_printf(b, "ok\n");
-    } else if (plen == 8 && strncmp(uri, "/metrics", 8) == 0) {
-        ag_buf_t t;
-        ag_buf_init(&t, 16u << 20);
-        if (ag_metrics_render(&t, all_metrics, nall_metrics, metrics_rules) == AG_OK)
-            evbuffer_add(b, t.ptr, t.len);
-        else
+        put_str(&t, "method not allowed\n");
+    } else if (ag_str_eqc(req->path, "/healthz")) {
+        put_str(&t, "ok\n");
+    } else if (ag_str_eqc(req->path, "/metrics")) {
+        if (ag_metrics_render(&t, all_metrics, nall_metrics, metrics_rules) != AG_OK) {
             status = 500;
-        ag_buf_dispose(&t);
-        evhttp_add_header(oh, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+            ag_buf_reset(&t);
+        }
+        ct = "text/plain; version=0.0.4; charset=utf-8";
     } else {
         status = 404;
-        evbuffer_add_printf(b, "not found\n");
+        put_str(&t, "not found\n");
     }
-    if (evhttp_find_header(oh, "Content-Type") == NULL)
-        evhttp_add_header(oh, "Content-Type", "text/plain; charset=utf-8");
-    evhttp_send_reply(req, status, NULL, b);
-    evbuffer_free(b);
+    ag_http_header_t h[1] = {{ag_cstr("Content-Type"), ag_cstr(ct)}};
+    ag_http_respond(req, status, h, 1, t.ptr ? t.ptr : "", t.len);
+    ag_buf_dispose(&t);
 }
 
-static void handle_admin(struct evhttp_request *req, void *arg)
+static void admin_request(void *ud, ag_http_req_t *req)
 {
-    (void)arg;
+    (void)ud;
     serve_admin(req);
+}
+
+static void admin_error(void *ud, ag_http_req_t *req, int status, const char *code,
+                        const char *message)
+{
+    (void)ud;
+    (void)code;
+    char body[300];
+    int n = snprintf(body, sizeof(body), "%s\n", message);
+    ag_http_header_t h[1] = {{ag_cstr("Content-Type"), ag_cstr("text/plain; charset=utf-8")}};
+    ag_http_respond(req, status, h, 1, body, (size_t)n < sizeof(body) ? (size_t)n : 0);
+}
+
+static void admin_gone(void *ud, ag_http_req_t *req)
+{
+    (void)ud;
+    ag_http_abort(req);
 }
 
 /* ---- the request handler ---- */
@@ -870,85 +949,150 @@ static void new_request_id(worker_t *w, char *out, size_t cap)
              (unsigned long long)(w->seq & 0xffff));
 }
 
-static bool valid_request_id(const char *v)
+static bool valid_request_id(ag_str_t v)
 {
-    size_t n = strlen(v);
-    if (n == 0 || n >= 80)
+    if (v.len == 0 || v.len >= 80)
         return false;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)v[i] <= 0x20 || (unsigned char)v[i] >= 0x7f || v[i] == '"' ||
-            v[i] == '\\')
+    for (size_t i = 0; i < v.len; i++)
+        if ((unsigned char)v.ptr[i] <= 0x20 || (unsigned char)v.ptr[i] >= 0x7f || v.ptr[i] == '"' ||
+            v.ptr[i] == '\\')
             return false;
     return true;
 }
 
-static const char *method_name(enum evhttp_cmd_type t)
+/* A request record for a request the front end handed over (or refused). */
+static preq_t *preq_new(worker_t *w, ag_http_req_t *req)
 {
-    switch (t) {
-    case EVHTTP_REQ_GET:
-        return "GET";
-    case EVHTTP_REQ_POST:
-        return "POST";
-    case EVHTTP_REQ_HEAD:
-        return "HEAD";
-    case EVHTTP_REQ_PUT:
-        return "PUT";
-    case EVHTTP_REQ_DELETE:
-        return "DELETE";
-    case EVHTTP_REQ_OPTIONS:
-        return "OPTIONS";
-    case EVHTTP_REQ_TRACE:
-        return "TRACE";
-    case EVHTTP_REQ_CONNECT:
-        return "CONNECT";
-    case EVHTTP_REQ_PATCH:
-        return "PATCH";
-    }
-    return "GET";
-}
-
-static void handle(struct evhttp_request *req, void *arg)
-{
-    worker_t *w = arg;
-    if (w->cfg->admin_port == 0 && w->cfg->admin_host[0] == '\0') {
-        const char *u = evhttp_request_get_uri(req);
-        char p[16];
-        snprintf(p, sizeof(p), "%.*s", (int)strcspn(u, "?"), u);
-        if (admin_path(p)) {
-            serve_admin(req);
-            return;
-        }
-    }
     preq_t *r = ag_xcalloc(1, sizeof(*r));
-    r->t_start_ns = now_ns();
+    r->t_start_ns = req->t_start_ns ? req->t_start_ns : now_ns();
     r->w = w;
-    r->req = req;
-    r->conn = evhttp_request_get_connection(req);
+    r->hreq = req;
+    req->ud = r;
     r->state = REQ_UPSTREAM_HEAD;
-    client_timeouts(r, true);
-    ag_buf_init(&r->out, 64u << 20);
-    r->resume = event_new(w->base, -1, 0, resume_upstream, r);
-    snprintf(r->method, sizeof(r->method), "%s", method_name(evhttp_request_get_command(req)));
-    const char *uri = evhttp_request_get_uri(req);
-    struct evkeyvalq *ih = evhttp_request_get_input_headers(req);
-    const char *rid = evhttp_find_header(ih, "x-request-id");
-    if (rid && valid_request_id(rid))
-        snprintf(r->request_id, sizeof(r->request_id), "%s", rid);
+    r->bytes_in = req->bytes_in;
+    snprintf(r->method, sizeof(r->method), "%.*s", (int)req->method.len, req->method.ptr);
+    size_t plen = req->path.len < sizeof(r->path) ? req->path.len : sizeof(r->path) - 1;
+    memcpy(r->path, req->path.ptr ? req->path.ptr : "", plen);
+    r->path[plen] = '\0';
+    r->anthropic = anthropic_path(req->path);
+    const ag_str_t *rid = NULL;
+    for (uint32_t i = 0; i < req->nheaders; i++)
+        if (ag_str_eqci(req->headers[i].name, "x-request-id"))
+            rid = &req->headers[i].value;
+    if (rid && valid_request_id(*rid))
+        snprintf(r->request_id, sizeof(r->request_id), "%.*s", (int)rid->len, rid->ptr);
     else
         new_request_id(w, r->request_id, sizeof(r->request_id));
-    /* the path without the query, for routing and logs */
-    size_t plen = strcspn(uri, "?");
-    snprintf(r->path, sizeof(r->path), "%.*s", (int)(plen < sizeof(r->path) ? plen : 0), uri);
-    if (uri[0] != '/') {
-        send_error(r, 400, "Bad Request", "invalid_request_error", "bad_uri",
-                   "astgate only proxies origin-form request targets (a path)");
-        preq_free(r);
+    if (ag_str_eqc(req->method, "POST"))
+        for (const ag_api_t *const *a = APIS; *a; a++)
+            if (ag_str_eqc(req->path, (*a)->path))
+                r->api = *a;
+    return r;
+}
+
+static void on_refused(void *ud, ag_http_req_t *req, int status, const char *code,
+                       const char *message)
+{
+    worker_t *w = ud;
+    preq_t *r = preq_new(w, req);
+    r->state = REQ_DONE;
+    char msg[300];
+    snprintf(msg, sizeof(msg), "astgate refused the request: %s", message);
+    send_error(r, status, "invalid_request_error", code, msg);
+    release(r);
+}
+
+/* Appends "Name: value" for the upstream to r->up_lines; its offset is kept in offs. */
+static int up_line(preq_t *r, uint32_t *offs, uint32_t *n, ag_str_t name, ag_str_t value,
+                   ag_str_t more)
+{
+    offs[(*n)++] = (uint32_t)r->up_lines.len;
+    int rc = ag_buf_append(&r->up_lines, name.ptr, name.len);
+    if (rc == AG_OK)
+        rc = ag_buf_append(&r->up_lines, ": ", value.len || more.len ? 2 : 1);
+    if (rc == AG_OK)
+        rc = ag_buf_append(&r->up_lines, value.ptr, value.len);
+    if (rc == AG_OK && more.len)
+        rc = ag_buf_append(&r->up_lines, more.ptr, more.len);
+    if (rc == AG_OK)
+        rc = ag_buf_appendc(&r->up_lines, '\0');
+    return rc;
+}
+
+/* The request's end-to-end headers for the upstream, as a curl_slist built in one pass over
+ * one buffer (curl_slist_append walks the whole list on every call). */
+static void build_up_headers(preq_t *r, const ag_http_req_t *req)
+{
+    const worker_t *w = r->w;
+    uint32_t cap = req->nheaders + 8;
+    uint32_t *offs = ag_xmalloc(cap * sizeof(*offs));
+    uint32_t n = 0;
+    ag_buf_init(&r->up_lines, SIZE_MAX);
+    bool has_ct = false, has_fwd = false;
+    int mode = w->cfg->forwarded;
+    /* X-Forwarded-For: the client's values joined in order, then its address */
+    ag_buf_t xff;
+    ag_buf_init(&xff, SIZE_MAX);
+    uint32_t nxff = 0;
+    for (uint32_t i = 0; i < req->nheaders; i++) {
+        const ag_http_header_t *h = &req->headers[i];
+        if (hop_by_hop(h->name) || in_connection(req->headers, req->nheaders, h->name))
+            continue;
+        if (mode != AG_FORWARDED_OFF && ag_str_eqci(h->name, "x-forwarded-for")) {
+            if (mode == AG_FORWARDED_APPEND && h->value.len) {
+                if (xff.len)
+                    put(&xff, ", ", 2);
+                put(&xff, h->value.ptr, h->value.len);
+            }
+            nxff++;
+            continue;
+        }
+        if (ag_str_eqci(h->name, "content-type"))
+            has_ct = true;
+        if (ag_str_eqci(h->name, "forwarded"))
+            has_fwd = true;
+        if (mode == AG_FORWARDED_APPEND && has_fwd && ag_str_eqci(h->name, "forwarded")) {
+            /* RFC 7239: the client's element goes last; IPv6 quoted and bracketed */
+            char el[INET6_ADDRSTRLEN + 16];
+            snprintf(el, sizeof(el), strchr(req->peer, ':') ? ", for=\"[%s]\"" : ", for=%s",
+                     req->peer);
+            (void)up_line(r, offs, &n, h->name, h->value, ag_cstr(el));
+            has_fwd = false; /* one element, added to the first Forwarded header */
+            continue;
+        }
+        (void)up_line(r, offs, &n, h->name, h->value, ag_str("", 0));
+    }
+    (void)nxff;
+    if (mode != AG_FORWARDED_OFF) {
+        if (xff.len)
+            put(&xff, ", ", 2);
+        put(&xff, req->peer, strlen(req->peer));
+        (void)up_line(r, offs, &n, ag_cstr("X-Forwarded-For"), ag_buf_str(&xff), ag_str("", 0));
+    }
+    ag_buf_dispose(&xff);
+    if (!has_ct) /* curl must not invent one */
+        (void)up_line(r, offs, &n, ag_cstr("Content-Type"), ag_str("", 0), ag_str("", 0));
+    (void)up_line(r, offs, &n, ag_cstr("x-request-id"), ag_cstr(r->request_id), ag_str("", 0));
+    (void)up_line(r, offs, &n, ag_cstr("Expect"), ag_str("", 0), ag_str("", 0));
+    r->up_nodes = ag_xcalloc(n, sizeof(*r->up_nodes));
+    for (uint32_t i = 0; i < n; i++) {
+        r->up_nodes[i].data = r->up_lines.ptr + offs[i];
+        r->up_nodes[i].next = i + 1 < n ? &r->up_nodes[i + 1] : NULL;
+    }
+    free(offs);
+}
+
+static void on_request(void *ud, ag_http_req_t *req)
+{
+    worker_t *w = ud;
+    uint64_t t0 = now_ns();
+    if (w->cfg->admin_port == 0 && w->cfg->admin_host[0] == '\0' && admin_path(req->path)) {
+        serve_admin(req);
         return;
     }
-    if (strcmp(r->method, "POST") == 0)
-        for (const ag_api_t *const *a = APIS; *a; a++)
-            if (strcmp(r->path, (*a)->path) == 0)
-                r->api = *a;
+    preq_t *r = preq_new(w, req);
+    ag_buf_init(&r->out, 64u << 20);
+    ag_buf_init(&r->uhead, 1u << 20);
     r->env.engine = w->engine;
     r->env.max_held = w->cfg->max_held;
     r->env.on_result = on_result;
@@ -957,12 +1101,17 @@ static void handle(struct evhttp_request *req, void *arg)
 
     r->target = ag_config_target_for(w->cfg, r->path);
     const char *base = ag_config_target_url(w->cfg, r->target);
-    size_t ulen = strlen(base) + strlen(uri) + 1;
-    r->url = ag_xmalloc(ulen);
-    snprintf(r->url, ulen, "%s%s", base, uri);
+    /* the URL: the target's base, then exactly the path routing saw (sent as is) */
+    char *url = NULL;
+    size_t blen = strlen(base);
+    url = ag_xmalloc(blen + req->target.len + 1);
+    memcpy(url, base, blen);
+    memcpy(url + blen, req->target.ptr, req->target.len);
+    url[blen + req->target.len] = '\0';
     CURL *e = ag_upstream_easy(w->up, r->target);
     r->easy = e;
-    curl_easy_setopt(e, CURLOPT_URL, r->url);
+    curl_easy_setopt(e, CURLOPT_URL, url); /* curl copies it */
+    free(url);
     curl_easy_setopt(e, CURLOPT_PRIVATE, r);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
@@ -970,9 +1119,8 @@ static void handle(struct evhttp_request *req, void *arg)
     curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
 
     /* the request goes on unchanged: method, body and end-to-end headers */
-    struct evbuffer *in = evhttp_request_get_input_buffer(req);
-    size_t blen = evbuffer_get_length(in);
     const char *m = r->method;
+    size_t bl = req->body.len;
     /* a pooled handle remembers the last request's method: set every method option */
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
     if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0) {
@@ -982,43 +1130,21 @@ static void handle(struct evhttp_request *req, void *arg)
             curl_easy_setopt(e, CURLOPT_HTTPGET, 1L); /* no body unless there is one */
             curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, m);
         }
-        if (blen || strcmp(m, "POST") == 0) {
-            curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
-            curl_easy_setopt(e, CURLOPT_POSTFIELDS, blen ? (char *)evbuffer_pullup(in, -1) : "");
+        if (bl || strcmp(m, "POST") == 0) {
+            curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)bl);
+            curl_easy_setopt(e, CURLOPT_POSTFIELDS, bl ? req->body.ptr : "");
         }
     }
     if (strcmp(m, "HEAD") == 0)
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-    const char *conn = evhttp_find_header(ih, "connection");
-    struct curl_slist *hl = NULL;
-    bool has_ct = false;
-    for (struct evkeyval *h = ih->tqh_first; h; h = h->next.tqe_next) {
-        if (hop_by_hop(h->key) || in_connection_header(conn, h->key))
-            continue;
-        if (strcasecmp(h->key, "content-type") == 0)
-            has_ct = true;
-        size_t n = strlen(h->key) + strlen(h->value) + 3;
-        char *line = ag_xmalloc(n);
-        snprintf(line, n, "%s: %s", h->key, h->value);
-        hl = curl_slist_append(hl, line);
-        free(line);
-    }
-    if (!has_ct)
-        hl = curl_slist_append(hl, "Content-Type:"); /* curl must not invent one */
-    char ridh[128];
-    snprintf(ridh, sizeof(ridh), "x-request-id: %s", r->request_id);
-    hl = curl_slist_append(hl, ridh);
-    hl = curl_slist_append(hl, "Expect:");
-    r->up_headers = hl;
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, hl);
-    if (r->conn)
-        evhttp_connection_set_closecb(r->conn, on_client_close, r);
-    r->own_ns += now_ns() - r->t_start_ns;
+    build_up_headers(r, req);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->up_nodes);
+    r->own_ns += now_ns() - t0;
     if (ag_upstream_start(w->up, e) != AG_OK) {
-        send_error(r, 502, "Bad Gateway", "astgate_upstream_error", "upstream_unreachable",
+        r->state = REQ_DONE;
+        send_error(r, 502, "astgate_upstream_error", "upstream_unreachable",
                    "astgate could not start the upstream request");
-        detach(r);
-        preq_free(r);
+        release(r);
         return;
     }
     /* send now rather than on the next loop turn (curl asked for a 0 ms timer); r may be done
@@ -1115,7 +1241,20 @@ int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
     all_metrics = ag_xcalloc(nw, sizeof(*all_metrics));
     nall_metrics = nw;
     metrics_rules = rules;
-    struct evhttp *admin = NULL;
+    ag_http_server_t *admin = NULL;
+    int admin_fd = -1;
+    ag_http_limits_t lim;
+    memset(&lim, 0, sizeof(lim));
+    lim.max_body = cfg->max_request_body;
+    lim.max_header_bytes = cfg->max_header_bytes;
+    lim.max_headers = cfg->max_headers;
+    lim.max_url_bytes = cfg->max_url_bytes;
+    lim.max_connections = cfg->max_connections;
+    lim.header_ms = cfg->header_timeout_ms;
+    lim.keepalive_ms = cfg->keepalive_timeout_ms;
+    lim.client_ms = cfg->client_timeout_ms;
+    static const ag_http_handlers_t handlers = {on_request, on_refused, on_client_gone};
+    static const ag_http_handlers_t admin_handlers = {admin_request, admin_error, admin_gone};
     uint16_t admin_port = 0;
     uint16_t port = cfg->listen_port;
     char err[512];
@@ -1138,7 +1277,7 @@ int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
         }
         port = bound; /* port 0: the others share the port the first one got */
         /* the changelist folds a worker's epoll_ctl calls within one loop turn into one per fd
-         * (evhttp and curl each re-arm their sockets on every request) */
+         * (curl re-arms its sockets on every request) */
         struct event_config *ecfg = event_config_new();
         event_config_set_flag(ecfg, EVENT_BASE_FLAG_NOLOCK | EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
         w->base = event_base_new_with_config(ecfg);
@@ -1147,20 +1286,7 @@ int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
             fprintf(stderr, "astgate: cannot create an event loop\n");
             goto out;
         }
-        w->http = evhttp_new(w->base);
-        evhttp_set_max_body_size(w->http, (ev_ssize_t)cfg->max_request_body);
-        w->client_tv.tv_sec = (time_t)(cfg->client_timeout_ms / 1000);
-        w->client_tv.tv_usec = (suseconds_t)(cfg->client_timeout_ms % 1000) * 1000;
-        if (evutil_timerisset(&w->client_tv)) /* else evhttp keeps a silent client forever */
-            evhttp_set_timeout_tv(w->http, &w->client_tv);
-        evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                                EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                                EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-        evhttp_set_gencb(w->http, handle, w);
-        if (evhttp_accept_socket(w->http, w->fd) != 0) {
-            fprintf(stderr, "astgate: cannot accept on the listening socket\n");
-            goto out;
-        }
+        w->http = ag_http_server_new(w->base, w->fd, &handlers, &lim, w);
         ag_wmetrics_init(&w->m, ag_rules_count(rules));
         all_metrics[i] = &w->m;
         ag_engine_opts_t eo;
@@ -1174,7 +1300,6 @@ int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
         /* every worker sees the pipe readable once main writes to it, and nobody reads it */
         w->stop = event_new(w->base, stop_fd[0], EV_READ, on_stop, w);
         event_add(w->stop, NULL);
-        w->chunk = evbuffer_new();
         for (int k = 0; k < LOG_N; k++)
             ag_buf_init(&w->logbuf[k], LOG_BUF_MAX);
         w->log_flush = event_new(w->base, -1, 0, on_log_flush, w);
@@ -1186,13 +1311,8 @@ int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
             fprintf(stderr, "astgate: admin: %s\n", err);
             goto out;
         }
-        admin = evhttp_new(ws[0].base);
-        evhttp_set_gencb(admin, handle_admin, NULL);
-        if (evhttp_accept_socket(admin, afd) != 0) {
-            fprintf(stderr, "astgate: cannot accept on the admin socket\n");
-            close(afd);
-            goto out;
-        }
+        admin_fd = afd;
+        admin = ag_http_server_new(ws[0].base, afd, &admin_handlers, &lim, NULL);
     }
     for (uint32_t i = 0; i < nw; i++) {
         if (pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]) != 0) {
@@ -1222,8 +1342,9 @@ stop:
     for (uint32_t i = 0; i < started; i++)
         pthread_join(ws[i].thread, NULL);
 out:
-    if (admin)
-        evhttp_free(admin);
+    ag_http_server_free(admin);
+    if (admin_fd >= 0)
+        close(admin_fd);
     for (uint32_t i = 0; i < nw; i++) {
         worker_t *w = &ws[i];
         log_flush(w);
@@ -1232,13 +1353,12 @@ out:
         if (w->log_flush)
             event_free(w->log_flush);
         ag_wmetrics_dispose(&w->m);
-        if (w->chunk)
-            evbuffer_free(w->chunk);
         if (w->stop)
             event_free(w->stop);
         ag_upstream_free(w->up);
-        if (w->http)
-            evhttp_free(w->http);
+        ag_http_server_free(w->http);
+        if (w->fd > 0)
+            close(w->fd);
         ag_engine_free(w->engine);
         if (w->base)
             event_base_free(w->base);

@@ -152,7 +152,7 @@ describe('timeouts and body limits (from a config file)', { skip: NEEDS_PROXY },
     });
 });
 
-describe('client timeouts (timeouts.client_ms)', { skip: NEEDS_PROXY }, () => {
+describe('client timeouts (timeouts.client_ms, header_ms, keepalive_ms)', { skip: NEEDS_PROXY }, () => {
     const CLIENT_MS = 400;
     const PROSE = 'Here is the agent.\n\n';
     const CODE = "```ts\nimport { Agent } from '@mastra/core/agent';\nexport const a = new Agent({ name: 'a', model: 'openai/gpt-4o' });\n```\n";
@@ -164,7 +164,7 @@ describe('client timeouts (timeouts.client_ms)', { skip: NEEDS_PROXY }, () => {
                     listen: '127.0.0.1:0',
                     upstream: fake.url,
                     rules: [path.join(ROOT, RULES)],
-                    timeouts: { client_ms: CLIENT_MS },
+                    timeouts: { client_ms: CLIENT_MS, header_ms: CLIENT_MS, keepalive_ms: CLIENT_MS },
                 }),
         });
     });
@@ -190,7 +190,7 @@ describe('client timeouts (timeouts.client_ms)', { skip: NEEDS_PROXY }, () => {
         });
     }
 
-    it('a client that stops in the middle of its request headers is disconnected after client_ms', async () => {
+    it('a client that stops in the middle of its request headers is disconnected after header_ms', async () => {
         const before = t.fake.requests.length;
         const sock = await connect();
         const sent = { at: Date.now() };
@@ -220,7 +220,7 @@ describe('client timeouts (timeouts.client_ms)', { skip: NEEDS_PROXY }, () => {
         assert.equal(text, cliRewriteText(PROSE + CODE));
     });
 
-    it('an idle keep-alive connection is closed client_ms after its last reply', async () => {
+    it('an idle keep-alive connection is closed keepalive_ms after its last reply', async () => {
         t.fake.enqueue({ content: ['Fine.'] });
         const sock = await connect();
         const sent = { at: 0 };
