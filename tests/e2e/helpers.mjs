@@ -189,12 +189,12 @@ for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]]) {
 
 export class Astgate {
     // Starts `BIN serve` from the repo root and resolves once it printed its listening line.
-    static async start({ upstream, rules = RULES, config = null, extraArgs = [], readyMs = 20000 }) {
+    static async start({ upstream, rules = RULES, config = null, extraArgs = [], readyMs = 20000, wrap = null }) {
         const args = ['serve', '--listen', '127.0.0.1:0', '--upstream', upstream];
         for (const r of Array.isArray(rules) ? rules : [rules]) args.push('--rules', r);
         if (config) args.push('--config', config);
         args.push(...extraArgs);
-        const a = new Astgate(args);
+        const a = new Astgate(args, wrap);
         try {
             await withTimeout(a.ready, readyMs, `astgate to print its listening line (${a.cmd})`);
         } catch (err) {
@@ -205,7 +205,9 @@ export class Astgate {
         return a;
     }
 
-    constructor(args) {
+    // wrap: a command that runs astgate, e.g. ['prlimit', '--nofile=40'] (its pid is astgate's
+    // when the wrapper execs it)
+    constructor(args, wrap = null) {
         this.args = args;
         this.cmd = [BIN, ...args].join(' ');
         this.stderr = '';
@@ -213,7 +215,9 @@ export class Astgate {
         this.lines = []; // stderr lines, in order
         this.exitInfo = null;
         this.waiters = new Set();
-        this.child = spawn(BIN, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+        this.child = wrap
+            ? spawn(wrap[0], [...wrap.slice(1), BIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+            : spawn(BIN, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
         live.add(this);
         this.exited = new Promise((resolve) => {
             this.child.once('exit', (code, signal) => {
