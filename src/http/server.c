@@ -627,6 +627,16 @@ static int on_body(llhttp_t *p, const char *at, size_t n)
     return 0;
 }
 
+/* A chunk announced larger than the body may still grow: refuse before reading it. */
+static int on_chunk_header(llhttp_t *p)
+{
+    conn_t *c = p->data;
+    if (p->content_length > c->s->lim.max_body - c->body.len)
+        return fail(c, 413, "request_too_large",
+                    "the request body is larger than limits.max_request_body");
+    return 0;
+}
+
 static int on_message_complete(llhttp_t *p)
 {
     (void)p;
@@ -647,6 +657,7 @@ static const llhttp_settings_t *settings(void)
         st.on_header_value = on_header_value;
         st.on_headers_complete = on_headers_complete;
         st.on_body = on_body;
+        st.on_chunk_header = on_chunk_header;
         st.on_message_complete = on_message_complete;
         init = true;
     }
