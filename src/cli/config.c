@@ -4,9 +4,11 @@
 
 #include "yamldoc.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <sys/stat.h>
 
 const char ag_config_default_yaml[] =
     "# astgate's embedded default configuration\n"
@@ -75,7 +77,8 @@ int ag_config_set_listen(ag_config_t *cfg, const char *hostport, ag_diag_t *d)
     return AG_OK;
 }
 
-int ag_config_set_upstream(ag_config_t *cfg, const char *url, ag_diag_t *d)
+/* url without its trailing slashes into out[cap], or AG_EINVAL with a message in d. */
+static int base_url(const char *url, char *out, size_t cap, ag_diag_t *d)
 {
     size_t n = strlen(url);
     while (n > 0 && url[n - 1] == '/')
@@ -84,13 +87,18 @@ int ag_config_set_upstream(ag_config_t *cfg, const char *url, ag_diag_t *d)
         ag_diag_set(d, NULL, 0, 0, "upstream `%s` must be an http:// or https:// URL", url);
         return AG_EINVAL;
     }
-    if (n >= sizeof(cfg->upstream)) {
+    if (n >= cap) {
         ag_diag_set(d, NULL, 0, 0, "upstream URL is too long");
         return AG_EINVAL;
     }
-    memcpy(cfg->upstream, url, n);
-    cfg->upstream[n] = '\0';
+    memcpy(out, url, n);
+    out[n] = '\0';
     return AG_OK;
+}
+
+int ag_config_set_upstream(ag_config_t *cfg, const char *url, ag_diag_t *d)
+{
+    return base_url(url, cfg->upstream, sizeof(cfg->upstream), d);
 }
 
 int ag_config_add_rules(ag_config_t *cfg, const char *path, bool first, ag_diag_t *d)
@@ -160,12 +168,242 @@ static void rel_path(const char *config_path, const char *p, char *out, size_t c
     snprintf(out, cap, "%.*s/%s", (int)(slash - config_path), config_path, p);
 }
 
+static void tls_defaults(ag_tls_t *t)
+{
+    memset(t, 0, sizeof(*t));
+    t->verify = true;
+}
+
+/* Which YAML nodes set client_cert and client_key (NULL: not set), to place a pair error. */
+typedef struct tls_src {
+    const ag_ynode_t *cert;
+    const ag_ynode_t *key;
+} tls_src_t;
+
+/* A TLS file must be there, be readable and hold PEM, or the first request would find out. */
+static int check_tls_file(const char *file, const ag_ynode_t *n, const char *key, const char *p,
+                          bool dir, ag_diag_t *d)
+{
+    if (dir) {
+        DIR *dh = opendir(p);
+        if (dh == NULL)
+            return fail(d, file, n, "`%s`: cannot open the directory %s: %s", key, p,
+                        strerror(errno));
+        closedir(dh);
+        return AG_OK;
+    }
+    FILE *f = fopen(p, "rb");
+    if (f == NULL)
+        return fail(d, file, n, "`%s`: cannot read %s: %s", key, p, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return fail(d, file, n, "`%s`: %s is not a regular file", key, p);
+    }
+    /* look for a PEM header; keep the last bytes of each chunk for one split across two */
+    static const char begin[] = "-----BEGIN ";
+    const size_t blen = sizeof(begin) - 1;
+    char chunk[16384];
+    size_t keep = 0;
+    bool pem = false, err = false;
+    for (;;) {
+        size_t got = fread(chunk + keep, 1, sizeof(chunk) - keep, f);
+        if (got == 0) {
+            err = ferror(f) != 0;
+            break;
+        }
+        size_t len = keep + got;
+        if (memmem(chunk, len, begin, blen) != NULL) {
+            pem = true;
+            break;
+        }
+        keep = len < blen - 1 ? len : blen - 1;
+        memmove(chunk, chunk + len - keep, keep);
+    }
+    int e = errno;
+    fclose(f);
+    if (err)
+        return fail(d, file, n, "`%s`: cannot read %s: %s", key, p, strerror(e));
+    if (!pem)
+        return fail(d, file, n, "`%s`: %s is not a PEM file (no -----BEGIN line)", key, p);
+    return AG_OK;
+}
+
+/* A `tls` mapping (where: "tls" or "upstreams.NAME.tls") over *t, key by key. A path key set to
+ * null clears what t had (a named upstream drops a top-level setting that way). */
+static int parse_tls(const char *path, const char *file, const ag_ynode_t *n, const char *where,
+                     ag_tls_t *t, tls_src_t *src, ag_diag_t *d)
+{
+    static const char *const keys[] = {"ca_file",    "ca_path", "client_cert",
+                                       "client_key", "verify",  NULL};
+    static const struct {
+        const char *key;
+        size_t off;
+        bool dir;
+    } paths[] = {
+        {"ca_file", offsetof(ag_tls_t, ca_file), false},
+        {"ca_path", offsetof(ag_tls_t, ca_path), true},
+        {"client_cert", offsetof(ag_tls_t, client_cert), false},
+        {"client_key", offsetof(ag_tls_t, client_key), false},
+    };
+    if (check_keys(file, n, keys, where, d) != AG_OK)
+        return AG_EINVAL;
+    char key[192];
+    const ag_ynode_t *x;
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        if ((x = ag_ymap_get(n, paths[i].key)) == NULL)
+            continue;
+        char *out = (char *)t + paths[i].off;
+        const ag_ynode_t **from = i == 2 ? &src->cert : i == 3 ? &src->key : NULL;
+        snprintf(key, sizeof(key), "%s.%s", where, paths[i].key);
+        if (x->type == AG_Y_SCALAR && ag_yscalar_is_null(x)) {
+            out[0] = '\0';
+            if (from)
+                *from = NULL;
+            continue;
+        }
+        char rel[1024], full[2048];
+        if (get_str(file, x, rel, sizeof(rel), d, key) != AG_OK)
+            return AG_EINVAL;
+        if (rel[0] == '\0')
+            return fail(d, file, x, "`%s` must be a path, not empty", key);
+        rel_path(path, rel, full, sizeof(full));
+        if (strlen(full) >= sizeof(t->ca_file))
+            return fail(d, file, x, "`%s`: the path is too long", key);
+        if (check_tls_file(file, x, key, full, paths[i].dir, d) != AG_OK)
+            return AG_EINVAL;
+        memcpy(out, full, strlen(full) + 1);
+        if (from)
+            *from = x;
+    }
+    if ((x = ag_ymap_get(n, "verify")) != NULL) {
+        snprintf(key, sizeof(key), "%s.verify", where);
+        if (ag_yscalar_bool(x, &t->verify) != AG_OK)
+            return fail(d, file, x, "`%s` must be true or false", key);
+        snprintf(t->verify_key, sizeof(t->verify_key), "%s", t->verify ? "" : key);
+    }
+    return AG_OK;
+}
+
+/* A client certificate goes with its key: one without the other is refused. */
+static int check_client_pair(const char *file, const ag_tls_t *t, const tls_src_t *src,
+                             const char *whose, ag_diag_t *d)
+{
+    if (t->client_cert[0] && !t->client_key[0])
+        return fail(d, file, src->cert,
+                    "`client_cert` without `client_key` for %s: set both or "
+                    "neither",
+                    whose);
+    if (t->client_key[0] && !t->client_cert[0])
+        return fail(d, file, src->key,
+                    "`client_key` without `client_cert` for %s: set both or "
+                    "neither",
+                    whose);
+    return AG_OK;
+}
+
+/* One entry of `upstreams`: a URL, or {url: URL, tls: {...}} whose tls goes over the top-level
+ * one (base). */
+static int parse_upstream(const char *path, const char *file, const ag_ynode_t *name,
+                          const ag_ynode_t *v, const ag_tls_t *base, const tls_src_t *base_src,
+                          char *url, size_t url_cap, ag_tls_t *tls, ag_diag_t *d)
+{
+    char where[128], whose[128], tmp[1024];
+    snprintf(where, sizeof(where), "upstreams.%s", name->text);
+    snprintf(whose, sizeof(whose), "upstream `%s`", name->text);
+    *tls = *base;
+    tls_src_t src = *base_src;
+    const ag_ynode_t *u = v;
+    if (v->type == AG_Y_MAP) {
+        static const char *const keys[] = {"url", "tls", NULL};
+        if (check_keys(file, v, keys, where, d) != AG_OK)
+            return AG_EINVAL;
+        if ((u = ag_ymap_get(v, "url")) == NULL)
+            return fail(d, file, v, "`%s` needs a `url`", where);
+        const ag_ynode_t *t = ag_ymap_get(v, "tls");
+        char tw[160];
+        snprintf(tw, sizeof(tw), "%s.tls", where);
+        if (t && parse_tls(path, file, t, tw, tls, &src, d) != AG_OK)
+            return AG_EINVAL;
+    } else if (v->type != AG_Y_SCALAR) {
+        return fail(d, file, v, "`%s` must be a base URL or a mapping {url: ..., tls: {...}}",
+                    where);
+    }
+    if (get_str(file, u, tmp, sizeof(tmp), d, "upstream") != AG_OK)
+        return AG_EINVAL;
+    if (base_url(tmp, url, url_cap, d) != AG_OK)
+        return fail(d, file, u, "%s", d->msg);
+    return check_client_pair(file, tls, &src, whose, d);
+}
+
+typedef struct parsed_upstream {
+    char url[1024];
+    ag_tls_t tls;
+} parsed_upstream_t;
+
+/* `upstreams` (every entry checked, used or not) and `routes`. */
+static int apply_routes(const char *path, const char *file, const ag_ynode_t *root,
+                        const tls_src_t *tsrc, ag_config_t *cfg, ag_diag_t *d)
+{
+    const ag_ynode_t *ups = ag_ymap_get(root, "upstreams");
+    const ag_ynode_t *n = ag_ymap_get(root, "routes");
+    parsed_upstream_t *pu = NULL;
+    int rc = AG_EINVAL;
+    if (ups && ups->type != AG_Y_MAP)
+        return fail(d, file, ups, "`upstreams` must map names to base URLs");
+    if (ups && ups->n > 0) {
+        pu = ag_xcalloc(ups->n, sizeof(*pu));
+        for (uint32_t i = 0; i < ups->n; i++)
+            if (parse_upstream(path, file, ups->pairs[i].key, ups->pairs[i].value, &cfg->tls, tsrc,
+                               pu[i].url, sizeof(pu[i].url), &pu[i].tls, d) != AG_OK)
+                goto out;
+    }
+    if (n != NULL) {
+        if (n->type != AG_Y_MAP) {
+            fail(d, file, n, "`routes` must map path prefixes to upstream names");
+            goto out;
+        }
+        if (n->n > AG_CONFIG_MAX_ROUTES) {
+            fail(d, file, n, "too many routes (at most %d)", AG_CONFIG_MAX_ROUTES);
+            goto out;
+        }
+        cfg->nroutes = 0;
+        for (uint32_t i = 0; i < n->n; i++) {
+            const ag_ynode_t *k = n->pairs[i].key, *val = n->pairs[i].value;
+            ag_route_t *rt = &cfg->routes[cfg->nroutes];
+            if (k->len == 0 || k->text[0] != '/' || k->len >= sizeof(rt->prefix)) {
+                fail(d, file, k, "a route must be a path prefix starting with /");
+                goto out;
+            }
+            if (get_str(file, val, rt->name, sizeof(rt->name), d, "route upstream") != AG_OK)
+                goto out;
+            uint32_t j = 0;
+            while (ups && j < ups->n && !ag_str_eqc(ag_yscalar_str(ups->pairs[j].key), rt->name))
+                j++;
+            if (ups == NULL || j == ups->n) {
+                fail(d, file, val,
+                     "route `%s` names an unknown upstream `%s` (define it under `upstreams`)",
+                     k->text, rt->name);
+                goto out;
+            }
+            memcpy(rt->prefix, k->text, k->len + 1);
+            memcpy(rt->url, pu[j].url, sizeof(rt->url));
+            rt->tls = pu[j].tls;
+            cfg->nroutes++;
+        }
+    }
+    rc = AG_OK;
+out:
+    free(pu);
+    return rc;
+}
+
 static int apply(const char *path, const char *file, const ag_ynode_t *root, ag_config_t *cfg,
                  ag_diag_t *d)
 {
-    static const char *const top[] = {"listen", "upstream",     "rules", "workers", "timeouts",
-                                      "limits", "logs",         "block_status", "bare", "mode",
-                                      "admin",  "upstreams",    "routes", "forwarded", NULL};
+    static const char *const top[] = {
+        "listen", "upstream", "rules", "workers",   "timeouts", "limits",    "logs", "block_status",
+        "bare",   "mode",     "admin", "upstreams", "routes",   "forwarded", "tls",  NULL};
     if (check_keys(file, root, top, "the configuration", d) != AG_OK)
         return AG_EINVAL;
     const ag_ynode_t *n;
@@ -238,9 +476,9 @@ static int apply(const char *path, const char *file, const ag_ynode_t *root, ag_
         }
     }
     if ((n = ag_ymap_get(root, "limits")) != NULL) {
-        static const char *const keys[] = {"max_request_body", "max_response_body", "max_held",
-                                           "max_header_bytes", "max_headers",       "max_url_bytes",
-                                           "max_connections",  NULL};
+        static const char *const keys[] = {
+            "max_request_body", "max_response_body", "max_held",        "max_header_bytes",
+            "max_headers",      "max_url_bytes",     "max_connections", NULL};
         if (check_keys(file, n, keys, "limits", d) != AG_OK)
             return AG_EINVAL;
         const ag_ynode_t *x;
@@ -323,38 +561,16 @@ static int apply(const char *path, const char *file, const ag_ynode_t *root, ag_
         else
             return fail(d, file, n, "`mode` must be enforce or shadow");
     }
-    const ag_ynode_t *ups = ag_ymap_get(root, "upstreams");
-    if (ups && ups->type != AG_Y_MAP)
-        return fail(d, file, ups, "`upstreams` must map names to base URLs");
-    if ((n = ag_ymap_get(root, "routes")) != NULL) {
-        if (n->type != AG_Y_MAP)
-            return fail(d, file, n, "`routes` must map path prefixes to upstream names");
-        if (n->n > AG_CONFIG_MAX_ROUTES)
-            return fail(d, file, n, "too many routes (at most %d)", AG_CONFIG_MAX_ROUTES);
-        cfg->nroutes = 0;
-        for (uint32_t i = 0; i < n->n; i++) {
-            const ag_ynode_t *k = n->pairs[i].key, *val = n->pairs[i].value;
-            ag_route_t *rt = &cfg->routes[cfg->nroutes];
-            if (k->len == 0 || k->text[0] != '/' || k->len >= sizeof(rt->prefix))
-                return fail(d, file, k, "a route must be a path prefix starting with /");
-            if (get_str(file, val, rt->name, sizeof(rt->name), d, "route upstream") != AG_OK)
-                return AG_EINVAL;
-            const ag_ynode_t *u = ups ? ag_ymap_get(ups, rt->name) : NULL;
-            if (u == NULL)
-                return fail(d, file, val, "route `%s` names an unknown upstream `%s` (define it under "
-                                        "`upstreams`)",
-                            k->text, rt->name);
-            if (get_str(file, u, tmp, sizeof(tmp), d, "upstream") != AG_OK)
-                return AG_EINVAL;
-            ag_config_t probe;
-            memset(&probe, 0, sizeof(probe));
-            if (ag_config_set_upstream(&probe, tmp, d) != AG_OK)
-                return fail(d, file, u, "%s", d->msg);
-            memcpy(rt->prefix, k->text, k->len + 1);
-            memcpy(rt->url, probe.upstream, sizeof(rt->url));
-            cfg->nroutes++;
-        }
+    /* the top-level tls first: named upstreams start from it */
+    tls_src_t tsrc = {NULL, NULL};
+    if ((n = ag_ymap_get(root, "tls")) != NULL) {
+        if (parse_tls(path, file, n, "tls", &cfg->tls, &tsrc, d) != AG_OK)
+            return AG_EINVAL;
+        if (check_client_pair(file, &cfg->tls, &tsrc, "the default upstream", d) != AG_OK)
+            return AG_EINVAL;
     }
+    if (apply_routes(path, file, root, &tsrc, cfg, d) != AG_OK)
+        return AG_EINVAL;
     if ((n = ag_ymap_get(root, "admin")) != NULL) {
         if (get_str(file, n, tmp, sizeof(tmp), d, "admin") != AG_OK)
             return AG_EINVAL;
@@ -387,9 +603,10 @@ static int load_text(const char *path, ag_str_t text, ag_config_t *cfg, ag_diag_
 int ag_config_load(const char *path, ag_config_t *cfg, ag_diag_t *d)
 {
     memset(cfg, 0, sizeof(*cfg));
+    tls_defaults(&cfg->tls);
     /* the embedded default first; a file overrides what it sets */
-    int rc = load_text(NULL, ag_str(ag_config_default_yaml, strlen(ag_config_default_yaml)), cfg,
-                       d);
+    int rc =
+        load_text(NULL, ag_str(ag_config_default_yaml, strlen(ag_config_default_yaml)), cfg, d);
     AG_ASSERT(rc == AG_OK);
     snprintf(cfg->source, sizeof(cfg->source), "(embedded default)");
     if (path == NULL)
@@ -422,6 +639,11 @@ const char *ag_config_upstream_for(const ag_config_t *cfg, const char *path)
 const char *ag_config_target_url(const ag_config_t *cfg, uint32_t target)
 {
     return target == 0 || target > cfg->nroutes ? cfg->upstream : cfg->routes[target - 1].url;
+}
+
+const ag_tls_t *ag_config_target_tls(const ag_config_t *cfg, uint32_t target)
+{
+    return target == 0 || target > cfg->nroutes ? &cfg->tls : &cfg->routes[target - 1].tls;
 }
 
 uint32_t ag_config_target_for(const ag_config_t *cfg, const char *path)

@@ -14,22 +14,39 @@ enum {
     AG_FORWARDED_OFF,     /* the client's headers as they are, nothing added */
 };
 
+/* TLS to one upstream: the top-level `tls:` section, or a named upstream's own `tls:` merged over
+ * it key by key. Paths are resolved against the config file's directory and were readable PEM
+ * files (ca_path: a readable directory) when the configuration was loaded. "" = not set. */
+typedef struct ag_tls {
+    char ca_file[1024];     /* trusted CAs (PEM bundle); "" and no ca_path: $SSL_CERT_FILE /
+                               $SSL_CERT_DIR, else the system bundle */
+    char ca_path[1024];     /* directory of hashed CA certificates (openssl rehash); re-read per
+                               connection, so ca_file is cheaper */
+    char client_cert[1024]; /* PEM client certificate; set together with client_key */
+    char client_key[1024];  /* its PEM private key (not encrypted) */
+    bool verify;            /* check the upstream's certificate and host name; default true */
+    char verify_key[192];   /* the key that turned verify off ("tls.verify",
+                               "upstreams.NAME.tls.verify"), for the start-up warning */
+} ag_tls_t;
+
 /* A path prefix served by another upstream than the default one. */
 typedef struct ag_route {
-    char prefix[256];  /* e.g. "/v1/messages" */
-    char name[64];     /* the upstream's name in `upstreams` */
-    char url[1024];    /* its base URL */
+    char prefix[256]; /* e.g. "/v1/messages" */
+    char name[64];    /* the upstream's name in `upstreams` */
+    char url[1024];   /* its base URL */
+    ag_tls_t tls;     /* merged: its own `tls` over the top-level one */
 } ag_route_t;
 
 typedef struct ag_config {
     char listen_host[256];
-    uint16_t listen_port;          /* 0 = any free port (tests) */
-    char upstream[1024];           /* scheme://host[:port][/prefix], no trailing slash */
+    uint16_t listen_port;                    /* 0 = any free port (tests) */
+    char upstream[1024];                     /* scheme://host[:port][/prefix], no trailing slash */
+    ag_tls_t tls;                            /* TLS to `upstream` (the top-level `tls`) */
     ag_route_t routes[AG_CONFIG_MAX_ROUTES]; /* longest prefix first wins; else `upstream` */
     uint32_t nroutes;
     char *rules[AG_CONFIG_MAX_RULES]; /* owned paths, resolved against the config file's dir */
     uint32_t nrules;
-    uint32_t workers;              /* threads; 0 = one per core */
+    uint32_t workers; /* threads; 0 = one per core */
     uint32_t connect_timeout_ms;
     uint32_t upstream_timeout_ms;  /* whole upstream exchange; 0 = none */
     uint32_t client_timeout_ms;    /* a client's silence while it sends a request or between
@@ -52,7 +69,7 @@ typedef struct ag_config {
     bool shadow;                   /* mode: shadow: log and count, change nothing */
     char admin_host[256];          /* /metrics and /healthz listener; empty = on `listen` */
     uint16_t admin_port;
-    char source[1024];             /* the config file, or "(embedded default)" */
+    char source[1024]; /* the config file, or "(embedded default)" */
 } ag_config_t;
 
 /* Loads path (NULL = the embedded default) into cfg. Errors fill d with file:line:col. */
@@ -63,8 +80,7 @@ void ag_config_dispose(ag_config_t *cfg);
 AG_MUSTCHECK int ag_config_set_listen(ag_config_t *cfg, const char *hostport, ag_diag_t *d);
 AG_MUSTCHECK int ag_config_set_upstream(ag_config_t *cfg, const char *url, ag_diag_t *d);
 /* Replaces the rule list on the first call, appends on the next ones. */
-AG_MUSTCHECK int ag_config_add_rules(ag_config_t *cfg, const char *path, bool first,
-                                     ag_diag_t *d);
+AG_MUSTCHECK int ag_config_add_rules(ag_config_t *cfg, const char *path, bool first, ag_diag_t *d);
 
 /* The upstream base URL for a request path. */
 const char *ag_config_upstream_for(const ag_config_t *cfg, const char *path);
@@ -72,6 +88,8 @@ const char *ag_config_upstream_for(const ag_config_t *cfg, const char *path);
 uint32_t ag_config_target_for(const ag_config_t *cfg, const char *path);
 /* A target's base URL (scheme://host[:port][/prefix], no trailing slash). */
 const char *ag_config_target_url(const ag_config_t *cfg, uint32_t target);
+/* A target's TLS settings (merged; see ag_tls_t). */
+const ag_tls_t *ag_config_target_tls(const ag_config_t *cfg, uint32_t target);
 
 /* The embedded default as YAML text. */
 extern const char ag_config_default_yaml[];

@@ -6,6 +6,13 @@
 #include <event2/event_struct.h>
 
 #define EASY_POOL 64 /* idle handles kept per target */
+/* seconds curl keeps the CA store it built from a CA file: a day, so that the bundle (~20 ms of
+ * CPU with OpenSSL 3) is parsed once a day instead of once per connection and an update is still
+ * seen. curl 7.88 keeps one store per multi handle: targets with different CA files replace each
+ * other's, so they pay the parse on each new connection. */
+#define CA_CACHE_SECONDS 86400L
+/* when curl was built without a default CA file */
+#define SYSTEM_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
 
 typedef struct easy_pool {
     CURL *h[EASY_POOL];
@@ -19,6 +26,7 @@ struct ag_upstream {
     ag_upstream_done_cb done;
     int running;
     const ag_config_t *cfg;
+    CURLSH *share; /* DNS cache and TLS sessions of the worker's handles; one thread: no locks */
     easy_pool_t pools[AG_CONFIG_MAX_ROUTES + 1]; /* by target */
 };
 
@@ -127,6 +135,17 @@ ag_upstream_t *ag_upstream_new(struct event_base *base, ag_upstream_done_cb done
     /* keep idle upstream connections: by default curl caps its cache at 4 x the transfers in
      * flight and closes connections whenever that number dips */
     curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, 1024L);
+    /* The multi handle already pools connections (and DNS) for every handle added to it; the
+     * share adds TLS session resumption across handles (curl keeps sessions per easy handle
+     * otherwise). Connections stay in the multi: a share's connection cache would replace the
+     * multi's and its CURLMOPT_MAXCONNECTS, for nothing with one multi handle per thread.
+     * curl 7.88 keeps one session per peer, and OpenSSL uses a TLS 1.3 session once on the
+     * client side: of several connections opened at once, those that start after the first one
+     * finished its handshake do a full one. */
+    u->share = curl_share_init();
+    AG_ASSERT(u->share != NULL);
+    curl_share_setopt(u->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    curl_share_setopt(u->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
     return u;
 }
 
@@ -138,6 +157,8 @@ void ag_upstream_free(ag_upstream_t *u)
         for (uint32_t i = 0; i < u->pools[t].n; i++)
             curl_easy_cleanup(u->pools[t].h[i]);
     curl_multi_cleanup(u->multi);
+    /* after every handle that used it; CURLSHE_IN_USE would mean one is still out there */
+    curl_share_cleanup(u->share);
     event_free(u->timer);
     free(u);
 }
@@ -165,10 +186,54 @@ int ag_upstream_running(const ag_upstream_t *u)
     return u->running;
 }
 
+/* Sets where a target's trusted CAs come from. The first source that names anything is the
+ * whole store: the config's ca_file/ca_path, else $SSL_CERT_FILE/$SSL_CERT_DIR, else the system
+ * bundle. Never a CA directory that nobody asked for: Debian's libcurl has /etc/ssl/certs built
+ * in as CURLOPT_CAPATH, and with a CA path set curl does not cache the CA store, so each new
+ * connection would parse the bundle again and look issuers up in the directory. */
+static void set_ca(CURL *e, const ag_tls_t *t)
+{
+    const char *file = NULL, *dir = NULL;
+    if (t->ca_file[0] || t->ca_path[0]) {
+        file = t->ca_file[0] ? t->ca_file : NULL;
+        dir = t->ca_path[0] ? t->ca_path : NULL;
+    } else {
+        file = getenv("SSL_CERT_FILE");
+        dir = getenv("SSL_CERT_DIR");
+        if (file && file[0] == '\0')
+            file = NULL;
+        if (dir && dir[0] == '\0')
+            dir = NULL;
+    }
+    if (file == NULL && dir == NULL) {
+        /* on a fresh handle CURLINFO_CAINFO is curl's built-in default: the system bundle */
+        char *builtin = NULL;
+        curl_easy_getinfo(e, CURLINFO_CAINFO, &builtin);
+        if (builtin == NULL)
+            file = SYSTEM_CA_BUNDLE;
+    }
+    if (file)
+        curl_easy_setopt(e, CURLOPT_CAINFO, file);
+    else if (dir)
+        curl_easy_setopt(e, CURLOPT_CAINFO, NULL);
+    curl_easy_setopt(e, CURLOPT_CAPATH, dir);
+}
+
 static void easy_defaults(ag_upstream_t *u, CURL *e, uint32_t target)
 {
     const ag_config_t *cfg = u->cfg;
-    (void)target;
+    const ag_tls_t *tls = ag_config_target_tls(cfg, target);
+    curl_easy_setopt(e, CURLOPT_SHARE, u->share);
+    /* over HTTP/2 a burst waits for the one connection to multiplex on instead of opening many */
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+    set_ca(e, tls);
+    curl_easy_setopt(e, CURLOPT_CA_CACHE_TIMEOUT, CA_CACHE_SECONDS);
+    if (tls->client_cert[0]) {
+        curl_easy_setopt(e, CURLOPT_SSLCERT, tls->client_cert);
+        curl_easy_setopt(e, CURLOPT_SSLKEY, tls->client_key);
+    }
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, tls->verify ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, tls->verify ? 2L : 0L);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""); /* curl decodes what it offers */
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
@@ -236,7 +301,24 @@ const char *ag_upstream_error_code(CURLcode rc, int *status)
     }
 }
 
+static void warn_tls(const char *url, const ag_tls_t *t, const char *source)
+{
+    /* an http:// upstream has no TLS to weaken */
+    if (!t->verify && strncmp(url, "https://", 8) == 0)
+        fprintf(stderr,
+                "astgate: warning: TLS verification is off for upstream %s (%s: false in %s)\n",
+                url, t->verify_key[0] ? t->verify_key : "tls.verify", source);
+}
+
 void ag_upstream_warn(const ag_config_t *cfg)
 {
-    (void)cfg;
+    warn_tls(cfg->upstream, &cfg->tls, cfg->source);
+    for (uint32_t i = 0; i < cfg->nroutes; i++) {
+        bool seen = false; /* several routes to one upstream: one line */
+        for (uint32_t j = 0; j < i; j++)
+            if (strcmp(cfg->routes[j].name, cfg->routes[i].name) == 0)
+                seen = true;
+        if (!seen)
+            warn_tls(cfg->routes[i].url, &cfg->routes[i].tls, cfg->source);
+    }
 }

@@ -16,7 +16,9 @@ typedef struct ag_upstream ag_upstream_t;
 typedef void (*ag_upstream_done_cb)(CURL *easy, CURLcode result, void *priv);
 
 /* cfg is borrowed for the upstream's lifetime (timeouts, targets, TLS); NULL when the caller
- * makes its own easy handles (ag_upstream_easy is then not to be called). */
+ * makes its own easy handles (ag_upstream_easy is then not to be called). The handles from
+ * ag_upstream_easy share one DNS cache and one TLS session cache (a CURLSH without locks) and the
+ * multi handle's connections and CA store: an upstream belongs to one thread. */
 ag_upstream_t *ag_upstream_new(struct event_base *base, ag_upstream_done_cb done,
                                const ag_config_t *cfg);
 void ag_upstream_free(ag_upstream_t *u);
@@ -36,8 +38,9 @@ void ag_upstream_easy_put(ag_upstream_t *u, CURL *easy, uint32_t target);
  * (504 or 502). */
 const char *ag_upstream_error_code(CURLcode rc, int *status);
 
-/* Prints to stderr, once at start, what in cfg weakens the upstream side (e.g. TLS verification
- * turned off), one line each. */
+/* Prints to stderr, once at start, what in cfg weakens the upstream side, one line each: every
+ * https upstream whose tls.verify is false ("astgate: warning: TLS verification is off for
+ * upstream URL (KEY: false in FILE)"). */
 void ag_upstream_warn(const ag_config_t *cfg);
 
 /* Starts easy (CURLOPT_PRIVATE must be set). */

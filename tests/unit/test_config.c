@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -161,6 +162,222 @@ static void test_routes(void **state)
     expect_error("upstreams: {a: 'ftp://x'}\nroutes: {/x: a}\n", 1, 16, "http://");
 }
 
+/* TLS: a temp dir with PEM files, and configs written into it so relative paths resolve there */
+static char tls_dir[64];
+static char tls_cfg[128];
+
+static void put_file(const char *name, const char *text)
+{
+    char p[256];
+    snprintf(p, sizeof(p), "%s/%s", tls_dir, name);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static int tls_setup(void **state)
+{
+    snprintf(tls_dir, sizeof(tls_dir), "/tmp/astgate-tls-XXXXXX");
+    if (mkdtemp(tls_dir) == NULL)
+        return -1;
+    static const char pem[] = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    put_file("ca.pem", pem);
+    put_file("other-ca.pem", pem);
+    put_file("client.pem", pem);
+    put_file("client.key", "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n");
+    put_file("notes.txt", "not a certificate\n");
+    char p[256];
+    snprintf(p, sizeof(p), "%s/certs", tls_dir);
+    if (mkdir(p, 0700) != 0)
+        return -1;
+    snprintf(tls_cfg, sizeof(tls_cfg), "%s/astgate.yaml", tls_dir);
+    return 0;
+}
+
+static int tls_teardown(void **state)
+{
+    static const char *const names[] = {"ca.pem",    "other-ca.pem", "client.pem", "client.key",
+                                        "notes.txt", "astgate.yaml", NULL};
+    char p[256];
+    for (const char *const *n = names; *n; n++) {
+        snprintf(p, sizeof(p), "%s/%s", tls_dir, *n);
+        unlink(p);
+    }
+    snprintf(p, sizeof(p), "%s/certs", tls_dir);
+    rmdir(p);
+    rmdir(tls_dir);
+    return 0;
+}
+
+static int load_tls_config(const char *text, ag_config_t *cfg, ag_diag_t *d)
+{
+    FILE *f = fopen(tls_cfg, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    memset(d, 0, sizeof(*d));
+    return ag_config_load(tls_cfg, cfg, d);
+}
+
+/* tls_dir + "/" + name, for comparisons */
+static const char *in_dir(const char *name)
+{
+    static char p[4][256];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(p[k], sizeof(p[k]), "%s/%s", tls_dir, name);
+    return p[k];
+}
+
+static void expect_tls_error(const char *text, unsigned line, unsigned col, const char *needle)
+{
+    ag_config_t cfg;
+    ag_diag_t d;
+    assert_int_equal(load_tls_config(text, &cfg, &d), AG_EINVAL);
+    assert_string_equal(d.file, tls_cfg);
+    if (d.line != line || d.col != col || strstr(d.msg, needle) == NULL)
+        fail_msg("got %u:%u: %s; want %u:%u: ...%s...", d.line, d.col, d.msg, line, col, needle);
+}
+
+static void test_tls_defaults(void **state)
+{
+    ag_config_t cfg;
+    ag_diag_t d;
+    assert_int_equal(ag_config_load(NULL, &cfg, &d), AG_OK);
+    assert_true(cfg.tls.verify);
+    assert_string_equal(cfg.tls.ca_file, "");
+    assert_string_equal(cfg.tls.ca_path, "");
+    assert_string_equal(cfg.tls.client_cert, "");
+    assert_string_equal(cfg.tls.client_key, "");
+    assert_ptr_equal(ag_config_target_tls(&cfg, 0), &cfg.tls);
+    ag_config_dispose(&cfg);
+    /* a named upstream without tls gets the defaults too */
+    assert_int_equal(
+        load_tls_config("upstreams: {a: 'https://a.example'}\nroutes: {/a: a}\n", &cfg, &d), AG_OK);
+    const ag_tls_t *t = ag_config_target_tls(&cfg, 1);
+    assert_ptr_equal(t, &cfg.routes[0].tls);
+    assert_true(t->verify);
+    assert_string_equal(t->ca_file, "");
+    ag_config_dispose(&cfg);
+}
+
+static void test_tls_paths_relative_to_the_config(void **state)
+{
+    ag_config_t cfg;
+    ag_diag_t d;
+    char text[1024];
+    snprintf(text, sizeof(text),
+             "tls:\n  ca_file: ca.pem\n  ca_path: certs\n  client_cert: %s/client.pem\n"
+             "  client_key: ./client.key\n  verify: true\n",
+             tls_dir);
+    assert_int_equal(load_tls_config(text, &cfg, &d), AG_OK);
+    assert_string_equal(cfg.tls.ca_file, in_dir("ca.pem"));
+    assert_string_equal(cfg.tls.ca_path, in_dir("certs"));
+    assert_string_equal(cfg.tls.client_cert, in_dir("client.pem")); /* absolute: as it is */
+    assert_string_equal(cfg.tls.client_key, in_dir("./client.key"));
+    assert_true(cfg.tls.verify);
+    assert_string_equal(cfg.tls.verify_key, "");
+    ag_config_dispose(&cfg);
+}
+
+static void test_tls_per_upstream_merge(void **state)
+{
+    ag_config_t cfg;
+    ag_diag_t d;
+    const char *text = "tls: {ca_file: ca.pem, client_cert: client.pem, client_key: client.key,\n"
+                       "      verify: false}\n"
+                       "upstreams:\n"
+                       "  plain: https://plain.example/\n"
+                       "  own:\n"
+                       "    url: https://own.example\n"
+                       "    tls: {ca_file: other-ca.pem, verify: true}\n"
+                       "  nocert: {url: 'https://nocert.example', tls: {client_cert: ~, "
+                       "client_key: null}}\n"
+                       "  unused: {url: 'http://unused.example'}\n"
+                       "routes: {/p: plain, /o: own, /n: nocert}\n";
+    assert_int_equal(load_tls_config(text, &cfg, &d), AG_OK);
+    assert_int_equal(cfg.nroutes, 3);
+    /* the default upstream: the top level */
+    assert_false(cfg.tls.verify);
+    assert_string_equal(cfg.tls.verify_key, "tls.verify");
+    assert_string_equal(cfg.tls.ca_file, in_dir("ca.pem"));
+    /* a plain URL inherits everything */
+    const ag_tls_t *p = ag_config_target_tls(&cfg, ag_config_target_for(&cfg, "/p"));
+    assert_string_equal(ag_config_target_url(&cfg, 1), "https://plain.example");
+    assert_string_equal(p->ca_file, in_dir("ca.pem"));
+    assert_string_equal(p->client_cert, in_dir("client.pem"));
+    assert_string_equal(p->client_key, in_dir("client.key"));
+    assert_false(p->verify);
+    assert_string_equal(p->verify_key, "tls.verify");
+    /* its own keys win, the others are inherited */
+    const ag_tls_t *o = ag_config_target_tls(&cfg, ag_config_target_for(&cfg, "/o/x"));
+    assert_string_equal(cfg.routes[1].url, "https://own.example");
+    assert_string_equal(o->ca_file, in_dir("other-ca.pem"));
+    assert_string_equal(o->client_cert, in_dir("client.pem"));
+    assert_true(o->verify);
+    assert_string_equal(o->verify_key, "");
+    /* null drops an inherited setting */
+    const ag_tls_t *n = ag_config_target_tls(&cfg, 3);
+    assert_string_equal(n->client_cert, "");
+    assert_string_equal(n->client_key, "");
+    assert_string_equal(n->ca_file, in_dir("ca.pem"));
+    ag_config_dispose(&cfg);
+    /* verify: false set on the upstream itself is named as such */
+    assert_int_equal(load_tls_config("upstreams: {lax: {url: 'https://l.example', tls: {verify: "
+                                     "false}}}\nroutes: {/l: lax}\n",
+                                     &cfg, &d),
+                     AG_OK);
+    assert_true(cfg.tls.verify);
+    assert_false(cfg.routes[0].tls.verify);
+    assert_string_equal(cfg.routes[0].tls.verify_key, "upstreams.lax.tls.verify");
+    ag_config_dispose(&cfg);
+}
+
+static void test_tls_errors(void **state)
+{
+    expect_tls_error("tls:\n  ca_file: ca.pem\n  cafile: x\n", 3, 3, "unknown key `cafile` in tls");
+    expect_tls_error("tls: [ca.pem]\n", 1, 6, "`tls` must be a mapping");
+    expect_tls_error("tls: {verify: maybe}\n", 1, 15, "`tls.verify` must be true or false");
+    expect_tls_error("tls: {verify: 'false'}\n", 1, 15, "`tls.verify` must be true or false");
+    expect_tls_error("tls: {ca_file: [ca.pem]}\n", 1, 16, "`tls.ca_file` must be a string");
+    expect_tls_error("tls: {ca_file: ''}\n", 1, 16, "`tls.ca_file` must be a path, not empty");
+    expect_tls_error("tls:\n  ca_file: missing.pem\n", 2, 12, "`tls.ca_file`: cannot read");
+    expect_tls_error("tls:\n  ca_file: missing.pem\n", 2, 12, "missing.pem: No such file");
+    expect_tls_error("tls: {ca_file: certs}\n", 1, 16, "is not a regular file");
+    expect_tls_error("tls: {ca_file: notes.txt}\n", 1, 16, "is not a PEM file");
+    expect_tls_error("tls: {ca_path: ca.pem}\n", 1, 16, "`tls.ca_path`: cannot open the directory");
+    expect_tls_error("tls: {ca_path: nodir}\n", 1, 16, "nodir: No such file or directory");
+    expect_tls_error("tls: {client_key: client.key}\n", 1, 19,
+                     "`client_key` without `client_cert`");
+    expect_tls_error("tls:\n  client_cert: client.pem\n", 2, 16,
+                     "`client_cert` without `client_key` for the default upstream");
+    /* per named upstream */
+    expect_tls_error("upstreams:\n  a:\n    url: https://a.example\n    tls: {verify: 1}\n", 4, 19,
+                     "`upstreams.a.tls.verify` must be true or false");
+    expect_tls_error("upstreams:\n  a: {url: 'https://a.example', tls: {ca: x}}\n", 2, 39,
+                     "unknown key `ca` in upstreams.a.tls");
+    expect_tls_error("upstreams:\n  a: {url: 'https://a.example', tls: {ca_file: nope.pem}}\n", 2,
+                     48, "`upstreams.a.tls.ca_file`: cannot read");
+    expect_tls_error(
+        "upstreams:\n  a: {url: 'https://a.example', tls: {client_cert: client.pem}}\n", 2, 52,
+        "`client_cert` without `client_key` for upstream `a`");
+    /* the top level has both; the upstream drops one */
+    expect_tls_error("tls: {client_cert: client.pem, client_key: client.key}\n"
+                     "upstreams: {b: {url: 'https://b.example', tls: {client_key: null}}}\n",
+                     1, 20, "`client_cert` without `client_key` for upstream `b`");
+    expect_tls_error("upstreams:\n  a: {tls: {verify: true}}\n", 2, 6,
+                     "`upstreams.a` needs a `url`");
+    expect_tls_error("upstreams:\n  a: {url: 'https://a.example', tsl: {}}\n", 2, 33,
+                     "unknown key `tsl` in upstreams.a");
+    expect_tls_error("upstreams:\n  a: [https://a.example]\n", 2, 6,
+                     "`upstreams.a` must be a base URL or a mapping");
+    expect_tls_error("upstreams:\n  a: {url: 'ftp://a.example'}\n", 2, 12, "http:// or https://");
+    /* every upstream is checked, routed or not */
+    expect_tls_error("upstreams: {a: 'https://a.example', b: 'gopher://b'}\n", 1, 40,
+                     "http:// or https://");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -171,6 +388,11 @@ int main(void)
         cmocka_unit_test(test_overrides),
         cmocka_unit_test(test_routes),
         cmocka_unit_test(test_front_end_limits),
+        cmocka_unit_test_setup_teardown(test_tls_defaults, tls_setup, tls_teardown),
+        cmocka_unit_test_setup_teardown(test_tls_paths_relative_to_the_config, tls_setup,
+                                        tls_teardown),
+        cmocka_unit_test_setup_teardown(test_tls_per_upstream_merge, tls_setup, tls_teardown),
+        cmocka_unit_test_setup_teardown(test_tls_errors, tls_setup, tls_teardown),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
