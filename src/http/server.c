@@ -88,9 +88,8 @@ struct conn {
     ag_buf_t body;
     int err_status; /* set by a callback that stopped the parser */
     const char *err_code, *err_msg;
-    const char *feed_base, *feed_end; /* the bytes llhttp_execute is running on */
-    const char *prev_feed_end;        /* the previous call's */
-    const char *value_end;            /* where the current value's last piece ended */
+    uint8_t scan;     /* SCAN_*: where the obs-fold scan of the current head is */
+    bool in_trailers; /* after the head: llhttp reports a chunked body's trailer fields */
     char peer[INET6_ADDRSTRLEN];
     size_t drain_low;
     void (*drain_cb)(void *);
@@ -390,6 +389,7 @@ static int on_message_begin(llhttp_t *p)
     c->method_off = c->method_len = c->url_off = c->url_len = 0;
     c->nspans = 0;
     c->in_value = false;
+    c->in_trailers = false;
     c->header_bytes = 0;
     return 0;
 }
@@ -417,9 +417,22 @@ static int on_url(llhttp_t *p, const char *at, size_t n)
     return head_append(c, at, n);
 }
 
+/* Trailer fields of a chunked body are read and dropped (the body goes on de-chunked), within
+ * max_header_bytes. */
+static int trailer_bytes(conn_t *c, size_t n)
+{
+    c->header_bytes += (uint32_t)n;
+    if (c->header_bytes > c->s->lim.max_header_bytes)
+        return fail(c, 431, "request_header_fields_too_large",
+                    "the request's trailers are larger than limits.max_header_bytes");
+    return 0;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t n)
 {
     conn_t *c = p->data;
+    if (c->in_trailers)
+        return trailer_bytes(c, n + 4);
     if (c->nspans == 0 || c->in_value) {
         if (c->nspans >= c->s->lim.max_headers)
             return fail(c, 431, "request_header_fields_too_large",
@@ -446,6 +459,8 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n)
 static int on_header_field_complete(llhttp_t *p)
 {
     conn_t *c = p->data;
+    if (c->in_trailers)
+        return 0;
     hspan_t *sp = &c->spans[c->nspans - 1];
     sp->value_off = (uint32_t)c->head.len;
     c->in_value = true;
@@ -455,15 +470,8 @@ static int on_header_field_complete(llhttp_t *p)
 static int on_header_value(llhttp_t *p, const char *at, size_t n)
 {
     conn_t *c = p->data;
-    /* llhttp joins a line folded with obs-fold (CRLF then SP or HTAB) to the value it
-     * continues; RFC 9112 5.2 lets a server refuse it, and a proxy should (the next hop may
-     * read the fold differently). A value's pieces are contiguous unless a read split them. */
-    if (c->spans[c->nspans - 1].value_len > 0) {
-        bool split = at == c->feed_base && c->value_end == c->prev_feed_end;
-        if (at != c->value_end && !split)
-            return fail(c, 400, "bad_request", "a header line folded onto the next (obs-fold)");
-    }
-    c->value_end = at + n;
+    if (c->in_trailers)
+        return trailer_bytes(c, n);
     c->spans[c->nspans - 1].value_len += (uint32_t)n;
     c->header_bytes += (uint32_t)n;
     if (c->header_bytes > c->s->lim.max_header_bytes)
@@ -601,6 +609,10 @@ static int on_headers_complete(llhttp_t *p)
                     hosts ? "more than one Host header"
                           : "an HTTP/1.1 request needs a Host header");
     c->req.keep_alive = llhttp_should_keep_alive(p);
+    /* astgate upgrades nothing (h2c, websocket): the request is answered as HTTP/1.1 and the
+     * connection stays HTTP/1.1 (RFC 9110 7.8 lets a server ignore Upgrade) */
+    p->upgrade = 0;
+    c->in_trailers = true;
     bool chunked = (p->flags & F_CHUNKED) != 0;
     bool has_len = (p->flags & F_CONTENT_LENGTH) != 0;
     if (has_len && p->content_length > s->lim.max_body)
@@ -641,6 +653,33 @@ static int on_message_complete(llhttp_t *p)
 {
     (void)p;
     return HPE_PAUSED; /* one request at a time: stop right after it */
+}
+
+enum { SCAN_FIRST, SCAN_LINE_START, SCAN_IN_LINE, SCAN_DONE };
+
+/* llhttp (8.x) joins a line folded with obs-fold (CRLF, then SP or HTAB) to the value before it,
+ * even an empty one, and says nothing. RFC 9112 5.2 lets a server refuse it, and a proxy must:
+ * the next hop may read the fold differently (`Host:` CRLF SP `evil.example`). So the raw bytes
+ * of a head are scanned before llhttp sees them: a line after the request line that starts with
+ * SP or HTAB is a fold. The scan stops at the empty line that ends the head. */
+static bool folded(conn_t *c, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n && c->scan != SCAN_DONE; i++) {
+        char ch = p[i];
+        switch (c->scan) {
+        case SCAN_FIRST:
+        case SCAN_IN_LINE:
+            if (ch == '\n')
+                c->scan = SCAN_LINE_START;
+            break;
+        case SCAN_LINE_START:
+            if (ch == ' ' || ch == '\t')
+                return true;
+            c->scan = ch == '\r' || ch == '\n' ? SCAN_DONE : SCAN_IN_LINE;
+            break;
+        }
+    }
+    return false;
 }
 
 static const llhttp_settings_t *settings(void)
@@ -707,13 +746,14 @@ static void start_request_view(conn_t *c)
 static void refuse(conn_t *c, int status, const char *code, const char *msg)
 {
     ag_http_server_t *s = c->s;
+    bool in_body = c->state == CONN_BODY;
     event_del(&c->timer);
     c->state = CONN_HANDLER;
     if (c->req.method.len == 0 && c->method_len && c->head.ptr)
         c->req.method = ag_str(c->head.ptr + c->method_off, c->method_len);
     /* the target, for the error's shape and the log, when it arrived whole and is sound */
-    if (c->req.target.ptr == NULL && c->url_len && (c->nspans || c->state == CONN_BODY) &&
-        status != 414 && normalize_target(c) != NULL)
+    if (c->req.target.ptr == NULL && c->url_len && (c->nspans || in_body) && status != 414 &&
+        normalize_target(c) != NULL)
         c->req.target = c->req.path = ag_str("", 0);
     if (c->req.target.ptr == NULL)
         c->req.target = c->req.path = ag_str("", 0);
@@ -755,15 +795,18 @@ static void conn_parse(conn_t *c)
             memset(&c->req, 0, sizeof(c->req));
             c->req.t_start_ns = now_ns();
             c->err_status = 0;
+            c->scan = SCAN_FIRST;
             set_timer(c, c->s->lim.header_ms);
         }
         struct evbuffer_iovec v;
         if (evbuffer_peek(c->in, -1, NULL, &v, 1) < 1)
             return;
         const char *base = v.iov_base;
-        c->feed_base = base;
+        if (c->state == CONN_HEAD && c->scan != SCAN_DONE && folded(c, base, v.iov_len)) {
+            refuse(c, 400, "bad_request", "a header line folded onto the next (obs-fold)");
+            return;
+        }
         llhttp_errno_t e = llhttp_execute(&c->parser, base, v.iov_len);
-        c->prev_feed_end = base + v.iov_len;
         size_t used = v.iov_len;
         if (e != HPE_OK)
             used = (size_t)(llhttp_get_error_pos(&c->parser) - base);
@@ -778,10 +821,8 @@ static void conn_parse(conn_t *c)
             dispatch(c);
             return;
         }
-        if (e == HPE_PAUSED_UPGRADE) {
-            /* astgate upgrades nothing: answer the request, then close */
-            dispatch(c);
-            c->close_after = true;
+        if (e == HPE_PAUSED_UPGRADE) { /* cannot happen: on_headers_complete clears upgrade */
+            conn_close(c);
             return;
         }
         if (c->err_status) {

@@ -67,6 +67,7 @@ static void on_gone(void *ud, ag_http_req_t *req)
 }
 
 static const ag_http_handlers_t handlers = {on_request, on_error, on_gone};
+static void expect_refused_fwd(const char *req);
 
 static fixture_t *fx_new(const ag_http_limits_t *lim)
 {
@@ -154,6 +155,30 @@ static void test_pipelined_in_order_and_chunked_body(void **state)
     fx_free(f);
 }
 
+/* Found by fuzz_http_server: an Upgrade request is answered as HTTP/1.1 and the connection goes
+ * on parsing HTTP/1.1; trailer fields do not move the request's views (ASan); a fold onto an
+ * empty value is refused. */
+static void test_upgrade_trailers_and_folds(void **state)
+{
+    (void)state;
+    ag_http_limits_t l = limits();
+    fixture_t *f = fx_new(&l);
+    send_str(f, "GET /u HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n"
+                "POST /t HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "2\r\nhi\r\n0\r\nX-A-Much-Longer-Trailer-Field-Than-Anything: 1\r\n\r\n"
+                "GET /v HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_int_equal(f->seen.nerr, 0);
+    assert_int_equal(f->seen.nreq, 3);
+    assert_string_equal(f->seen.target[0], "/u");
+    assert_string_equal(f->seen.target[1], "/t");
+    assert_string_equal(f->seen.body[1], "hi");
+    assert_int_equal(f->seen.nheaders[1], 2); /* the trailer is not a header */
+    assert_string_equal(f->seen.target[2], "/v");
+    assert_false(f->closed);
+    fx_free(f);
+    expect_refused_fwd("GET / HTTP/1.1\r\nHost:\r\n evil.example\r\n\r\n");
+}
+
 /* A head split at every byte across reads is parsed the same (a value split by a read is not
  * taken for obs-fold). */
 static void test_head_split_at_every_byte(void **state)
@@ -176,6 +201,12 @@ static void test_head_split_at_every_byte(void **state)
         assert_int_equal(f->seen.nheaders[0], 3);
         fx_free(f);
     }
+}
+
+static void expect_refused(const char *req, int status, const char *code);
+static void expect_refused_fwd(const char *req)
+{
+    expect_refused(req, 400, "bad_request");
 }
 
 static void expect_refused(const char *req, int status, const char *code)
@@ -260,6 +291,7 @@ int main(void)
         cmocka_unit_test(test_pipelined_in_order_and_chunked_body),
         cmocka_unit_test(test_head_split_at_every_byte),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_upgrade_trailers_and_folds),
         cmocka_unit_test(test_client_gone_while_held),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
