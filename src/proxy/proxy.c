@@ -108,6 +108,7 @@ typedef struct preq {
     uint64_t t_start_ns;
     uint64_t own_ns; /* time spent in astgate's own work */
     CURLcode result;
+    char errbuf[CURL_ERROR_SIZE]; /* curl's words for a failed transfer (classification only) */
 } preq_t;
 
 static log_sink_t sinks[LOG_N];
@@ -334,6 +335,7 @@ static void preq_free(preq_t *r)
         curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, NULL);
         curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, NULL);
         curl_easy_setopt(r->easy, CURLOPT_PRIVATE, NULL);
+        curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, NULL);
         curl_easy_setopt(r->easy, CURLOPT_NOBODY, 0L);
         ag_upstream_easy_put(r->w->up, r->easy, r->target);
     }
@@ -769,7 +771,7 @@ static void finish_buffered(preq_t *r)
 static void abort_reply(preq_t *r, CURLcode result)
 {
     int st = 502;
-    const char *code = ag_upstream_error_code(result, &st);
+    const char *code = ag_upstream_error_code(result, r->errbuf, &st);
     char msg[512];
     snprintf(msg, sizeof(msg), "astgate lost the upstream mid-reply: %s",
              curl_easy_strerror(result));
@@ -814,7 +816,7 @@ static void on_done(CURL *easy, CURLcode result, void *priv)
             on_head(r);
         } else {
             int st = 502;
-            const char *code = ag_upstream_error_code(result, &st);
+            const char *code = ag_upstream_error_code(result, r->errbuf, &st);
             char msg[512];
             snprintf(msg, sizeof(msg), "astgate could not get a reply from the upstream: %s",
                      curl_easy_strerror(result));
@@ -828,7 +830,7 @@ static void on_done(CURL *easy, CURLcode result, void *priv)
     case REQ_BUFFERING:
         if (failed) {
             int st = 502;
-            const char *code = ag_upstream_error_code(result, &st);
+            const char *code = ag_upstream_error_code(result, r->errbuf, &st);
             char msg[512];
             snprintf(msg, sizeof(msg), "astgate lost the upstream mid-reply: %s",
                      curl_easy_strerror(result));
@@ -1113,6 +1115,7 @@ static void on_request(void *ud, ag_http_req_t *req)
     curl_easy_setopt(e, CURLOPT_URL, url); /* curl copies it */
     free(url);
     curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);

@@ -273,9 +273,16 @@ void ag_upstream_easy_put(ag_upstream_t *u, CURL *easy, uint32_t target)
         curl_easy_cleanup(easy);
 }
 
-const char *ag_upstream_error_code(CURLcode rc, int *status)
+const char *ag_upstream_error_code(CURLcode rc, const char *detail, int *status)
 {
     switch (rc) {
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+        *status = 502;
+        /* OpenSSL's messages: "OpenSSL SSL_read: ...:tlsv13 alert certificate required" */
+        return detail && (strstr(detail, "SSL") || strstr(detail, "TLS") || strstr(detail, "tlsv1"))
+                   ? "upstream_tls_error"
+                   : "upstream_unreachable";
     case CURLE_OPERATION_TIMEDOUT:
         *status = 504;
         return "upstream_timeout";

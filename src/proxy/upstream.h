@@ -35,8 +35,10 @@ void ag_upstream_easy_put(ag_upstream_t *u, CURL *easy, uint32_t target);
 
 /* What a failed transfer means for the client: the error code for the JSON body
  * ("upstream_timeout", "upstream_tls_error" or "upstream_unreachable") and the HTTP status
- * (504 or 502). */
-const char *ag_upstream_error_code(CURLcode rc, int *status);
+ * (504 or 502). detail is the transfer's CURLOPT_ERRORBUFFER text (NULL or "" when none): a
+ * failed read or write that TLS reported (over TLS 1.3 an upstream refuses a client certificate
+ * only after the handshake, with an alert) is a TLS error too. */
+const char *ag_upstream_error_code(CURLcode rc, const char *detail, int *status);
 
 /* Prints to stderr, once at start, what in cfg weakens the upstream side, one line each: every
  * https upstream whose tls.verify is false ("astgate: warning: TLS verification is off for
