@@ -14,16 +14,24 @@
 # PROXY_DURATION seconds each, targets interleaved; medians. Time to first byte of a streamed
 # reply whose prose comes PROXY_TTFB_DELAY_MS before its code (curl and bench/proxy/ttfb.js).
 # The engine's time on the same replies: bench_rewrite (bench/bench_rewrite.c) on generated
-# replies written to files. RSS from /proc/PID/status. bench/RESULTS.md ("Proxy") records a run.
+# replies written to files. RSS from /proc/PID/status. Idle memory first, each proxy alone (before
+# any other server of the bench starts, so no two of them share pages): Pss, private and resident
+# memory from /proc/PID/smaps_rollup of astgate -w2 and of nginx's master + 2 workers.
+# Then the HTTPS scenarios: bench/run-proxy-tls.sh with the same binaries (PROXY_TLS=0 skips it).
+# bench/RESULTS.md ("Proxy") records runs.
 #
 # If perf is installed, astgate is profiled under load and its CPU time split by
 # bench/proxy/perf-split.py.
 # Knobs: PROXY_REPS (3), PROXY_DURATION (2, seconds per wrk run), PROXY_TTFB_N (50),
 # PROXY_TTFB_DELAY_MS (20), PROXY_PERF (1; 0: no profile), PROXY_INSTR (1; 0: skip
 # bench/proxy/instr.sh, the callgrind instruction counts, run when valgrind is installed),
-# PROXY_ASTGATE_ALT (another astgate binary, e.g. a patched one, run as one more target), CC (cc),
-# BENCH_LIBS. Needs node, curl, wrk and nginx (apt-get install -y wrk nginx-light when missing, as
-# root). Takes about 3.5 minutes (4 with PROXY_ASTGATE_ALT).
+# PROXY_ASTGATE (the binary to measure instead of build/astgate, e.g. a copy that others'
+# rebuilds cannot touch), PROXY_ASTGATE_ALT (another astgate binary, e.g. the previous revision,
+# run as two more targets: its API path and its passthrough path; instr.sh and
+# run-proxy-tls.sh measure it too), PROXY_TLS (1; 0: skip bench/run-proxy-tls.sh), CC (cc),
+# BENCH_LIBS. Needs node, curl, wrk and nginx
+# (apt-get install -y wrk nginx-light when missing, as root), openssl for the HTTPS part. Takes
+# about 7 minutes (11 with PROXY_ASTGATE_ALT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -68,7 +76,7 @@ median() { # numbers on stdin, one a line
 
 echo "== machine"
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), nproc $(nproc)"
-echo "kernel: $(uname -r); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "kernel: $(uname -r); uptime (before): $(uptime)"
 echo "wrk: $(dpkg-query -W -f='${Version}' wrk 2>/dev/null || echo '?');" \
     "$("$nginx_bin" -v 2>&1); node $(node --version); $(curl --version | head -1 | cut -d' ' -f1-2)"
 echo
@@ -83,7 +91,8 @@ cmd=("$cc" -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototy
     "${libs[@]}" -o "$out/bench_rewrite")
 echo "${cmd[*]}"
 "${cmd[@]}"
-cp build/astgate "$out/astgate" # a snapshot: make may relink build/astgate meanwhile
+# a snapshot: make may relink build/astgate meanwhile
+cp "${PROXY_ASTGATE:-build/astgate}" "$out/astgate"
 # the memory floor of the required upstream client: a process that only initialises libcurl
 "$cc" -O2 -DWITH_CURL bench/proxy/rss_floor.c -lcurl -o "$out/rss_floor_curl"
 "$cc" -O2 bench/proxy/rss_floor.c -o "$out/rss_floor_libc"
@@ -138,6 +147,61 @@ free_port() {
     node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => {
         console.log(s.address().port); s.close(); })'
 }
+
+# ---- idle memory, each proxy alone ----
+mem_of() { # pid...: "Pss Private Rss" in KiB, summed over the processes (smaps_rollup)
+    local p files=()
+    for p in "$@"; do files+=("/proc/$p/smaps_rollup"); done
+    awk '$1 == "Rss:" { r += $2 } $1 == "Pss:" { s += $2 } $1 ~ /^Private_(Clean|Dirty):$/ { q += $2 }
+        END { print s + 0, q + 0, r + 0 }' "${files[@]}"
+}
+ngx_conf() { # dir port upstream-port: nginx.conf.in for 2 workers in dir
+    sed -e "s|@DIR@|$1|g" -e "s|@PORT@|$2|g" -e "s|@UPPORT@|$3|g" -e "s|@WORKERS@|2|g" \
+        bench/proxy/nginx.conf.in >"$1/nginx.conf"
+}
+ngx_run() { # dir: the command line of nginx (unprivileged when this runs as root)
+    local ncmd=("$nginx_bin" -p "$1" -e "$1/error.log" -c "$1/nginx.conf")
+    if [ "$(id -u)" = 0 ]; then
+        chmod 755 "$tmp"
+        chown -R 65534:65534 "$1"
+        ncmd=(setpriv --reuid=65534 --regid=65534 --clear-groups "${ncmd[@]}")
+    fi
+    echo "${ncmd[@]}"
+}
+echo "== idle memory: each proxy alone, 1 s after it listens (nothing else of the bench runs)"
+: >"$out/mem.tsv"
+for n in astgate ${alt:+alt}; do
+    b=$out/astgate
+    [ "$n" = alt ] && b=$alt
+    "$b" serve --listen 127.0.0.1:0 --upstream http://127.0.0.1:9 --rules "$rules" --workers 2 \
+        2>"$tmp/mem-$n.log" &
+    mp=$!
+    for ((i = 0; i < 100; i++)); do
+        grep -q 'listening on' "$tmp/mem-$n.log" 2>/dev/null && break
+        sleep 0.05
+    done
+    sleep 1
+    echo "$n $(mem_of "$mp")" >>"$out/mem.tsv"
+    kill -TERM "$mp"
+    wait "$mp" 2>/dev/null || true
+done
+mkdir -p "$tmp/ngx-mem"
+ngx_conf "$tmp/ngx-mem" "$(node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => {
+    console.log(s.address().port); s.close(); })')" 9
+read -ra mcmd <<<"$(ngx_run "$tmp/ngx-mem")"
+"${mcmd[@]}" >"$tmp/ngx-mem/stdout" 2>&1 &
+mp=$!
+for ((i = 0; i < 100; i++)); do
+    [ "$(pgrep -c -P "$mp" || true)" -ge 2 ] && break
+    sleep 0.05
+done
+sleep 1
+# shellcheck disable=SC2046
+echo "nginx $(mem_of "$mp" $(pgrep -P "$mp"))" >>"$out/mem.tsv"
+kill -TERM "$mp"
+wait "$mp" 2>/dev/null || true
+awk '{ printf "%-8s Pss %.1f MiB, private %.1f MiB, RSS %.1f MiB\n", $1, $2 / 1024, $3 / 1024, $4 / 1024 }' "$out/mem.tsv"
+echo
 
 node bench/proxy/upstream.js 0 >"$tmp/upstream.out" 2>&1 &
 pids+=($!)
@@ -252,13 +316,18 @@ echo
 
 # ---- wrk ----
 targets=(direct astgate-w2 astgate-w1 nginx pass)
-[ -n "$alt" ] && targets+=(alt)
+[ -n "$alt" ] && targets+=(alt altpass)
 port[pass]=${port[astgate-w2]}
 procs[pass]=${procs[astgate-w2]}
 log[pass]=${log[astgate-w2]}
+if [ -n "$alt" ]; then
+    port[altpass]=${port[alt]}
+    procs[altpass]=${procs[alt]}
+    log[altpass]=${log[alt]}
+fi
 url_of() { # target
-    if [ "$1" = pass ]; then
-        echo "http://127.0.0.1:${port[pass]}/bench/passthrough"
+    if [ "$1" = pass ] || [ "$1" = altpass ]; then
+        echo "http://127.0.0.1:${port[$1]}/bench/passthrough"
     else
         echo "http://127.0.0.1:${port[$1]}$api"
     fi
@@ -299,7 +368,8 @@ run_wrk() { # rep mode conc target
             /"type":"access"/ {
                 match($0, /"added_ms":[0-9.]+/); a = substr($0, RSTART + 11, RLENGTH - 11)
                 match($0, /"rewrites":[0-9]+/); r = substr($0, RSTART + 11, RLENGTH - 11)
-                print tag, a, r }
+                match($0, /"status":[0-9]+/); st = substr($0, RSTART + 9, RLENGTH - 9)
+                print tag, a, r, st }
             /"action":"rewrite","applied":true/ { applied++ }
             END { print tag, "applied", applied + 0 > "/dev/stderr" }' \
             >>"$out/added.tsv" 2>>"$out/applied.tsv"
@@ -334,6 +404,9 @@ load_detail_w2=$(rss_detail "${pid[astgate-w2]}")
 now_rss_w2=$(rss_kb "${pid[astgate-w2]}" VmRSS)
 peak_rss_w1=$(rss_kb "${pid[astgate-w1]}" VmHWM)
 ngx_rss=$(ps -o rss= --ppid "${pid[nginx]}" -p "${pid[nginx]}" | awk '{ s += $1 } END { print s }')
+# shellcheck disable=SC2086
+read -r ngx_pss_after _ _ < <(mem_of ${procs[nginx]})
+read -r ag_pss_after _ _ < <(mem_of "${pid[astgate-w2]}")
 up_stats=$(curl -s "$up_url/stats")
 echo "upstream: $up_stats"
 echo
@@ -418,7 +491,8 @@ awk -v reps="$reps" -v hz="$(getconf CLK_TCK)" -v eng="$eng_us" -v parse="$parse
     -v now_w2="$now_rss_w2" -v peak_w1="$peak_rss_w1" -v idle_ngx="$idle_rss_ngx" \
     -v floor_curl="$floor_curl" -v floor_libc="$floor_libc" \
     -v ngx_rss="$ngx_rss" -v delay="$delay_ms" -v alt="$alt" -v idle_detail="$idle_detail_w2" \
-    -v idle_top="$idle_top_w2" -v load_detail="$load_detail_w2" '
+    -v idle_top="$idle_top_w2" -v load_detail="$load_detail_w2" -v ngx_pss_after="$ngx_pss_after" \
+    -v ag_pss_after="$ag_pss_after" '
     function med(arr, k,   i, j, t) {
         for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (arr[j] < arr[i]) { t = arr[i]; arr[i] = arr[j]; arr[j] = t }
         return k % 2 ? arr[(k + 1) / 2] : (arr[k / 2] + arr[k / 2 + 1]) / 2
@@ -433,13 +507,16 @@ awk -v reps="$reps" -v hz="$(getconf CLK_TCK)" -v eng="$eng_us" -v parse="$parse
         next
     }
     FILENAME ~ /added.tsv$/ {
-        # mode conc target added_ms rewrites
+        # mode conc target added_ms rewrites status; 499: wrk closed the connection at the end of
+        # its run with the request in flight (not a reply)
+        if ($6 == 499) { gone++; next }
         k = $1 SUBSEP $2 SUBSEP $3
         na[k]++; av[k, na[k]] = $4 * 1000
         if ($5 >= 1) rw[k]++
         next
     }
     FILENAME ~ /applied.tsv$/ { ap[$1 SUBSEP $2 SUBSEP $3] += $5; next }
+    FILENAME ~ /mem.tsv$/ { mpss[$1] = $2; mpriv[$1] = $3; mrss[$1] = $4; next }
     FILENAME ~ /ttfb.tsv$/ {
         if ($2 == "curl") tc[$1] = $3; else { th[$1] = $3; tp[$1] = $4; te[$1] = $5 }
         next
@@ -455,10 +532,11 @@ awk -v reps="$reps" -v hz="$(getconf CLK_TCK)" -v eng="$eng_us" -v parse="$parse
     function apct(k, p,   n) { n = na[k]; if (!n) return -1; asort_k(k); return av[k, int((n - 1) * p / 100) + 1] }
     function amed(k,   n) { n = na[k]; if (!n) return -1; asort_k(k); return n % 2 ? av[k, (n + 1) / 2] : (av[k, n / 2] + av[k, n / 2 + 1]) / 2 }
     END {
-        ntg = split("direct astgate-w2 astgate-w1 nginx pass" (alt != "" ? " alt" : ""), tg, " ")
+        ntg = split("direct astgate-w2 astgate-w1 nginx pass" (alt != "" ? " alt altpass" : ""), tg, " ")
         label["direct"] = "upstream directly"; label["astgate-w2"] = "astgate --workers 2"
         label["astgate-w1"] = "astgate --workers 1"; label["nginx"] = "nginx proxy_pass, 2 workers"
         label["pass"] = "astgate -w2, passthrough"; label["alt"] = "PROXY_ASTGATE_ALT -w2"
+        label["altpass"] = "PROXY_ASTGATE_ALT, passthrough"
         for (mi = 1; mi <= 2; mi++) {
             mode = mi == 1 ? "json" : "stream"
             printf "\n%s reply\n", (mode == "json" ? "non-streamed (~1.5 KB JSON)" : "streamed (~20 SSE events)")
@@ -490,9 +568,9 @@ awk -v reps="$reps" -v hz="$(getconf CLK_TCK)" -v eng="$eng_us" -v parse="$parse
         printf "  (latencies in us; CPU/req: CPU time of the proxy / of the upstream per request at c32, us;\n"
         printf "   added_ms: median of astgate access-log added_ms at c1/c32, us;\n"
         printf "   rewritten: access lines with rewrites >= 1 / all access lines, c1 + c32)\n"
-        for (k in ap) { split(k, kp, SUBSEP); if (kp[3] != "pass") apt += ap[k] }
-        for (k in na) { split(k, kp, SUBSEP); if (kp[3] != "pass") { nat += na[k]; rwt += rw[k] } }
-        printf "rewrite log: %d applied rewrites for %d proxied replies (%d with x-astgate rewrites >= 1)\n", apt, nat, rwt
+        for (k in ap) { split(k, kp, SUBSEP); if (kp[3] != "pass" && kp[3] != "altpass") apt += ap[k] }
+        for (k in na) { split(k, kp, SUBSEP); if (kp[3] != "pass" && kp[3] != "altpass") { nat += na[k]; rwt += rw[k] } }
+        printf "rewrite log: %d applied rewrites for %d proxied replies (%d with x-astgate rewrites >= 1; %d access lines of status 499 left out: requests in flight when wrk stopped)\n", apt, nat, rwt, gone
 
         printf "\nastgate own time per request (access log added_ms, c1): non-streamed median %.0f us, p99 %.0f us; streamed median %.0f us, p99 %.0f us\n", res["json", "astgate-w2", "own50"], res["json", "astgate-w2", "own99"], res["stream", "astgate-w2", "own50"], res["stream", "astgate-w2", "own99"]
         ns = split(esplit, sp, " ")
@@ -504,6 +582,9 @@ awk -v reps="$reps" -v hz="$(getconf CLK_TCK)" -v eng="$eng_us" -v parse="$parse
         printf "     after the runs: %s\n", load_detail
         printf "     nginx (master + 2 workers) idle %.1f MiB, after the runs %.1f MiB\n", idle_ngx / 1024, ngx_rss / 1024
         printf "     floor (bench/proxy/rss_floor.c): a process that only initialises libcurl %.1f MiB; libc only %.1f MiB\n", floor_curl / 1024, floor_libc / 1024
+        printf "Pss, each proxy alone 1 s after start (smaps_rollup; nginx: master + 2 workers): astgate -w2 %.1f MiB (private %.1f, RSS %.1f); nginx %.1f MiB (private %.1f, RSS %.1f)", mpss["astgate"] / 1024, mpriv["astgate"] / 1024, mrss["astgate"] / 1024, mpss["nginx"] / 1024, mpriv["nginx"] / 1024, mrss["nginx"] / 1024
+        if ("alt" in mpss) printf "; PROXY_ASTGATE_ALT %.1f MiB (private %.1f, RSS %.1f)", mpss["alt"] / 1024, mpriv["alt"] / 1024, mrss["alt"] / 1024
+        printf "\n     after the runs, everything running: astgate -w2 Pss %.1f MiB, nginx %.1f MiB\n", ag_pss_after / 1024, ngx_pss_after / 1024
 
         printf "\nTTFB, streamed reply, code %d ms after the prose (medians, us):\n", delay
         printf "  %-29s %12s %12s %12s %12s\n", "", "curl start", "node head", "node prose", "node end"
@@ -527,11 +608,36 @@ awk -v reps="$reps" -v hz="$(getconf CLK_TCK)" -v eng="$eng_us" -v parse="$parse
         }
         printf "idle RSS %.1f MiB < 8 MiB: %s (a process that only initialises libcurl: %.1f MiB)\n", idle_w2 / 1024, (idle_w2 < 8192 ? "MET" : "NOT MET"), floor_curl / 1024
         printf "added TTFB of the prose %.0f us (curl start %.0f us) < 1 ms: %s\n", ag_prose, ag_ttfb, ((ag_prose < 1000 && ag_ttfb < 1000) ? "MET" : "NOT MET")
-    }' "$out/wrk.tsv" "$out/added.tsv" "$out/applied.tsv" "$out/ttfb.tsv" | tee "$out/summary.txt"
+
+        printf "\n== targets of issue 11 (astgate --workers 2, non-streamed; ratios: medians of the per-round ratios)\n"
+        for (r = 0; r < reps; r++) { kd = "json" SUBSEP 1 SUBSEP "direct"; a = p50["json" SUBSEP 1 SUBSEP "pass", r] - p50[kd, r]; b = p50["json" SUBSEP 1 SUBSEP "nginx", r] - p50[kd, r]; pr[r + 1] = b > 0 ? a / b : 99 }
+        pass_ad = med(pr, reps)
+        printf "passthrough   added p50 at c1 %d us = %.2f x nginx %d us <= 1.25 x: %s\n", res["json", "pass", "ad50"], pass_ad, res["json", "nginx", "ad50"], (pass_ad <= 1.25 ? "MET" : "NOT MET")
+        printf "passthrough   rps at c32 %.2f x nginx >= 0.8: %s\n", res["json", "pass", "ratio"], (res["json", "pass", "ratio"] >= 0.8 ? "MET" : "NOT MET")
+        printf "one rewrite   rps at c32 %.2f x nginx >= 0.6: %s\n", res["json", "astgate-w2", "ratio"], (res["json", "astgate-w2", "ratio"] >= 0.6 ? "MET" : "NOT MET")
+        printf "idle Pss      %.1f MiB <= nginx %.1f MiB: %s\n", mpss["astgate"] / 1024, mpss["nginx"] / 1024, (mpss["astgate"] <= mpss["nginx"] ? "MET" : "NOT MET")
+        if (alt != "") {
+            for (r = 0; r < reps; r++) { kd = "json" SUBSEP 1 SUBSEP "direct"; a = p50["json" SUBSEP 1 SUBSEP "altpass", r] - p50[kd, r]; b = p50["json" SUBSEP 1 SUBSEP "nginx", r] - p50[kd, r]; pr[r + 1] = b > 0 ? a / b : 99 }
+            printf "PROXY_ASTGATE_ALT, the same: passthrough added p50 %.2f x nginx, c32 %.2f x; rewrite c32 %.2f x; idle Pss %.1f MiB\n", med(pr, reps), res["json", "altpass", "ratio"], res["json", "alt", "ratio"], mpss["alt"] / 1024
+        }
+    }' "$out/wrk.tsv" "$out/added.tsv" "$out/applied.tsv" "$out/mem.tsv" "$out/ttfb.tsv" | tee "$out/summary.txt"
 
 # ---- instructions per request (deterministic; bench/proxy/instr.sh) ----
 if [ "${PROXY_INSTR:-1}" != 0 ] && command -v valgrind >/dev/null; then
     echo
     echo "== user-space instructions per request (bench/proxy/instr.sh, callgrind; kernel not counted)"
     bench/proxy/instr.sh "$out/astgate"
+    if [ -n "$alt" ]; then
+        echo "PROXY_ASTGATE_ALT: INSTR_NGINX=0 INSTR_TLS=0 bench/proxy/instr.sh $alt"
+        INSTR_NGINX=0 INSTR_TLS=0 bench/proxy/instr.sh "$alt"
+    fi
 fi
+
+# ---- HTTPS upstream (bench/run-proxy-tls.sh) ----
+if [ "${PROXY_TLS:-1}" != 0 ]; then
+    echo
+    echo "== HTTPS upstream: bench/run-proxy-tls.sh $out/astgate${alt:+ $alt}"
+    bench/run-proxy-tls.sh "$out/astgate" "$alt"
+fi
+echo
+echo "uptime (after): $(uptime)"
