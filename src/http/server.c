@@ -536,18 +536,24 @@ static const char *normalize_target(conn_t *c)
     return NULL;
 }
 
-/* RFC 9110 5.1: a field name is a token. */
+/* RFC 9110 5.1: a field name is a token. The table is filled by ag_http_server_new, before any
+ * worker runs. */
+static bool tchar[256];
+
+static void tchar_init(void)
+{
+    for (int ch = 0; ch < 256; ch++)
+        tchar[ch] = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
+                    (ch >= 'A' && ch <= 'Z') || (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
 static bool token(ag_str_t s)
 {
-    static const char extra[] = "!#$%&'*+-.^_`|~";
     if (s.len == 0)
         return false;
-    for (size_t i = 0; i < s.len; i++) {
-        unsigned char ch = (unsigned char)s.ptr[i];
-        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-              (ch && strchr(extra, ch))))
+    for (size_t i = 0; i < s.len; i++)
+        if (!tchar[(unsigned char)s.ptr[i]])
             return false;
-    }
     return true;
 }
 
@@ -664,20 +670,20 @@ enum { SCAN_FIRST, SCAN_LINE_START, SCAN_IN_LINE, SCAN_DONE };
  * SP or HTAB is a fold. The scan stops at the empty line that ends the head. */
 static bool folded(conn_t *c, const char *p, size_t n)
 {
-    for (size_t i = 0; i < n && c->scan != SCAN_DONE; i++) {
-        char ch = p[i];
-        switch (c->scan) {
-        case SCAN_FIRST:
-        case SCAN_IN_LINE:
-            if (ch == '\n')
-                c->scan = SCAN_LINE_START;
-            break;
-        case SCAN_LINE_START:
-            if (ch == ' ' || ch == '\t')
-                return true;
-            c->scan = ch == '\r' || ch == '\n' ? SCAN_DONE : SCAN_IN_LINE;
-            break;
+    const char *end = p + n;
+    while (p < end && c->scan != SCAN_DONE) {
+        if (c->scan != SCAN_LINE_START) {
+            const char *nl = memchr(p, '\n', (size_t)(end - p));
+            if (nl == NULL)
+                return false;
+            c->scan = SCAN_LINE_START;
+            p = nl + 1;
+            continue;
         }
+        if (*p == ' ' || *p == '\t')
+            return true;
+        c->scan = *p == '\r' || *p == '\n' ? SCAN_DONE : SCAN_IN_LINE;
+        p++;
     }
     return false;
 }
@@ -1157,6 +1163,8 @@ ag_http_server_t *ag_http_server_new(struct event_base *base, int fd, const ag_h
                                      const ag_http_limits_t *limits, void *ud)
 {
     ag_http_server_t *s = ag_xcalloc(1, sizeof(*s));
+    if (!tchar['a'])
+        tchar_init();
     s->base = base;
     s->fd = fd;
     s->h = *h;

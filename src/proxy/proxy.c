@@ -59,6 +59,8 @@ typedef struct worker {
     ag_wmetrics_t m;
     ag_buf_t logbuf[LOG_N];  /* lines not yet written, per log */
     struct event *log_flush; /* writes logbuf once the callbacks at hand have run */
+    time_t log_sec;          /* the second log_prefix was made for */
+    char log_prefix[48];     /* {"time":"YYYY-MM-DDTHH:MM:SS. */
     bool flush_pending;
 } worker_t;
 
@@ -273,6 +275,39 @@ static void on_result(void *ud, int index, const ag_result_t *res)
     }
 }
 
+/* Small formatters for the access line: each writes at p and returns the end. */
+static char *put_lit(char *p, const char *s)
+{
+    size_t n = strlen(s);
+    memcpy(p, s, n);
+    return p + n;
+}
+
+static char *put_u64(char *p, uint64_t v)
+{
+    char t[20];
+    int n = 0;
+    do {
+        t[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = t[--n];
+    return p;
+}
+
+/* microseconds as milliseconds with three decimals */
+static char *put_ms(char *p, uint64_t us)
+{
+    p = put_u64(p, us / 1000u);
+    unsigned f = (unsigned)(us % 1000u);
+    *p++ = '.';
+    *p++ = (char)('0' + f / 100);
+    *p++ = (char)('0' + f / 10 % 10);
+    *p++ = (char)('0' + f % 10);
+    return p;
+}
+
 static void access_line(preq_t *r, int status)
 {
     ag_wmetrics_t *m = &r->w->m;
@@ -299,30 +334,52 @@ static void access_line(preq_t *r, int status)
     uint64_t own_us = r->own_ns / 1000u;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    /* one snprintf into a stack buffer: times as integer microseconds printed as ms.mmm */
-    char head[512];
-    int n = snprintf(head, sizeof(head),
-                     "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\",\"type\":\"access\","
-                     "\"request_id\":\"%s\",\"method\":\"%s\",\"path\":",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     ts.tv_nsec / 1000000, r->request_id, r->method);
-    int rc = n > 0 && (size_t)n < sizeof(head) ? ag_buf_append(b, head, (size_t)n) : AG_EINVAL;
+    worker_t *w = r->w;
+    if (ts.tv_sec != w->log_sec || w->log_prefix[0] == '\0') {
+        /* the date and time to the second change once a second: formatted once */
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        snprintf(w->log_prefix, sizeof(w->log_prefix), "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.",
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        w->log_sec = ts.tv_sec;
+    }
+    /* the line by hand (snprintf was most of a passthrough request's own instructions);
+     * times as integer microseconds printed as ms.mmm */
+    char head[256];
+    char *p = head;
+    p = put_lit(p, w->log_prefix);
+    unsigned ms = (unsigned)(ts.tv_nsec / 1000000);
+    *p++ = (char)('0' + ms / 100);
+    *p++ = (char)('0' + ms / 10 % 10);
+    *p++ = (char)('0' + ms % 10);
+    p = put_lit(p, "Z\",\"type\":\"access\",\"request_id\":\"");
+    p = put_lit(p, r->request_id); /* checked: printable, no quote or backslash, < 80 */
+    p = put_lit(p, "\",\"method\":\"");
+    p = put_lit(p, r->method); /* a token, < 16 */
+    p = put_lit(p, "\",\"path\":");
+    int rc = ag_buf_append(b, head, (size_t)(p - head));
     if (rc == AG_OK)
         rc = ag_json_append_str(b, ag_cstr(r->path));
-    if (rc == AG_OK) {
-        n = snprintf(head, sizeof(head),
-                     ",\"status\":%d,\"upstream_status\":%ld,\"bytes_in\":%zu,"
-                     "\"bytes_out\":%llu,\"upstream_ms\":%llu.%03u,\"total_ms\":%llu.%03u,"
-                     "\"added_ms\":%llu.%03u,\"rewrites\":%u,\"streamed\":%s}\n",
-                     status, r->status, (size_t)r->bytes_in, (unsigned long long)r->bytes_out,
-                     (unsigned long long)up_us / 1000u, (unsigned)(up_us % 1000),
-                     (unsigned long long)total_us / 1000u, (unsigned)(total_us % 1000),
-                     (unsigned long long)own_us / 1000u, (unsigned)(own_us % 1000),
-                     r->stats.rewrites, r->state == REQ_STREAMING ? "true" : "false");
-        rc = n > 0 && (size_t)n < sizeof(head) ? ag_buf_append(b, head, (size_t)n) : AG_EINVAL;
-    }
+    p = head;
+    p = put_lit(p, ",\"status\":");
+    p = put_u64(p, (uint64_t)(status < 0 ? 0 : status));
+    p = put_lit(p, ",\"upstream_status\":");
+    p = put_u64(p, (uint64_t)(r->status < 0 ? 0 : r->status));
+    p = put_lit(p, ",\"bytes_in\":");
+    p = put_u64(p, r->bytes_in);
+    p = put_lit(p, ",\"bytes_out\":");
+    p = put_u64(p, r->bytes_out);
+    p = put_lit(p, ",\"upstream_ms\":");
+    p = put_ms(p, (uint64_t)up_us);
+    p = put_lit(p, ",\"total_ms\":");
+    p = put_ms(p, total_us);
+    p = put_lit(p, ",\"added_ms\":");
+    p = put_ms(p, own_us);
+    p = put_lit(p, ",\"rewrites\":");
+    p = put_u64(p, r->stats.rewrites);
+    p = put_lit(p, r->state == REQ_STREAMING ? ",\"streamed\":true}\n" : ",\"streamed\":false}\n");
+    if (rc == AG_OK)
+        rc = ag_buf_append(b, head, (size_t)(p - head));
     log_end(r->w, LOG_ACCESS, mark, rc);
 }
 
@@ -461,24 +518,27 @@ static void send_error(preq_t *r, int status, const char *type, const char *code
 
 static bool hop_by_hop(ag_str_t name)
 {
-    static const char *const names[] = {"connection",
-                                        "keep-alive",
-                                        "proxy-connection",
-                                        "proxy-authenticate",
-                                        "proxy-authorization",
-                                        "te",
-                                        "trailer",
-                                        "trailers",
-                                        "transfer-encoding",
-                                        "upgrade",
-                                        "host",
-                                        "content-length",
-                                        "expect",
-                                        "accept-encoding",
-                                        "x-request-id",
-                                        NULL};
-    for (const char *const *n = names; *n; n++)
-        if (ag_str_eqci(name, *n))
+    /* by length first: most names are of none of these lengths */
+    static const struct {
+        uint8_t len;
+        const char *name;
+    } names[] = {{10, "connection"},
+                 {10, "keep-alive"},
+                 {16, "proxy-connection"},
+                 {18, "proxy-authenticate"},
+                 {19, "proxy-authorization"},
+                 {2, "te"},
+                 {7, "trailer"},
+                 {8, "trailers"},
+                 {17, "transfer-encoding"},
+                 {7, "upgrade"},
+                 {4, "host"},
+                 {14, "content-length"},
+                 {6, "expect"},
+                 {15, "accept-encoding"},
+                 {12, "x-request-id"}};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (name.len == names[i].len && ag_str_eqci(name, names[i].name))
             return true;
     return false;
 }
@@ -590,7 +650,7 @@ static uint32_t reply_headers(preq_t *r, ag_http_header_t *h, uint32_t cap, bool
     for (uint32_t i = 0; i < r->nuspans && n + nextra + 1 < cap; i++) {
         ag_str_t name = span_name(r, i);
         if (hop_by_hop(name) || ag_str_eqci(name, "content-encoding") ||
-            in_connection(conn_h, nconn, name) || (rewritten && validator(name)))
+            (nconn && in_connection(conn_h, nconn, name)) || (rewritten && validator(name)))
             continue;
         h[n++] = (ag_http_header_t){name, span_value(r, i)};
     }
@@ -1033,12 +1093,17 @@ static void build_up_headers(preq_t *r, const ag_http_req_t *req)
     bool has_ct = false, has_fwd = false;
     int mode = w->cfg->forwarded;
     /* X-Forwarded-For: the client's values joined in order, then its address */
+    ag_http_header_t conn_h[AG_HDR_MAX_CONN];
+    uint32_t nconn = 0;
+    for (uint32_t i = 0; i < req->nheaders && nconn < AG_HDR_MAX_CONN; i++)
+        if (req->headers[i].name.len == 10 && ag_str_eqci(req->headers[i].name, "connection"))
+            conn_h[nconn++] = req->headers[i];
     ag_buf_t xff;
     ag_buf_init(&xff, SIZE_MAX);
     uint32_t nxff = 0;
     for (uint32_t i = 0; i < req->nheaders; i++) {
         const ag_http_header_t *h = &req->headers[i];
-        if (hop_by_hop(h->name) || in_connection(req->headers, req->nheaders, h->name))
+        if (hop_by_hop(h->name) || (nconn && in_connection(conn_h, nconn, h->name)))
             continue;
         if (mode != AG_FORWARDED_OFF && ag_str_eqci(h->name, "x-forwarded-for")) {
             if (mode == AG_FORWARDED_APPEND && h->value.len) {
