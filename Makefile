@@ -155,6 +155,16 @@ format:
 check-format:
 	$(Q)clang-format --dry-run --Werror src/*/*.c src/*/*.h tests/unit/*.c tests/fuzz/*.c
 
+# deploy/: the container image (FROM scratch, its root file system staged from this machine's
+# files: no registry needed), built with podman or docker, tagged astgate:VERSION and
+# astgate:latest; `make test-deploy` checks deploy/ (Kubernetes manifests, systemd unit, image)
+.PHONY: image test-deploy
+image: build/astgate
+	$(Q)deploy/build-image.sh build/astgate
+
+test-deploy: deps
+	$(Q)tests/deploy/run.sh
+
 clean:
 	rm -rf build
 

@@ -2,7 +2,8 @@
 # Runs every test that `make test` covers: the C unit tests (built with ASan and UBSan), the
 # golden corpus, the real-world shapes corpus (bench/accuracy/shapes, checked against its manifest)
 # and the end-to-end tests (official SDKs against `astgate serve` in front of a fake
-# upstream) through the sanitized binary. Ends with one summary line; exits 1 on any failure.
+# upstream) through the sanitized binary, and the deploy/ checks (tests/deploy/run.sh: Kubernetes
+# manifests, systemd unit, container image). Ends with one summary line; exits 1 on any failure.
 #   tests/run.sh [BUILD_DIR]    (default build/asan)
 set -u
 dir=${1:-build/asan}
@@ -53,7 +54,18 @@ ep=${e% *}
 ef=${e#* }
 [ -z "$e" ] && ef=1
 
+# deploy/ (tests/deploy): the Kubernetes manifests against their schemas, the systemd unit, and the
+# container image built by `make image` (podman), checked without running a container
+deploy_out=$(tests/deploy/run.sh 2>&1)
+rc=$?
+printf '%s\n' "$deploy_out" | grep -E '^(ok|not ok|skip) - |^deploy:'
+[ $rc -ne 0 ] && bad=1
+dr=$(printf '%s\n' "$deploy_out" | sed -n 's/^deploy: \([0-9]*\) passed, \([0-9]*\) failed.*/\1 \2/p' | tail -n 1)
+dp=${dr% *}
+df=${dr#* }
+[ -z "$dr" ] && df=1
+
 echo
 echo "tests: unit ${unit_pass} passed, ${unit_fail} failed; golden ${gp:-0} passed, ${gf:-0} failed;" \
-    "shapes ${sm} mismatched; e2e ${ep:-0} passed, ${ef:-0} failed"
+    "shapes ${sm} mismatched; e2e ${ep:-0} passed, ${ef:-0} failed; deploy ${dp:-0} passed, ${df:-0} failed"
 exit $bad

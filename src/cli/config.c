@@ -17,7 +17,7 @@ const char ag_config_default_yaml[] =
     "rules: [rules/mastra.yaml]\n"
     "workers: 0\n"
     "timeouts: {connect_ms: 10000, upstream_ms: 600000, client_ms: 60000, header_ms: 30000,\n"
-    "           keepalive_ms: 75000}\n"
+    "           keepalive_ms: 75000, drain_ms: 30000}\n"
     "limits: {max_request_body: 16777216, max_response_body: 33554432, max_held: 4194304,\n"
     "         max_header_bytes: 32768, max_headers: 100, max_url_bytes: 8192,\n"
     "         max_connections: 4096}\n"
@@ -440,7 +440,7 @@ static int apply(const char *path, const char *file, const ag_ynode_t *root, ag_
     }
     if ((n = ag_ymap_get(root, "timeouts")) != NULL) {
         static const char *const keys[] = {"connect_ms", "upstream_ms",  "client_ms", "parse_us",
-                                           "header_ms",  "keepalive_ms", NULL};
+                                           "header_ms",  "keepalive_ms", "drain_ms",  NULL};
         if (check_keys(file, n, keys, "timeouts", d) != AG_OK)
             return AG_EINVAL;
         const ag_ynode_t *x;
@@ -463,6 +463,11 @@ static int apply(const char *path, const char *file, const ag_ynode_t *root, ag_
             if (get_uint(file, x, 86400000, &v, d, "header_ms") != AG_OK)
                 return AG_EINVAL;
             cfg->header_timeout_ms = (uint32_t)v;
+        }
+        if ((x = ag_ymap_get(n, "drain_ms")) != NULL) {
+            if (get_uint(file, x, 86400000, &v, d, "drain_ms") != AG_OK)
+                return AG_EINVAL;
+            cfg->drain_timeout_ms = (uint32_t)v;
         }
         if ((x = ag_ymap_get(n, "keepalive_ms")) != NULL) {
             if (get_uint(file, x, 86400000, &v, d, "keepalive_ms") != AG_OK)

@@ -60,6 +60,7 @@ typedef struct ag_config {
     uint32_t max_connections;      /* client connections per process; beyond: accept pauses */
     uint32_t header_timeout_ms;    /* to receive a whole request head; 0 = none */
     uint32_t keepalive_timeout_ms; /* an idle kept-alive connection; 0 = none */
+    uint32_t drain_timeout_ms;     /* SIGTERM: replies in flight get this long; 0 = none */
     int forwarded;                 /* AG_FORWARDED_*: X-Forwarded-For to the upstream */
     uint64_t parse_timeout_us;     /* per code block */
     char access_log[1024];         /* path, "-" = stderr, "off" */

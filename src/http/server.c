@@ -50,6 +50,7 @@ struct ag_http_server {
     struct event lev;    /* the listening socket */
     struct event resume; /* re-arms lev after a pause */
     bool paused;
+    bool draining; /* ag_http_server_drain: no accepts, connections close after their reply */
     ag_http_handlers_t h;
     ag_http_limits_t lim;
     void *ud;
@@ -908,6 +909,10 @@ static void after_flush(conn_t *c)
     }
     if (c->state != CONN_HANDLER)
         return;
+    if (c->s->draining) { /* a reply started before the drain, without Connection: close */
+        conn_close(c);
+        return;
+    }
     c->resp_done = false;
     c->state = CONN_IDLE;
     read_on(c);
@@ -958,6 +963,8 @@ void ag_http_start(ag_http_req_t *req, int status, const ag_http_header_t *h, ui
     c->resp_started = true;
     if (c->state == CONN_CLOSED)
         return;
+    if (c->s->draining)
+        c->close_after = true;
     bool no_body = status == 204 || status == 304 || (status >= 100 && status < 200);
     if (!no_body && content_length < 0 && !c->head_method) {
         if (req->http_minor >= 1)
@@ -1095,7 +1102,7 @@ static void accept_pause(ag_http_server_t *s, uint32_t ms)
 
 static void accept_resume(ag_http_server_t *s)
 {
-    if (!s->paused)
+    if (!s->paused || s->draining)
         return;
     event_del(&s->resume);
     s->paused = false;
@@ -1217,6 +1224,30 @@ void ag_http_server_free(ag_http_server_t *s)
         conn_free(s->dead);
     }
     free(s);
+}
+
+void ag_http_server_drain(ag_http_server_t *s)
+{
+    if (s->draining)
+        return;
+    s->draining = true;
+    if (s->fd >= 0)
+        event_del(&s->lev);
+    event_del(&s->resume);
+    s->paused = false;
+    for (conn_t *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->state == CONN_IDLE && evbuffer_get_length(c->in) == 0)
+            conn_close(c);
+        else if (c->state == CONN_HANDLER && !c->resp_started)
+            c->close_after = true;
+    }
+}
+
+void ag_http_server_close_all(ag_http_server_t *s)
+{
+    while (s->conns)
+        conn_close(s->conns);
 }
 
 uint32_t ag_http_server_connections(const ag_http_server_t *s)

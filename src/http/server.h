@@ -73,6 +73,12 @@ ag_http_server_t *ag_http_server_new(struct event_base *base, int fd, const ag_h
 AG_MUSTCHECK int ag_http_server_adopt(ag_http_server_t *s, int fd);
 /* Closes every connection (handlers are not called) and frees the server. NULL: no-op. */
 void ag_http_server_free(ag_http_server_t *s);
+/* Drain: accept no more connections (the caller closes the listening socket), close the idle
+ * kept-alive ones now, and close every other one once its current request is answered
+ * (responses say `Connection: close`). Requests already being received are still served. */
+void ag_http_server_drain(ag_http_server_t *s);
+/* Closes every connection at once; a handler holding a request hears it through on_gone. */
+void ag_http_server_close_all(ag_http_server_t *s);
 /* Open client connections of this server. */
 uint32_t ag_http_server_connections(const ag_http_server_t *s);
 

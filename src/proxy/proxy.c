@@ -21,6 +21,7 @@
 #include <signal.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,6 +41,7 @@ typedef struct log_sink {
     int fd; /* -1 = off */
     bool own_fd;
     pthread_mutex_t lock;
+    char path[1024]; /* own_fd: the file, reopened on SIGUSR1 */
 } log_sink_t;
 
 enum { LOG_ACCESS, LOG_REWRITE, LOG_N };
@@ -49,7 +51,13 @@ typedef struct worker {
     pthread_t thread;
     struct event_base *base;
     ag_http_server_t *http;
-    struct event *stop;
+    struct event *stop;       /* stop_fd readable: close everything now */
+    struct event *drain;      /* drain_fd readable: SIGTERM */
+    struct event *drain_tick; /* while draining: is anything left? */
+    struct event *drain_end;  /* timeouts.drain_ms: abort what is left */
+    bool draining;
+    ag_http_server_t *admin; /* worker 0 only: the admin listener's server */
+    uint32_t nworkers;
     ag_upstream_t *up;
     ag_engine_t *engine;
     const ag_config_t *cfg;
@@ -122,6 +130,9 @@ static ag_wmetrics_t **all_metrics;
 static uint32_t nall_metrics;
 static const ag_rules_t *metrics_rules;
 static int stop_fd[2] = {-1, -1};
+static int drain_fd[2] = {-1, -1};
+static int g_draining; /* /readyz: 503 once set */
+static uint32_t g_workers_done;
 
 static uint64_t now_ns(void)
 {
@@ -150,6 +161,7 @@ static int sink_open(log_sink_t *s, const char *spec)
         return -1;
     }
     s->own_fd = true;
+    snprintf(s->path, sizeof(s->path), "%s", spec);
     return 0;
 }
 
@@ -159,6 +171,28 @@ static void sink_close(log_sink_t *s)
         close(s->fd);
     s->fd = -1;
     s->own_fd = false;
+}
+
+/* SIGUSR1: the log files are opened again by name (after logrotate moved them); the new file
+ * takes the old descriptor's number under the sink's lock, so workers never see a closed fd. */
+static void sinks_reopen(void)
+{
+    for (int i = 0; i < LOG_N; i++) {
+        log_sink_t *s = &sinks[i];
+        if (!s->own_fd)
+            continue;
+        int fd = open(s->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            fprintf(stderr, "astgate: cannot reopen log %s: %s (still writing the old file)\n",
+                    s->path, strerror(errno));
+            continue;
+        }
+        pthread_mutex_lock(&s->lock);
+        if (dup3(fd, s->fd, O_CLOEXEC) < 0)
+            fprintf(stderr, "astgate: cannot reopen log %s: %s\n", s->path, strerror(errno));
+        pthread_mutex_unlock(&s->lock);
+        close(fd);
+    }
 }
 
 static void log_flush(worker_t *w)
@@ -941,7 +975,8 @@ static void put_str(ag_buf_t *b, const char *s)
 
 static bool admin_path(ag_str_t path)
 {
-    return ag_str_eqc(path, "/metrics") || ag_str_eqc(path, "/healthz");
+    return ag_str_eqc(path, "/metrics") || ag_str_eqc(path, "/healthz") ||
+           ag_str_eqc(path, "/readyz");
 }
 
 static void serve_admin(ag_http_req_t *req)
@@ -955,6 +990,11 @@ static void serve_admin(ag_http_req_t *req)
         put_str(&t, "method not allowed\n");
     } else if (ag_str_eqc(req->path, "/healthz")) {
         put_str(&t, "ok\n");
+    } else if (ag_str_eqc(req->path, "/readyz")) {
+        /* ready while serving; from SIGTERM on, load balancers should stop sending */
+        bool draining = __atomic_load_n(&g_draining, __ATOMIC_RELAXED);
+        status = draining ? 503 : 200;
+        put_str(&t, draining ? "draining\n" : "ok\n");
     } else if (ag_str_eqc(req->path, "/metrics")) {
         if (ag_metrics_render(&t, all_metrics, nall_metrics, metrics_rules) != AG_OK) {
             status = 500;
@@ -1222,19 +1262,115 @@ static void on_request(void *ud, ag_http_req_t *req)
 
 /* ---- workers ---- */
 
+/* Second SIGTERM, SIGINT, SIGQUIT, or the drain's end: every connection closes now (a request in
+ * flight is cancelled upstream and logged as 499), then the loop ends. */
+static void stop_now(worker_t *w)
+{
+    ag_http_server_close_all(w->http);
+    if (w->admin)
+        ag_http_server_close_all(w->admin);
+    event_base_loopbreak(w->base);
+}
+
 static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    stop_now(arg);
+}
+
+static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
     worker_t *w = arg;
     (void)fd;
     (void)what;
-    event_base_loopbreak(w->base);
+    /* the worker that serves /readyz and /metrics ends last */
+    if (ag_http_server_connections(w->http) == 0 &&
+        (w->admin == NULL ||
+         __atomic_load_n(&g_workers_done, __ATOMIC_ACQUIRE) + 1 >= w->nworkers))
+        stop_now(w);
+}
+
+static void on_drain_end(evutil_socket_t fd, short what, void *arg)
+{
+    worker_t *w = arg;
+    (void)fd;
+    (void)what;
+    fprintf(stderr, "astgate: worker %d: timeouts.drain_ms is over, closing %u connection%s\n",
+            w->id, ag_http_server_connections(w->http),
+            ag_http_server_connections(w->http) == 1 ? "" : "s");
+    stop_now(w);
+}
+
+/* SIGTERM: stop accepting (the listening socket closes, so new connections are refused), close
+ * idle connections, answer what was received, give replies in flight timeouts.drain_ms. */
+static void on_drain(evutil_socket_t fd, short what, void *arg)
+{
+    worker_t *w = arg;
+    (void)fd;
+    (void)what;
+    if (w->draining)
+        return;
+    w->draining = true;
+    ag_http_server_drain(w->http);
+    if (w->fd >= 0) {
+        close(w->fd);
+        w->fd = -1;
+    }
+    /* a poll, only while draining: a few wake-ups, no bookkeeping on the request path */
+    struct timeval tick = {0, 20000};
+    event_add(w->drain_tick, &tick);
+    if (w->cfg->drain_timeout_ms) {
+        struct timeval end = {(time_t)(w->cfg->drain_timeout_ms / 1000),
+                              (suseconds_t)(w->cfg->drain_timeout_ms % 1000) * 1000};
+        event_add(w->drain_end, &end);
+    }
+    on_drain_tick(-1, 0, w);
 }
 
 static void *worker_main(void *arg)
 {
     worker_t *w = arg;
     event_base_dispatch(w->base);
+    /* what stop_now scheduled: the cancelled requests' and closed connections' deferred frees */
+    for (int i = 0; i < 4; i++)
+        event_base_loop(w->base, EVLOOP_NONBLOCK);
+    log_flush(w);
+    __atomic_fetch_add(&g_workers_done, 1, __ATOMIC_RELEASE);
     return NULL;
+}
+
+/* systemd's readiness protocol (sd_notify(3)) without libsystemd: one datagram to
+ * $NOTIFY_SOCKET (a path, or an abstract socket when it starts with '@'). */
+static void notify(const char *msg)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    if (path == NULL || (path[0] != '/' && path[0] != '@'))
+        return;
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    size_t n = strlen(path);
+    if (n >= sizeof(sa.sun_path))
+        return;
+    memcpy(sa.sun_path, path, n);
+    if (sa.sun_path[0] == '@')
+        sa.sun_path[0] = '\0';
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+               (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)) < 0)
+        fprintf(stderr, "astgate: sd_notify %s: %s\n", msg, strerror(errno));
+    close(fd);
+}
+
+static void wake_all(int fd)
+{
+    ssize_t wn;
+    do
+        wn = write(fd, "x", 1);
+    while (wn < 0 && errno == EINTR);
 }
 
 static int open_listener(const char *host, uint16_t port, uint16_t *bound, char *err, size_t n)
@@ -1294,7 +1430,8 @@ int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
                               : LOG_REWRITE;
     /* Workers share nothing through libevent (each has its own base; the stop signal is a
      * pipe), so libevent runs without its locks. */
-    if (pipe2(stop_fd, O_CLOEXEC | O_NONBLOCK) != 0) {
+    if (pipe2(stop_fd, O_CLOEXEC | O_NONBLOCK) != 0 ||
+        pipe2(drain_fd, O_CLOEXEC | O_NONBLOCK) != 0) {
         fprintf(stderr, "astgate: cannot create a pipe: %s\n", strerror(errno));
         sink_close(&sinks[LOG_ACCESS]);
         sink_close(&sinks[LOG_REWRITE]);
@@ -1331,10 +1468,16 @@ int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGQUIT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
+    __atomic_store_n(&g_draining, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&g_workers_done, 0, __ATOMIC_RELAXED);
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* workers inherit the mask; main waits below */
     for (uint32_t i = 0; i < nw; i++) {
         worker_t *w = &ws[i];
         w->id = (int)i;
+        w->nworkers = nw;
         w->cfg = cfg;
         w->rules = rules;
         uint16_t bound = 0;
@@ -1368,6 +1511,10 @@ int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
         /* every worker sees the pipe readable once main writes to it, and nobody reads it */
         w->stop = event_new(w->base, stop_fd[0], EV_READ, on_stop, w);
         event_add(w->stop, NULL);
+        w->drain = event_new(w->base, drain_fd[0], EV_READ, on_drain, w);
+        event_add(w->drain, NULL);
+        w->drain_tick = event_new(w->base, -1, EV_PERSIST, on_drain_tick, w);
+        w->drain_end = event_new(w->base, -1, 0, on_drain_end, w);
         for (int k = 0; k < LOG_N; k++)
             ag_buf_init(&w->logbuf[k], LOG_BUF_MAX);
         w->log_flush = event_new(w->base, -1, 0, on_log_flush, w);
@@ -1381,6 +1528,7 @@ int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
         }
         admin_fd = afd;
         admin = ag_http_server_new(ws[0].base, afd, &admin_handlers, &lim, NULL);
+        ws[0].admin = admin;
     }
     for (uint32_t i = 0; i < nw; i++) {
         if (pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]) != 0) {
@@ -1393,20 +1541,47 @@ int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
             cfg->listen_host, port, nw, nw == 1 ? "" : "s", cfg->upstream, cfg->source,
             cfg->shadow ? ", shadow mode" : "");
     if (admin)
-        fprintf(stderr, "astgate: admin (/metrics, /healthz) on http://%s:%u\n", cfg->admin_host,
-                admin_port);
+        fprintf(stderr, "astgate: admin (/metrics, /healthz, /readyz) on http://%s:%u\n",
+                cfg->admin_host, admin_port);
     fflush(stderr);
-    int sig = 0;
-    sigwait(&set, &sig);
-    fprintf(stderr, "astgate: %s received, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    notify("READY=1");
+    /* signals: SIGTERM drains (a second one stops at once), SIGINT and SIGQUIT stop at once,
+     * SIGUSR1 reopens the log files; the loop ends when every worker has ended */
+    bool stopping = false;
+    while (__atomic_load_n(&g_workers_done, __ATOMIC_ACQUIRE) < started) {
+        struct timespec to = {0, 50 * 1000 * 1000};
+        int sig = sigtimedwait(&set, NULL, &to);
+        if (sig < 0)
+            continue;
+        if (sig == SIGUSR1) {
+            sinks_reopen();
+            fprintf(stderr, "astgate: SIGUSR1 received, log files reopened\n");
+        } else if (sig == SIGHUP) {
+            fprintf(stderr, "astgate: SIGHUP received: reloading is not implemented yet; still "
+                            "serving with the configuration loaded at start\n");
+        } else if (sig == SIGTERM && !__atomic_load_n(&g_draining, __ATOMIC_RELAXED)) {
+            __atomic_store_n(&g_draining, 1, __ATOMIC_RELAXED);
+            fprintf(stderr,
+                    "astgate: SIGTERM received, draining: no new connections, replies in flight "
+                    "get up to %u ms (SIGTERM again or SIGINT: stop now)\n",
+                    cfg->drain_timeout_ms);
+            notify("STOPPING=1");
+            wake_all(drain_fd[1]);
+        } else if (!stopping) {
+            stopping = true;
+            fprintf(stderr, "astgate: %s received, stopping now\n",
+                    sig == SIGINT    ? "SIGINT"
+                    : sig == SIGQUIT ? "SIGQUIT"
+                                     : "SIGTERM");
+            notify("STOPPING=1");
+            wake_all(stop_fd[1]);
+        }
+    }
+    fflush(stderr);
     status = 0;
 stop:
-    if (started) {
-        ssize_t wn;
-        do
-            wn = write(stop_fd[1], "x", 1);
-        while (wn < 0 && errno == EINTR);
-    }
+    if (started && __atomic_load_n(&g_workers_done, __ATOMIC_ACQUIRE) < started)
+        wake_all(stop_fd[1]);
     for (uint32_t i = 0; i < started; i++)
         pthread_join(ws[i].thread, NULL);
 out:
@@ -1423,6 +1598,12 @@ out:
         ag_wmetrics_dispose(&w->m);
         if (w->stop)
             event_free(w->stop);
+        if (w->drain)
+            event_free(w->drain);
+        if (w->drain_tick)
+            event_free(w->drain_tick);
+        if (w->drain_end)
+            event_free(w->drain_end);
         ag_upstream_free(w->up);
         ag_http_server_free(w->http);
         if (w->fd > 0)
@@ -1438,6 +1619,9 @@ out:
     close(stop_fd[0]);
     close(stop_fd[1]);
     stop_fd[0] = stop_fd[1] = -1;
+    close(drain_fd[0]);
+    close(drain_fd[1]);
+    drain_fd[0] = drain_fd[1] = -1;
     sink_close(&sinks[LOG_ACCESS]);
     sink_close(&sinks[LOG_REWRITE]);
     return status;

@@ -1,0 +1,267 @@
+// The process lifecycle under signals, with the ASan build: SIGTERM drains (no new connections,
+// /readyz 503, replies in flight finish, exit 0), a second SIGTERM or SIGINT stops at once (the
+// request in flight logged as 499), timeouts.drain_ms ends a drain, SIGUSR1 reopens the log files,
+// SIGHUP does not kill. Each test starts its own astgate in front of an upstream whose streamed
+// reply the test releases event by event: no sleeps, every wait is on an event.
+
+import { describe, it, beforeEach, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import { NEEDS_PROXY, ROOT, RULES, Astgate, writeConfig, withTimeout, tmpDir } from './helpers.mjs';
+
+// An upstream that answers a GET at once and every other request with an SSE stream it holds open: the test sends each
+// event (send) and ends it (end). Resolves `arrived` when a request is in.
+class HeldUpstream {
+    static async start() {
+        const u = new HeldUpstream();
+        await new Promise((r) => u.server.listen(0, '127.0.0.1', r));
+        return u;
+    }
+    constructor() {
+        this.pending = [];
+        this.waiters = [];
+        this.server = http.createServer((req, res) => {
+            req.resume();
+            req.on('end', () => {
+                if (req.method === 'GET') {
+                    res.writeHead(200, { 'Content-Type': 'application/json' });
+                    res.end('{"object":"list","data":[]}');
+                    return;
+                }
+                res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+                res.flushHeaders();
+                this.pending.push(res);
+                for (const w of this.waiters.splice(0)) w();
+            });
+        });
+    }
+    get url() {
+        return `http://127.0.0.1:${this.server.address().port}`;
+    }
+    async next() {
+        while (this.pending.length === 0) await new Promise((r) => this.waiters.push(r));
+        return this.pending.shift();
+    }
+    close() {
+        this.server.closeAllConnections?.();
+        return new Promise((r) => this.server.close(r));
+    }
+}
+
+const chunk = (text) => `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta: { content: text }, finish_reason: null }] })}\n\n`;
+
+// A streamed chat completion through astgate; `got(n)` resolves once n bytes of body arrived.
+function streamRequest(port) {
+    const body = JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: 'hi' }] });
+    let data = '';
+    const waiters = [];
+    const done = new Promise((resolve, reject) => {
+        const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/chat/completions', headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) } }, (res) => {
+            res.setEncoding('utf8');
+            res.on('data', (d) => {
+                data += d;
+                for (const w of [...waiters]) w();
+            });
+            res.on('end', () => resolve({ status: res.statusCode, data, complete: res.complete }));
+            res.on('error', (err) => resolve({ status: res.statusCode, data, error: err }));
+            res.on('aborted', () => resolve({ status: res.statusCode, data, aborted: true }));
+        });
+        req.on('error', (err) => resolve({ data, error: err }));
+        req.end(body);
+    });
+    const got = (text) =>
+        new Promise((resolve) => {
+            const check = () => {
+                if (data.includes(text)) {
+                    waiters.splice(waiters.indexOf(check), 1);
+                    resolve();
+                }
+            };
+            waiters.push(check);
+            check();
+        });
+    return { done, got };
+}
+
+function httpGet(port, p) {
+    return new Promise((resolve, reject) => {
+        http.get({ host: '127.0.0.1', port, path: p, agent: false }, (res) => {
+            let b = '';
+            res.on('data', (d) => (b += d));
+            res.on('end', () => resolve({ status: res.statusCode, body: b }));
+        }).on('error', reject);
+    });
+}
+
+function connectRefused(port) {
+    return new Promise((resolve) => {
+        const s = net.connect({ host: '127.0.0.1', port });
+        s.on('connect', () => {
+            s.destroy();
+            resolve(false);
+        });
+        s.on('error', (err) => resolve(err.code === 'ECONNREFUSED'));
+    });
+}
+
+async function freePort() {
+    const s = net.createServer();
+    await new Promise((r) => s.listen(0, '127.0.0.1', r));
+    const p = s.address().port;
+    await new Promise((r) => s.close(r));
+    return p;
+}
+
+function accessLines(gate) {
+    return gate.jsonLines().filter((j) => j.type === 'access');
+}
+
+describe('signals and drain', { skip: NEEDS_PROXY }, () => {
+    let up;
+    let ag;
+    let adminPort;
+    let dir;
+
+    async function start(extra = {}) {
+        adminPort = await freePort();
+        const config = writeConfig({
+            listen: '127.0.0.1:0',
+            upstream: up.url,
+            rules: [path.join(ROOT, RULES)],
+            admin: `127.0.0.1:${adminPort}`,
+            workers: 2,
+            logs: { access: '-', rewrite: 'off' },
+            ...extra,
+        });
+        ag = await Astgate.start({ upstream: up.url, config });
+    }
+
+    beforeEach(async () => {
+        up = await HeldUpstream.start();
+        dir = tmpDir();
+    });
+
+    afterEach(async () => {
+        if (ag && !ag.exitInfo) {
+            ag.child.kill('SIGKILL');
+            await ag.exited;
+        }
+        ag = null;
+        await up.close();
+    });
+
+    // the exit after the signals a test sent: 0, and no sanitizer report
+    async function exitClean(ms = 10000) {
+        const info = await withTimeout(ag.exited, ms, 'astgate to exit');
+        const report = ag.stderr.search(/ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: \w+Sanitizer/);
+        assert.equal(report, -1, `sanitizer report:\n${ag.stderr.slice(report, report + 3000)}`);
+        assert.deepEqual(info, { code: 0, signal: null });
+    }
+
+    it('SIGTERM drains: /readyz 503, new connections refused, the stream in flight completes, exit 0', async () => {
+        await start();
+        assert.equal((await httpGet(adminPort, '/readyz')).status, 200);
+        const s = streamRequest(ag.port);
+        const res = await withTimeout(up.next(), 5000, 'the request upstream');
+        res.write(chunk('first '));
+        await withTimeout(s.got('first'), 5000, 'the first event');
+        ag.child.kill('SIGTERM');
+        await withTimeout(ag.waitLine((l) => l.includes('SIGTERM received, draining')), 5000, 'the drain line');
+        assert.equal((await httpGet(adminPort, '/readyz')).status, 503);
+        assert.equal((await httpGet(adminPort, '/healthz')).status, 200, 'liveness stays 200');
+        // the listening sockets are closed once the workers took the drain
+        await withTimeout(
+            (async () => {
+                while (!(await connectRefused(ag.port))) await new Promise((r) => setImmediate(r));
+            })(),
+            5000,
+            'new connections refused',
+        );
+        res.write(chunk('second'));
+        res.end('data: [DONE]\n\n');
+        const r = await withTimeout(s.done, 5000, 'the stream to end');
+        assert.equal(r.status, 200);
+        assert.ok(r.complete, 'the stream ended properly (last chunk received)');
+        assert.match(r.data, /second/);
+        assert.match(r.data, /\[DONE\]/);
+        await exitClean();
+        const lines = accessLines(ag);
+        assert.equal(lines.filter((l) => l.path === '/v1/chat/completions').length, 1, JSON.stringify(lines));
+        assert.equal(lines.filter((l) => l.path === '/v1/chat/completions')[0].status, 200);
+    });
+
+    it('a second SIGTERM stops at once; the request in flight is logged as 499', async () => {
+        await start();
+        const s = streamRequest(ag.port);
+        const res = await withTimeout(up.next(), 5000, 'the request upstream');
+        res.write(chunk('first '));
+        await withTimeout(s.got('first'), 5000, 'the first event');
+        ag.child.kill('SIGTERM');
+        await withTimeout(ag.waitLine((l) => l.includes('SIGTERM received, draining')), 5000, 'the drain line');
+        ag.child.kill('SIGTERM');
+        await exitClean(5000);
+        const r = await s.done;
+        assert.ok(!r.complete, 'the client can tell the stream was cut');
+        const lines = accessLines(ag).filter((l) => l.path === '/v1/chat/completions');
+        assert.equal(lines.length, 1);
+        assert.equal(lines[0].status, 499);
+    });
+
+    it('SIGINT stops at once, with the access line of the request in flight', async () => {
+        await start();
+        const s = streamRequest(ag.port);
+        await withTimeout(up.next(), 5000, 'the request upstream');
+        ag.child.kill('SIGINT');
+        await exitClean(5000);
+        await s.done;
+        assert.equal(accessLines(ag).filter((l) => l.status === 499).length, 1);
+    });
+
+    it('timeouts.drain_ms ends a drain: the stream still open is cut and logged as 499', async () => {
+        await start({ timeouts: { drain_ms: 200 } });
+        const s = streamRequest(ag.port);
+        const res = await withTimeout(up.next(), 5000, 'the request upstream');
+        res.write(chunk('first '));
+        await withTimeout(s.got('first'), 5000, 'the first event');
+        ag.child.kill('SIGTERM');
+        await exitClean(5000);
+        assert.ok(ag.lines.some((l) => l.includes('timeouts.drain_ms is over')));
+        const r = await s.done;
+        assert.ok(!r.complete);
+        assert.equal(accessLines(ag).filter((l) => l.status === 499).length, 1);
+    });
+
+    it('SIGUSR1 reopens the access log after it was moved; SIGHUP does not stop astgate', async () => {
+        const log = path.join(dir, 'access.log');
+        await start({ logs: { access: log, rewrite: 'off' } });
+        await httpGet(ag.port, '/v1/models/first');
+        // the line is written once the worker's callbacks at hand ran: wait for it in the file
+        await withTimeout(
+            (async () => {
+                while (!(fs.existsSync(log) && fs.readFileSync(log, 'utf8').includes('first'))) await new Promise((r) => setTimeout(r, 10));
+            })(),
+            5000,
+            'the first access line',
+        );
+        fs.renameSync(log, `${log}.1`);
+        ag.child.kill('SIGUSR1');
+        await withTimeout(ag.waitLine((l) => l.includes('SIGUSR1 received')), 5000, 'the reopen line');
+        await httpGet(ag.port, '/v1/models/second');
+        await withTimeout(
+            (async () => {
+                while (!(fs.existsSync(log) && fs.readFileSync(log, 'utf8').includes('second'))) await new Promise((r) => setTimeout(r, 10));
+            })(),
+            5000,
+            'the second access line in the new file',
+        );
+        assert.ok(!fs.readFileSync(`${log}.1`, 'utf8').includes('second'));
+        ag.child.kill('SIGHUP');
+        await withTimeout(ag.waitLine((l) => l.includes('SIGHUP received')), 5000, 'the SIGHUP line');
+        assert.equal((await httpGet(adminPort, '/healthz')).status, 200);
+        ag.child.kill('SIGTERM');
+        await exitClean();
+    });
+});
