@@ -210,15 +210,18 @@ describe('signals and drain', { skip: NEEDS_PROXY }, () => {
         assert.equal(lines[0].status, 499);
     });
 
-    it('SIGINT stops at once, with the access line of the request in flight', async () => {
-        await start();
-        const s = streamRequest(ag.port);
-        await withTimeout(up.next(), 5000, 'the request upstream');
-        ag.child.kill('SIGINT');
-        await exitClean(5000);
-        await s.done;
-        assert.equal(accessLines(ag).filter((l) => l.status === 499).length, 1);
-    });
+    for (const sig of ['SIGINT', 'SIGQUIT']) {
+        it(`${sig} stops at once, with the access line of the request in flight`, async () => {
+            await start();
+            const s = streamRequest(ag.port);
+            await withTimeout(up.next(), 5000, 'the request upstream');
+            ag.child.kill(sig);
+            await exitClean(5000);
+            await s.done;
+            assert.ok(ag.lines.some((l) => l.includes(`${sig} received, stopping now`)));
+            assert.equal(accessLines(ag).filter((l) => l.status === 499).length, 1);
+        });
+    }
 
     it('timeouts.drain_ms ends a drain: the stream still open is cut and logged as 499', async () => {
         await start({ timeouts: { drain_ms: 200 } });
