@@ -198,6 +198,46 @@ out:
     return status;
 }
 
+typedef struct serve_args {
+    const char *config, *listen, *upstream;
+    const char **rules_files;
+    uint32_t nrules;
+    long workers; /* -1: the config's */
+} serve_args_t;
+
+/* The configuration and rules of `serve`: the file, then the command line's overrides; errors
+ * printed with file:line:col. At start and on SIGHUP (ag_proxy_set_loader). */
+static int serve_load(void *ud, ag_config_t *cfg, ag_rules_t **rules)
+{
+    const serve_args_t *a = ud;
+    ag_diag_t d;
+    memset(&d, 0, sizeof(d));
+    *rules = NULL;
+    if (ag_config_load(a->config, cfg, &d) != AG_OK) {
+        ag_diag_print(&d, stderr);
+        return 1;
+    }
+    if ((a->listen && ag_config_set_listen(cfg, a->listen, &d) != AG_OK) ||
+        (a->upstream && ag_config_set_upstream(cfg, a->upstream, &d) != AG_OK)) {
+        fprintf(stderr, "astgate: %s\n", d.msg);
+        ag_config_dispose(cfg);
+        return 1;
+    }
+    for (uint32_t i = 0; i < a->nrules; i++)
+        if (ag_config_add_rules(cfg, a->rules_files[i], i == 0, &d) != AG_OK) {
+            fprintf(stderr, "astgate: %s\n", d.msg);
+            ag_config_dispose(cfg);
+            return 1;
+        }
+    if (a->workers >= 0)
+        cfg->workers = (uint32_t)a->workers;
+    if (load_rules((const char **)cfg->rules, cfg->nrules, rules)) {
+        ag_config_dispose(cfg);
+        return 1;
+    }
+    return 0;
+}
+
 static int cmd_serve(int argc, char **argv)
 {
     const char *config = NULL, *listen = NULL, *upstream = NULL;
@@ -242,36 +282,21 @@ static int cmd_serve(int argc, char **argv)
     }
     if (check_runtime())
         return 1;
+    serve_args_t sa = {config, listen, upstream, rules_files, nrules, workers};
     ag_config_t cfg;
-    ag_diag_t d;
-    memset(&d, 0, sizeof(d));
-    if (ag_config_load(config, &cfg, &d) != AG_OK) {
-        ag_diag_print(&d, stderr);
-        return 1;
-    }
     int status = 1;
     ag_rules_t *rules = NULL;
-    if ((listen && ag_config_set_listen(&cfg, listen, &d) != AG_OK) ||
-        (upstream && ag_config_set_upstream(&cfg, upstream, &d) != AG_OK)) {
-        fprintf(stderr, "astgate: %s\n", d.msg);
-        goto out;
-    }
-    for (uint32_t i = 0; i < nrules; i++)
-        if (ag_config_add_rules(&cfg, rules_files[i], i == 0, &d) != AG_OK) {
-            fprintf(stderr, "astgate: %s\n", d.msg);
-            goto out;
-        }
-    if (workers >= 0)
-        cfg.workers = (uint32_t)workers;
-    if (load_rules((const char **)cfg.rules, cfg.nrules, &rules))
-        goto out;
+    if (serve_load(&sa, &cfg, &rules) != 0)
+        return 1;
     if (check) {
         printf("astgate: configuration %s ok (%u rule%s)\n", cfg.source, ag_rules_count(rules),
                ag_rules_count(rules) == 1 ? "" : "s");
         status = 0;
         goto out;
     }
+    ag_proxy_set_loader(serve_load, &sa);
     status = ag_proxy_run(&cfg, rules);
+    ag_proxy_set_loader(NULL, NULL);
 out:
     ag_rules_free(rules);
     ag_config_dispose(&cfg);

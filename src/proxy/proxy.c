@@ -133,6 +133,39 @@ static int stop_fd[2] = {-1, -1};
 static int drain_fd[2] = {-1, -1};
 static int g_draining; /* /readyz: 503 once set */
 static uint32_t g_workers_done;
+static ag_proxy_loader_fn g_loader;
+static void *g_loader_ud;
+
+void ag_proxy_set_loader(ag_proxy_loader_fn fn, void *ud)
+{
+    g_loader = fn;
+    g_loader_ud = ud;
+}
+
+/* SIGHUP, until reloading in place exists: check the configuration on disk and say what a
+ * reload would meet, so a broken file is caught before the next restart. */
+static void check_on_disk(void)
+{
+    if (g_loader == NULL) {
+        fprintf(stderr, "astgate: SIGHUP received: reloading is not implemented yet; still serving "
+                        "with the configuration loaded at start\n");
+        return;
+    }
+    ag_config_t cfg;
+    ag_rules_t *rules = NULL;
+    if (g_loader(g_loader_ud, &cfg, &rules) != 0) {
+        fprintf(stderr, "astgate: SIGHUP received: the configuration on disk has errors (above); "
+                        "still serving with the configuration loaded at start\n");
+        return;
+    }
+    fprintf(stderr,
+            "astgate: SIGHUP received: the configuration on disk is valid (%s, %u rule%s), but "
+            "reloading in place is not implemented yet: restart to apply it (SIGTERM drains); "
+            "still serving with the configuration loaded at start\n",
+            cfg.source, ag_rules_count(rules), ag_rules_count(rules) == 1 ? "" : "s");
+    ag_rules_free(rules);
+    ag_config_dispose(&cfg);
+}
 
 static uint64_t now_ns(void)
 {
@@ -1286,8 +1319,7 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
     (void)what;
     /* the worker that serves /readyz and /metrics ends last */
     if (ag_http_server_connections(w->http) == 0 &&
-        (w->admin == NULL ||
-         __atomic_load_n(&g_workers_done, __ATOMIC_ACQUIRE) + 1 >= w->nworkers))
+        (w->admin == NULL || __atomic_load_n(&g_workers_done, __ATOMIC_ACQUIRE) + 1 >= w->nworkers))
         stop_now(w);
 }
 
@@ -1557,8 +1589,7 @@ int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
             sinks_reopen();
             fprintf(stderr, "astgate: SIGUSR1 received, log files reopened\n");
         } else if (sig == SIGHUP) {
-            fprintf(stderr, "astgate: SIGHUP received: reloading is not implemented yet; still "
-                            "serving with the configuration loaded at start\n");
+            check_on_disk();
         } else if (sig == SIGTERM && !__atomic_load_n(&g_draining, __ATOMIC_RELAXED)) {
             __atomic_store_n(&g_draining, 1, __ATOMIC_RELAXED);
             fprintf(stderr,

@@ -11,4 +11,11 @@
  * clean stop, 1 when it cannot start (the reason printed). */
 int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules);
 
+/* Loads the configuration and rules the way `serve` did at start (file, then command-line
+ * overrides), printing errors with file:line:col; returns 0 and fills cfg and *rules (the caller
+ * disposes of both), or 1. Used on SIGHUP. */
+typedef int (*ag_proxy_loader_fn)(void *ud, ag_config_t *cfg, ag_rules_t **rules);
+/* The loader SIGHUP checks the configuration on disk with (NULL: none). Set before ag_proxy_run. */
+void ag_proxy_set_loader(ag_proxy_loader_fn fn, void *ud);
+
 #endif
