@@ -56,8 +56,6 @@ typedef struct worker {
     struct event *drain_tick; /* while draining: is anything left? */
     struct event *drain_end;  /* timeouts.drain_ms: abort what is left */
     bool draining;
-    ag_http_server_t *admin; /* worker 0 only: the admin listener's server */
-    uint32_t nworkers;
     ag_upstream_t *up;
     ag_engine_t *engine;
     const ag_config_t *cfg;
@@ -1300,8 +1298,6 @@ static void on_request(void *ud, ag_http_req_t *req)
 static void stop_now(worker_t *w)
 {
     ag_http_server_close_all(w->http);
-    if (w->admin)
-        ag_http_server_close_all(w->admin);
     event_base_loopbreak(w->base);
 }
 
@@ -1317,9 +1313,7 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
     worker_t *w = arg;
     (void)fd;
     (void)what;
-    /* the worker that serves /readyz and /metrics ends last */
-    if (ag_http_server_connections(w->http) == 0 &&
-        (w->admin == NULL || __atomic_load_n(&g_workers_done, __ATOMIC_ACQUIRE) + 1 >= w->nworkers))
+    if (ag_http_server_connections(w->http) == 0)
         stop_now(w);
 }
 
@@ -1358,6 +1352,33 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
         event_add(w->drain_end, &end);
     }
     on_drain_tick(-1, 0, w);
+}
+
+/* The admin listener (/metrics, /healthz, /readyz) has a thread and loop of its own, so that it
+ * answers for as long as the process runs, through a drain, whichever workers end first. */
+typedef struct admin_loop {
+    struct event_base *base;
+    ag_http_server_t *http;
+    struct event *stop; /* stop_fd readable: written once every worker has ended */
+    pthread_t thread;
+} admin_loop_t;
+
+static void on_admin_stop(evutil_socket_t fd, short what, void *arg)
+{
+    admin_loop_t *a = arg;
+    (void)fd;
+    (void)what;
+    ag_http_server_close_all(a->http);
+    event_base_loopbreak(a->base);
+}
+
+static void *admin_main(void *arg)
+{
+    admin_loop_t *a = arg;
+    event_base_dispatch(a->base);
+    for (int i = 0; i < 4; i++)
+        event_base_loop(a->base, EVLOOP_NONBLOCK);
+    return NULL;
 }
 
 static void *worker_main(void *arg)
@@ -1478,6 +1499,9 @@ int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
     all_metrics = ag_xcalloc(nw, sizeof(*all_metrics));
     nall_metrics = nw;
     metrics_rules = rules;
+    admin_loop_t adm;
+    memset(&adm, 0, sizeof(adm));
+    bool admin_started = false;
     ag_http_server_t *admin = NULL;
     int admin_fd = -1;
     ag_http_limits_t lim;
@@ -1509,7 +1533,6 @@ int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
     for (uint32_t i = 0; i < nw; i++) {
         worker_t *w = &ws[i];
         w->id = (int)i;
-        w->nworkers = nw;
         w->cfg = cfg;
         w->rules = rules;
         uint16_t bound = 0;
@@ -1552,15 +1575,24 @@ int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
         w->log_flush = event_new(w->base, -1, 0, on_log_flush, w);
     }
     if (cfg->admin_host[0]) {
-        /* the admin listener runs on the first worker's loop */
         int afd = open_listener(cfg->admin_host, cfg->admin_port, &admin_port, err, sizeof(err));
         if (afd < 0) {
             fprintf(stderr, "astgate: admin: %s\n", err);
             goto out;
         }
         admin_fd = afd;
-        admin = ag_http_server_new(ws[0].base, afd, &admin_handlers, &lim, NULL);
-        ws[0].admin = admin;
+        struct event_config *acfg = event_config_new();
+        event_config_set_flag(acfg, EVENT_BASE_FLAG_NOLOCK);
+        adm.base = event_base_new_with_config(acfg);
+        event_config_free(acfg);
+        if (adm.base == NULL) {
+            fprintf(stderr, "astgate: cannot create an event loop\n");
+            goto out;
+        }
+        admin = ag_http_server_new(adm.base, afd, &admin_handlers, &lim, NULL);
+        adm.http = admin;
+        adm.stop = event_new(adm.base, stop_fd[0], EV_READ, on_admin_stop, &adm);
+        event_add(adm.stop, NULL);
     }
     for (uint32_t i = 0; i < nw; i++) {
         if (pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]) != 0) {
@@ -1568,6 +1600,13 @@ int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
             goto stop;
         }
         started++;
+    }
+    if (adm.base) {
+        if (pthread_create(&adm.thread, NULL, admin_main, &adm) != 0) {
+            fprintf(stderr, "astgate: cannot start the admin listener\n");
+            goto stop;
+        }
+        admin_started = true;
     }
     fprintf(stderr, "astgate: listening on http://%s:%u (%u worker%s, upstream %s, config %s%s)\n",
             cfg->listen_host, port, nw, nw == 1 ? "" : "s", cfg->upstream, cfg->source,
@@ -1615,8 +1654,16 @@ stop:
         wake_all(stop_fd[1]);
     for (uint32_t i = 0; i < started; i++)
         pthread_join(ws[i].thread, NULL);
+    if (admin_started) {
+        wake_all(stop_fd[1]); /* every worker has ended: the admin listener goes last */
+        pthread_join(adm.thread, NULL);
+    }
 out:
     ag_http_server_free(admin);
+    if (adm.stop)
+        event_free(adm.stop);
+    if (adm.base)
+        event_base_free(adm.base);
     if (admin_fd >= 0)
         close(admin_fd);
     for (uint32_t i = 0; i < nw; i++) {
