@@ -320,6 +320,17 @@ static void run_drain_cb(conn_t *c)
     }
 }
 
+/* Writes what it can; tells a handler waiting for room; moves on once all is written. */
+static void write_some(conn_t *c)
+{
+    if (!flush_out(c))
+        return;
+    if (c->req_active)
+        run_drain_cb(c);
+    if (c->state != CONN_CLOSED && evbuffer_get_length(c->out) == 0)
+        after_flush(c);
+}
+
 static void on_write(evutil_socket_t fd, short what, void *arg)
 {
     conn_t *c = arg;
@@ -329,12 +340,7 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
         return;
     }
     c->writing = true; /* still added (persistent) until flush_out empties the buffer */
-    if (!flush_out(c))
-        return;
-    if (c->req_active)
-        run_drain_cb(c);
-    if (c->state != CONN_CLOSED && evbuffer_get_length(c->out) == 0)
-        after_flush(c);
+    write_some(c);
 }
 
 static void on_defer(evutil_socket_t fd, short what, void *arg)
@@ -347,12 +353,7 @@ static void on_defer(evutil_socket_t fd, short what, void *arg)
             conn_free(c);
         return;
     }
-    if (!flush_out(c))
-        return;
-    if (c->req_active)
-        run_drain_cb(c);
-    if (c->state != CONN_CLOSED && evbuffer_get_length(c->out) == 0)
-        after_flush(c);
+    write_some(c);
 }
 
 /* Output goes at the end of this loop turn: a response's head and body in one write. */
@@ -374,12 +375,21 @@ static int fail(conn_t *c, int status, const char *code, const char *msg)
     return -1;
 }
 
+static int too_many_header_bytes(conn_t *c)
+{
+    return fail(c, 431, "request_header_fields_too_large",
+                "the request's headers are larger than limits.max_header_bytes");
+}
+
+static int too_large_body(conn_t *c)
+{
+    return fail(c, 413, "request_too_large",
+                "the request body is larger than limits.max_request_body");
+}
+
 static int head_append(conn_t *c, const char *at, size_t n)
 {
-    if (ag_buf_append(&c->head, at, n) != AG_OK)
-        return fail(c, 431, "request_header_fields_too_large",
-                    "the request's headers are larger than limits.max_header_bytes");
-    return 0;
+    return ag_buf_append(&c->head, at, n) == AG_OK ? 0 : too_many_header_bytes(c);
 }
 
 static int on_message_begin(llhttp_t *p)
@@ -452,8 +462,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n)
     c->spans[c->nspans - 1].name_len += (uint32_t)n;
     c->header_bytes += (uint32_t)n;
     if (c->header_bytes > c->s->lim.max_header_bytes)
-        return fail(c, 431, "request_header_fields_too_large",
-                    "the request's headers are larger than limits.max_header_bytes");
+        return too_many_header_bytes(c);
     return head_append(c, at, n);
 }
 
@@ -476,15 +485,8 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n)
     c->spans[c->nspans - 1].value_len += (uint32_t)n;
     c->header_bytes += (uint32_t)n;
     if (c->header_bytes > c->s->lim.max_header_bytes)
-        return fail(c, 431, "request_header_fields_too_large",
-                    "the request's headers are larger than limits.max_header_bytes");
+        return too_many_header_bytes(c);
     return head_append(c, at, n);
-}
-
-static bool name_is(ag_str_t a, const char *b)
-{
-    size_t n = strlen(b);
-    return a.len == n && strncasecmp(a.ptr, b, n) == 0;
 }
 
 /* Trims the optional whitespace llhttp leaves at the end of a value. */
@@ -600,10 +602,10 @@ static int on_headers_complete(llhttp_t *p)
         if (!field_value(h->value))
             return fail(c, 400, "bad_request",
                         "a header value with a control character or a folded line");
-        if (name_is(h->name, "host")) {
+        if (ag_str_eqci(h->name, "host")) {
             hosts++;
-        } else if (name_is(h->name, "expect")) {
-            if (!name_is(h->value, "100-continue"))
+        } else if (ag_str_eqci(h->name, "expect")) {
+            if (!ag_str_eqci(h->value, "100-continue"))
                 return fail(c, 417, "expectation_failed",
                             "astgate only knows the expectation 100-continue");
             expect_continue = true;
@@ -623,8 +625,7 @@ static int on_headers_complete(llhttp_t *p)
     bool chunked = (p->flags & F_CHUNKED) != 0;
     bool has_len = (p->flags & F_CONTENT_LENGTH) != 0;
     if (has_len && p->content_length > s->lim.max_body)
-        return fail(c, 413, "request_too_large",
-                    "the request body is larger than limits.max_request_body");
+        return too_large_body(c);
     bool body = chunked || (has_len && p->content_length > 0);
     if (expect_continue && body && c->req.http_minor == 1)
         write_continue(c);
@@ -640,20 +641,14 @@ static int on_headers_complete(llhttp_t *p)
 static int on_body(llhttp_t *p, const char *at, size_t n)
 {
     conn_t *c = p->data;
-    if (ag_buf_append(&c->body, at, n) != AG_OK)
-        return fail(c, 413, "request_too_large",
-                    "the request body is larger than limits.max_request_body");
-    return 0;
+    return ag_buf_append(&c->body, at, n) == AG_OK ? 0 : too_large_body(c);
 }
 
 /* A chunk announced larger than the body may still grow: refuse before reading it. */
 static int on_chunk_header(llhttp_t *p)
 {
     conn_t *c = p->data;
-    if (p->content_length > c->s->lim.max_body - c->body.len)
-        return fail(c, 413, "request_too_large",
-                    "the request body is larger than limits.max_request_body");
-    return 0;
+    return p->content_length > c->s->lim.max_body - c->body.len ? too_large_body(c) : 0;
 }
 
 static int on_message_complete(llhttp_t *p)
@@ -764,10 +759,8 @@ static void refuse(conn_t *c, int status, const char *code, const char *msg)
         c->req.target = c->req.path = ag_str("", 0);
     if (c->req.target.ptr == NULL)
         c->req.target = c->req.path = ag_str("", 0);
-    if (c->req.headers == NULL) {
-        c->req.headers = NULL;
+    if (c->req.headers == NULL)
         c->req.nheaders = 0;
-    }
     c->req.keep_alive = false;
     start_request_view(c);
     c->close_after = true;

@@ -890,16 +890,28 @@ static void finish_buffered(preq_t *r)
     detach(r);
 }
 
+/* What a failed transfer tells the client: the JSON error code and status (from
+ * ag_upstream_error_code) and a message for people (curl's generic text: upstream addresses are
+ * not told to clients). */
+static const char *upstream_failure(const preq_t *r, CURLcode result, bool mid_reply, int *st,
+                                    char *msg, size_t cap)
+{
+    *st = 502;
+    const char *code = ag_upstream_error_code(result, r->errbuf, st);
+    snprintf(msg, cap, "astgate %s: %s",
+             mid_reply ? "lost the upstream mid-reply" : "could not get a reply from the upstream",
+             curl_easy_strerror(result));
+    return code;
+}
+
 /* The upstream failed after the reply started: the client must be able to tell. At an event
  * boundary of a server-sent event stream, an error event in the API's shape goes first; then
  * the connection is closed without the last chunk (as nginx does). */
 static void abort_reply(preq_t *r, CURLcode result)
 {
-    int st = 502;
-    const char *code = ag_upstream_error_code(result, r->errbuf, &st);
+    int st;
     char msg[512];
-    snprintf(msg, sizeof(msg), "astgate lost the upstream mid-reply: %s",
-             curl_easy_strerror(result));
+    const char *code = upstream_failure(r, result, true, &st, msg, sizeof(msg));
     bool boundary = r->bytes_out == 0 || (r->tail[0] == '\n' && r->tail[1] == '\n');
     if (r->state == REQ_STREAMING && boundary) {
         ag_buf_t j;
@@ -940,11 +952,9 @@ static void on_done(CURL *easy, CURLcode result, void *priv)
             /* a reply without a body */
             on_head(r);
         } else {
-            int st = 502;
-            const char *code = ag_upstream_error_code(result, r->errbuf, &st);
+            int st;
             char msg[512];
-            snprintf(msg, sizeof(msg), "astgate could not get a reply from the upstream: %s",
-                     curl_easy_strerror(result));
+            const char *code = upstream_failure(r, result, false, &st, msg, sizeof(msg));
             send_error(r, st, st == 504 ? "astgate_upstream_timeout" : "astgate_upstream_error",
                        code, msg);
             goto out;
@@ -954,11 +964,9 @@ static void on_done(CURL *easy, CURLcode result, void *priv)
     switch (r->state) {
     case REQ_BUFFERING:
         if (failed) {
-            int st = 502;
-            const char *code = ag_upstream_error_code(result, r->errbuf, &st);
+            int st;
             char msg[512];
-            snprintf(msg, sizeof(msg), "astgate lost the upstream mid-reply: %s",
-                     curl_easy_strerror(result));
+            const char *code = upstream_failure(r, result, true, &st, msg, sizeof(msg));
             send_error(r, st, "astgate_upstream_error", code, msg);
         } else {
             finish_buffered(r);
@@ -1161,17 +1169,16 @@ static void build_up_headers(preq_t *r, const ag_http_req_t *req)
     uint32_t *offs = ag_xmalloc(cap * sizeof(*offs));
     uint32_t n = 0;
     ag_buf_init(&r->up_lines, SIZE_MAX);
-    bool has_ct = false, has_fwd = false;
+    bool has_ct = false, fwd_done = false;
     int mode = w->cfg->forwarded;
-    /* X-Forwarded-For: the client's values joined in order, then its address */
     ag_http_header_t conn_h[AG_HDR_MAX_CONN];
     uint32_t nconn = 0;
     for (uint32_t i = 0; i < req->nheaders && nconn < AG_HDR_MAX_CONN; i++)
         if (req->headers[i].name.len == 10 && ag_str_eqci(req->headers[i].name, "connection"))
             conn_h[nconn++] = req->headers[i];
+    /* X-Forwarded-For: the client's values joined in order, then its address */
     ag_buf_t xff;
     ag_buf_init(&xff, SIZE_MAX);
-    uint32_t nxff = 0;
     for (uint32_t i = 0; i < req->nheaders; i++) {
         const ag_http_header_t *h = &req->headers[i];
         if (hop_by_hop(h->name) || (nconn && in_connection(conn_h, nconn, h->name)))
@@ -1182,25 +1189,22 @@ static void build_up_headers(preq_t *r, const ag_http_req_t *req)
                     put(&xff, ", ", 2);
                 put(&xff, h->value.ptr, h->value.len);
             }
-            nxff++;
             continue;
         }
         if (ag_str_eqci(h->name, "content-type"))
             has_ct = true;
-        if (ag_str_eqci(h->name, "forwarded"))
-            has_fwd = true;
-        if (mode == AG_FORWARDED_APPEND && has_fwd && ag_str_eqci(h->name, "forwarded")) {
-            /* RFC 7239: the client's element goes last; IPv6 quoted and bracketed */
+        if (mode == AG_FORWARDED_APPEND && !fwd_done && ag_str_eqci(h->name, "forwarded")) {
+            /* RFC 7239: the client's element, once, on the first Forwarded header; IPv6
+             * quoted and bracketed */
             char el[INET6_ADDRSTRLEN + 16];
             snprintf(el, sizeof(el), strchr(req->peer, ':') ? ", for=\"[%s]\"" : ", for=%s",
                      req->peer);
             (void)up_line(r, offs, &n, h->name, h->value, ag_cstr(el));
-            has_fwd = false; /* one element, added to the first Forwarded header */
+            fwd_done = true;
             continue;
         }
         (void)up_line(r, offs, &n, h->name, h->value, ag_str("", 0));
     }
-    (void)nxff;
     if (mode != AG_FORWARDED_OFF) {
         if (xff.len)
             put(&xff, ", ", 2);

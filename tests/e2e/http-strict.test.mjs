@@ -781,6 +781,13 @@ describe('strict HTTP/1.1 front end (default limits)', { skip: NEEDS_PROXY }, ()
             assert.deepEqual(upstreamRequest(h.up, t).all('x-forwarded-for'), ['1.2.3.4, 127.0.0.1']);
         });
 
+        it('Forwarded headers from the client get the client\'s for= element once, on the first', async () => {
+            const t = newTag();
+            const { c } = await exchange(h.port, request('GET', `/v1/models?t=${t}`, { headers: [['Forwarded', 'for=1.2.3.4'], ['Forwarded', 'for=5.6.7.8']] }));
+            c.destroy();
+            assert.deepEqual(upstreamRequest(h.up, t).all('forwarded'), ['for=1.2.3.4, for=127.0.0.1', 'for=5.6.7.8']);
+        });
+
         it('without X-Forwarded-For the upstream gets X-Forwarded-For: 127.0.0.1', async () => {
             const t = newTag();
             const { c } = await exchange(h.port, request('GET', `/v1/models?t=${t}`));

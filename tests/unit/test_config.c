@@ -121,11 +121,12 @@ static void test_front_end_limits(void **state)
     assert_int_equal(cfg.max_connections, 4096);
     assert_int_equal(cfg.header_timeout_ms, 30000);
     assert_int_equal(cfg.keepalive_timeout_ms, 75000);
+    assert_int_equal(cfg.drain_timeout_ms, 30000);
     assert_int_equal(cfg.forwarded, AG_FORWARDED_APPEND);
     ag_config_dispose(&cfg);
     write_config("limits: {max_header_bytes: 4096, max_headers: 10, max_url_bytes: 100,\n"
                  "         max_connections: 2}\n"
-                 "timeouts: {header_ms: 500, keepalive_ms: 0}\nforwarded: off\n");
+                 "timeouts: {header_ms: 500, keepalive_ms: 0, drain_ms: 1500}\nforwarded: off\n");
     assert_int_equal(ag_config_load(path, &cfg, &d), AG_OK);
     assert_int_equal(cfg.max_header_bytes, 4096);
     assert_int_equal(cfg.max_headers, 10);
@@ -133,6 +134,7 @@ static void test_front_end_limits(void **state)
     assert_int_equal(cfg.max_connections, 2);
     assert_int_equal(cfg.header_timeout_ms, 500);
     assert_int_equal(cfg.keepalive_timeout_ms, 0);
+    assert_int_equal(cfg.drain_timeout_ms, 1500);
     assert_int_equal(cfg.forwarded, AG_FORWARDED_OFF);
     ag_config_dispose(&cfg);
     unlink(path);
@@ -140,6 +142,7 @@ static void test_front_end_limits(void **state)
     expect_error("limits:\n  max_header_bytes: 10\n", 2, 21, "at least 256");
     expect_error("forwarded: sometimes\n", 1, 12, "append, replace or off");
     expect_error("timeouts: {header_ms: -1}\n", 1, 23, "header_ms");
+    expect_error("timeouts: {drain_ms: soon}\n", 1, 22, "drain_ms");
 }
 
 static void test_routes(void **state)
