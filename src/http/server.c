@@ -1159,6 +1159,16 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+void ag_http_server_set_limits(ag_http_server_t *s, const ag_http_limits_t *limits)
+{
+    s->lim = *limits;
+    if (s->lim.max_connections == 0)
+        s->lim.max_connections = UINT32_MAX;
+    if (s->lim.max_headers == 0)
+        s->lim.max_headers = 100;
+    s->client_tv = ms_tv(limits->client_ms);
+}
+
 ag_http_server_t *ag_http_server_new(struct event_base *base, int fd, const ag_http_handlers_t *h,
                                      const ag_http_limits_t *limits, void *ud)
 {
@@ -1168,13 +1178,8 @@ ag_http_server_t *ag_http_server_new(struct event_base *base, int fd, const ag_h
     s->base = base;
     s->fd = fd;
     s->h = *h;
-    s->lim = *limits;
-    if (s->lim.max_connections == 0)
-        s->lim.max_connections = UINT32_MAX;
-    if (s->lim.max_headers == 0)
-        s->lim.max_headers = 100;
+    ag_http_server_set_limits(s, limits);
     s->ud = ud;
-    s->client_tv = ms_tv(limits->client_ms);
     event_assign(&s->resume, base, -1, 0, on_resume, s);
     if (fd >= 0) {
         event_assign(&s->lev, base, fd, EV_READ | EV_PERSIST, on_accept, s);

@@ -68,6 +68,10 @@ typedef struct ag_http_limits {
  * base. h and limits are copied; ud is passed to the handlers. */
 ag_http_server_t *ag_http_server_new(struct event_base *base, int fd, const ag_http_handlers_t *h,
                                      const ag_http_limits_t *limits, void *ud);
+/* Replaces the limits (a reload): what a connection checks from now on uses them; the buffers of
+ * connections already open keep the caps they were opened with (a request beyond those gets its
+ * 431 or 413 there). Call on the server's loop thread. */
+void ag_http_server_set_limits(ag_http_server_t *s, const ag_http_limits_t *limits);
 /* Serves an already connected socket (e.g. one end of a socketpair in tests and fuzzers); takes
  * ownership of fd on AG_OK. AG_ETOOBIG when max_connections is reached. */
 AG_MUSTCHECK int ag_http_server_adopt(ag_http_server_t *s, int fd);

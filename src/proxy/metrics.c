@@ -7,13 +7,12 @@ static const double BOUNDS[AG_HISTS][AG_M_BUCKETS] = {
     /* added */
     {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5},
     /* parse */
-    {0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
-     1, 5},
+    {0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1,
+     5},
 };
 
-static const char *const HIST_NAME[AG_HISTS] = {"astgate_upstream_seconds",
-                                                 "astgate_added_seconds",
-                                                 "astgate_parse_seconds"};
+static const char *const HIST_NAME[AG_HISTS] = {"astgate_upstream_seconds", "astgate_added_seconds",
+                                                "astgate_parse_seconds"};
 static const char *const HIST_HELP[AG_HISTS] = {
     "Time from sending a request upstream to the end of its reply.",
     "Time astgate itself spent on a request (parsing, matching, rewriting, copying).",
@@ -21,24 +20,86 @@ static const char *const HIST_HELP[AG_HISTS] = {
 static const char *const ROUTE[AG_M_ROUTES] = {"chat.completions", "responses", "messages",
                                                "passthrough"};
 
-void ag_wmetrics_init(ag_wmetrics_t *m, uint32_t nrules)
+void ag_wmetrics_init(ag_wmetrics_t *m)
 {
     memset(m, 0, sizeof(*m));
-    size_t n = nrules ? nrules : 1;
-    m->rewrites = ag_xcalloc(n, sizeof(uint64_t));
-    m->flags = ag_xcalloc(n, sizeof(uint64_t));
-    m->dropped = ag_xcalloc(n, sizeof(uint64_t));
-    m->blocks = ag_xcalloc(n, sizeof(uint64_t));
-    m->shadowed = ag_xcalloc(n, sizeof(uint64_t));
 }
 
-void ag_wmetrics_dispose(ag_wmetrics_t *m)
+void ag_mreg_init(ag_mreg_t *reg)
 {
-    free(m->rewrites);
-    free(m->flags);
-    free(m->dropped);
-    free(m->blocks);
-    free(m->shadowed);
+    memset(reg, 0, sizeof(*reg));
+    pthread_mutex_init(&reg->lock, NULL);
+    reg->reload.last_ok = true;
+}
+
+void ag_mreg_dispose(ag_mreg_t *reg)
+{
+    while (reg->live)
+        ag_rmetrics_free(reg, reg->live);
+    for (uint32_t i = 0; i < reg->nids; i++)
+        free(reg->ids[i]);
+    free(reg->ids);
+    free(reg->retired);
+    pthread_mutex_destroy(&reg->lock);
+}
+
+static uint32_t slot_of(ag_mreg_t *reg, const char *id)
+{
+    for (uint32_t i = 0; i < reg->nids; i++)
+        if (strcmp(reg->ids[i], id) == 0)
+            return i;
+    if (reg->nids == reg->cap) {
+        reg->cap = reg->cap ? reg->cap * 2 : 16;
+        reg->ids = ag_xrealloc(reg->ids, reg->cap * sizeof(*reg->ids));
+        reg->retired = ag_xrealloc(reg->retired, reg->cap * sizeof(*reg->retired));
+    }
+    reg->ids[reg->nids] = ag_xstrndup(id, strlen(id));
+    memset(reg->retired[reg->nids], 0, sizeof(reg->retired[reg->nids]));
+    return reg->nids++;
+}
+
+ag_rmetrics_t *ag_rmetrics_new(ag_mreg_t *reg, const ag_rules_t *rules)
+{
+    ag_rmetrics_t *rm = ag_xcalloc(1, sizeof(*rm));
+    rm->n = ag_rules_count(rules);
+    rm->c = ag_xcalloc(rm->n ? rm->n : 1, sizeof(*rm->c));
+    rm->slot = ag_xcalloc(rm->n ? rm->n : 1, sizeof(*rm->slot));
+    pthread_mutex_lock(&reg->lock);
+    for (uint32_t i = 0; i < rm->n; i++)
+        rm->slot[i] = slot_of(reg, ag_rules_rule_id(rules, i));
+    rm->next = reg->live;
+    if (reg->live)
+        reg->live->prev = rm;
+    reg->live = rm;
+    pthread_mutex_unlock(&reg->lock);
+    return rm;
+}
+
+void ag_rmetrics_free(ag_mreg_t *reg, ag_rmetrics_t *rm)
+{
+    if (rm == NULL)
+        return;
+    pthread_mutex_lock(&reg->lock);
+    for (uint32_t i = 0; i < rm->n; i++)
+        for (int k = 0; k < AG_RM_KINDS; k++)
+            reg->retired[rm->slot[i]][k] += __atomic_load_n(&rm->c[i][k], __ATOMIC_RELAXED);
+    if (rm->prev)
+        rm->prev->next = rm->next;
+    else
+        reg->live = rm->next;
+    if (rm->next)
+        rm->next->prev = rm->prev;
+    pthread_mutex_unlock(&reg->lock);
+    free(rm->c);
+    free(rm->slot);
+    free(rm);
+}
+
+void ag_mreg_set_reload(ag_mreg_t *reg, const ag_reload_stats_t *st)
+{
+    pthread_mutex_lock(&reg->lock);
+    reg->reload = *st;
+    pthread_mutex_unlock(&reg->lock);
 }
 
 void ag_m_observe(ag_wmetrics_t *m, ag_hist_kind_t h, uint64_t ns)
@@ -75,23 +136,54 @@ static int counter(ag_buf_t *o, const char *name, const char *help, uint64_t v)
                           (unsigned long long)v);
 }
 
-static int per_rule(ag_buf_t *o, ag_wmetrics_t *const *ws, uint32_t n, const ag_rules_t *rules,
-                    const char *name, const char *help, size_t field_off)
+/* totals[slot][kind]: retired rule sets plus live ones; under reg->lock */
+static uint64_t (*rule_totals(ag_mreg_t *reg))[AG_RM_KINDS]
+{
+    uint64_t(*t)[AG_RM_KINDS] = ag_xcalloc(reg->nids ? reg->nids : 1, sizeof(*t));
+    if (reg->nids)
+        memcpy(t, reg->retired, reg->nids * sizeof(*t));
+    for (const ag_rmetrics_t *rm = reg->live; rm; rm = rm->next)
+        for (uint32_t i = 0; i < rm->n; i++)
+            for (int k = 0; k < AG_RM_KINDS; k++)
+                t[rm->slot[i]][k] += load(&rm->c[i][k]);
+    return t;
+}
+
+static int per_rule(ag_buf_t *o, ag_mreg_t *reg, uint64_t (*t)[AG_RM_KINDS], const char *name,
+                    const char *help, int kind)
 {
     int rc = ag_buf_appendf(o, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
-    for (uint32_t r = 0; r < ag_rules_count(rules) && rc == AG_OK; r++) {
-        uint64_t v = 0;
-        for (uint32_t w = 0; w < n; w++) {
-            uint64_t *arr = *(uint64_t **)((const char *)ws[w] + field_off);
-            v += load(&arr[r]);
-        }
-        rc = ag_buf_appendf(o, "%s{rule=\"%s\"} %llu\n", name, ag_rules_rule_id(rules, r),
-                            (unsigned long long)v);
-    }
+    for (uint32_t i = 0; i < reg->nids && rc == AG_OK; i++)
+        rc = ag_buf_appendf(o, "%s{rule=\"%s\"} %llu\n", name, reg->ids[i],
+                            (unsigned long long)t[i][kind]);
     return rc;
 }
 
-int ag_metrics_render(ag_buf_t *o, ag_wmetrics_t *const *ws, uint32_t n, const ag_rules_t *rules)
+static int reload_metrics(ag_buf_t *o, const ag_reload_stats_t *st)
+{
+    return ag_buf_appendf(
+        o,
+        "# HELP astgate_config_last_reload_successful Whether the last configuration reload "
+        "succeeded (1) or failed (0).\n"
+        "# TYPE astgate_config_last_reload_successful gauge\n"
+        "astgate_config_last_reload_successful %d\n"
+        "# HELP astgate_config_last_reload_success_timestamp_seconds When the configuration in "
+        "force was loaded (unix seconds).\n"
+        "# TYPE astgate_config_last_reload_success_timestamp_seconds gauge\n"
+        "astgate_config_last_reload_success_timestamp_seconds %.3f\n"
+        "# HELP astgate_config_reloads_total Configuration reloads (SIGHUP), by result.\n"
+        "# TYPE astgate_config_reloads_total counter\n"
+        "astgate_config_reloads_total{result=\"success\"} %llu\n"
+        "astgate_config_reloads_total{result=\"failure\"} %llu\n"
+        "# HELP astgate_config_generation The configuration in force: 1 at start, +1 per "
+        "successful reload.\n"
+        "# TYPE astgate_config_generation gauge\n"
+        "astgate_config_generation %llu\n",
+        st->last_ok ? 1 : 0, st->last_ok_time, (unsigned long long)st->success,
+        (unsigned long long)st->failure, (unsigned long long)st->generation);
+}
+
+int ag_metrics_render(ag_buf_t *o, ag_wmetrics_t *const *ws, uint32_t n, ag_mreg_t *reg)
 {
     int rc = ag_buf_appendf(o, "# HELP astgate_requests_total Requests by route and status.\n"
                                "# TYPE astgate_requests_total counter\n");
@@ -109,9 +201,9 @@ int ag_metrics_render(ag_buf_t *o, ag_wmetrics_t *const *ws, uint32_t n, const a
         rc = counter(o, "astgate_replies_with_code_total", "Replies that held a code block.",
                      SUM(m->replies_code));
     if (rc == AG_OK)
-        rc = counter(o, "astgate_replies_raw_compliant_total",
-                     "Replies with code that no rule would change or flag.",
-                     SUM(m->replies_raw_ok));
+        rc =
+            counter(o, "astgate_replies_raw_compliant_total",
+                    "Replies with code that no rule would change or flag.", SUM(m->replies_raw_ok));
     if (rc == AG_OK)
         rc = counter(o, "astgate_replies_corrected_compliant_total",
                      "Replies with code that comply once astgate rewrote them.",
@@ -120,23 +212,27 @@ int ag_metrics_render(ag_buf_t *o, ag_wmetrics_t *const *ws, uint32_t n, const a
         rc = counter(o, "astgate_replies_unjudged_total",
                      "Replies with code too broken to judge (counted as not compliant).",
                      SUM(m->replies_unjudged));
+    pthread_mutex_lock(&reg->lock);
+    uint64_t(*t)[AG_RM_KINDS] = rule_totals(reg);
     if (rc == AG_OK)
-        rc = per_rule(o, ws, n, rules, "astgate_rewrites_total", "Edits applied, by rule.",
-                      offsetof(ag_wmetrics_t, rewrites));
+        rc = per_rule(o, reg, t, "astgate_rewrites_total", "Edits applied, by rule.",
+                      AG_RM_REWRITES);
     if (rc == AG_OK)
-        rc = per_rule(o, ws, n, rules, "astgate_flags_total", "Violations flagged, by rule.",
-                      offsetof(ag_wmetrics_t, flags));
+        rc =
+            per_rule(o, reg, t, "astgate_flags_total", "Violations flagged, by rule.", AG_RM_FLAGS);
     if (rc == AG_OK)
-        rc = per_rule(o, ws, n, rules, "astgate_edits_dropped_total",
+        rc = per_rule(o, reg, t, "astgate_edits_dropped_total",
                       "Edits dropped (overlap, parse check, cut-off reply), by rule.",
-                      offsetof(ag_wmetrics_t, dropped));
+                      AG_RM_DROPPED);
     if (rc == AG_OK)
-        rc = per_rule(o, ws, n, rules, "astgate_blocks_total", "Replies blocked, by rule.",
-                      offsetof(ag_wmetrics_t, blocks));
+        rc = per_rule(o, reg, t, "astgate_blocks_total", "Replies blocked, by rule.", AG_RM_BLOCKS);
     if (rc == AG_OK)
-        rc = per_rule(o, ws, n, rules, "astgate_shadowed_total",
+        rc = per_rule(o, reg, t, "astgate_shadowed_total",
                       "Rewrites and blocks a shadow-mode rule would have made, by rule.",
-                      offsetof(ag_wmetrics_t, shadowed));
+                      AG_RM_SHADOWED);
+    ag_reload_stats_t st = reg->reload;
+    pthread_mutex_unlock(&reg->lock);
+    free(t);
     for (int h = 0; h < AG_HISTS && rc == AG_OK; h++) {
         rc = ag_buf_appendf(o, "# HELP %s %s\n# TYPE %s histogram\n", HIST_NAME[h], HIST_HELP[h],
                             HIST_NAME[h]);
@@ -157,10 +253,13 @@ int ag_metrics_render(ag_buf_t *o, ag_wmetrics_t *const *ws, uint32_t n, const a
         int64_t v = 0;
         for (uint32_t w = 0; w < n; w++)
             v += __atomic_load_n(&ws[w]->streams_in_flight, __ATOMIC_RELAXED);
-        rc = ag_buf_appendf(o, "# HELP astgate_streams_in_flight Streamed replies in progress.\n"
-                               "# TYPE astgate_streams_in_flight gauge\n"
-                               "astgate_streams_in_flight %lld\n",
+        rc = ag_buf_appendf(o,
+                            "# HELP astgate_streams_in_flight Streamed replies in progress.\n"
+                            "# TYPE astgate_streams_in_flight gauge\n"
+                            "astgate_streams_in_flight %lld\n",
                             (long long)v);
     }
+    if (rc == AG_OK)
+        rc = reload_metrics(o, &st);
     return rc;
 }

@@ -5,6 +5,8 @@
 
 #include "rules.h"
 
+#include <pthread.h>
+
 enum { AG_M_ROUTE_CHAT, AG_M_ROUTE_RESPONSES, AG_M_ROUTE_MESSAGES, AG_M_ROUTE_PASS, AG_M_ROUTES };
 
 #define AG_M_BUCKETS 14
@@ -29,17 +31,11 @@ typedef struct ag_wmetrics {
     uint64_t replies_raw_ok;             /* ... with code, that no rule would change or flag */
     uint64_t replies_corrected_ok;       /* ... with code, compliant once rewritten */
     uint64_t replies_unjudged;           /* ... with code too broken to judge (never compliant) */
-    uint64_t *rewrites;                  /* per rule: edits applied */
-    uint64_t *flags;                     /* per rule */
-    uint64_t *dropped;                   /* per rule: edits dropped (overlap, parse check, cut) */
-    uint64_t *blocks;                    /* per rule: replies blocked */
-    uint64_t *shadowed;                  /* per rule: what shadow mode would have done */
     ag_hist_t hist[AG_HISTS];
     int64_t streams_in_flight;
 } ag_wmetrics_t;
 
-void ag_wmetrics_init(ag_wmetrics_t *m, uint32_t nrules);
-void ag_wmetrics_dispose(ag_wmetrics_t *m);
+void ag_wmetrics_init(ag_wmetrics_t *m);
 
 static inline void ag_m_inc(uint64_t *c, uint64_t n)
 {
@@ -47,8 +43,64 @@ static inline void ag_m_inc(uint64_t *c, uint64_t n)
 }
 void ag_m_observe(ag_wmetrics_t *m, ag_hist_kind_t h, uint64_t ns);
 
-/* The text exposition of the sum over workers. */
+/* Per-rule counters. A rule set lives until a reload replaces it, but its rules' counters must
+ * not restart: they are kept by rule id in a registry (one per process). Each worker counts into
+ * its own ag_rmetrics_t for the rule set it uses (no lock: one writer, relaxed atomics, indexed
+ * by the rule's position in its set); when a rule set is retired, its counts are folded into the
+ * registry's totals by id. /metrics sums both under the registry's lock (never taken on the
+ * request path). A rule id seen once stays in /metrics, with its last value. */
+enum {
+    AG_RM_REWRITES, /* edits applied */
+    AG_RM_FLAGS,    /* violations flagged */
+    AG_RM_DROPPED,  /* edits dropped (overlap, parse check, cut) */
+    AG_RM_BLOCKS,   /* replies blocked */
+    AG_RM_SHADOWED, /* what shadow mode would have done */
+    AG_RM_KINDS
+};
+
+typedef struct ag_rmetrics {
+    uint64_t (*c)[AG_RM_KINDS]; /* by rule index in its rule set */
+    uint32_t n;                 /* rules */
+    uint32_t *slot;             /* rule index -> the registry's slot for its id */
+    struct ag_rmetrics *prev, *next;
+} ag_rmetrics_t;
+
+/* Configuration reloads (SIGHUP), as Prometheus reports its own. */
+typedef struct ag_reload_stats {
+    uint64_t success, failure;
+    bool last_ok;        /* the last reload succeeded (true before any) */
+    double last_ok_time; /* unix seconds of the last successful load (start counts) */
+    uint64_t generation; /* 1 at start, +1 per successful reload */
+} ag_reload_stats_t;
+
+typedef struct ag_mreg {
+    pthread_mutex_t lock;
+    char **ids;                       /* slot -> rule id (owned) */
+    uint64_t (*retired)[AG_RM_KINDS]; /* slot -> counts of retired rule sets */
+    uint32_t nids, cap;
+    ag_rmetrics_t *live;      /* every rule set's counters still counted into */
+    ag_reload_stats_t reload; /* written under lock */
+} ag_mreg_t;
+
+void ag_mreg_init(ag_mreg_t *reg);
+void ag_mreg_dispose(ag_mreg_t *reg);
+/* Counters for rules, registered in reg (new ids get a slot). Thread-safe. */
+ag_rmetrics_t *ag_rmetrics_new(ag_mreg_t *reg, const ag_rules_t *rules);
+/* Folds rm's counts into reg's totals and frees it. Thread-safe; NULL: no-op. rm's writer must
+ * be done with it. */
+void ag_rmetrics_free(ag_mreg_t *reg, ag_rmetrics_t *rm);
+
+static inline void ag_rm_inc(ag_rmetrics_t *rm, uint32_t rule, int kind)
+{
+    if (rule < rm->n)
+        ag_m_inc(&rm->c[rule][kind], 1);
+}
+
+/* Sets the reload figures (thread-safe). */
+void ag_mreg_set_reload(ag_mreg_t *reg, const ag_reload_stats_t *st);
+
+/* The text exposition of the sum over workers and rule sets. */
 AG_MUSTCHECK int ag_metrics_render(ag_buf_t *out, ag_wmetrics_t *const *workers, uint32_t n,
-                                   const ag_rules_t *rules);
+                                   ag_mreg_t *reg);
 
 #endif

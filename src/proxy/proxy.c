@@ -20,6 +20,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <strings.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -46,6 +47,32 @@ typedef struct log_sink {
 
 enum { LOG_ACCESS, LOG_REWRITE, LOG_N };
 
+/* A generation: a configuration and its rules, as loaded at start or by a reload (SIGHUP).
+ * Shared by the workers and counted with atomics, but never on the request path: main holds a
+ * reference while it is the current one, and each worker one for as long as it serves with it
+ * (its wgen); a request holds its worker's wgen. */
+typedef struct gen {
+    uint32_t refs; /* atomic */
+    uint64_t id;   /* 1 at start, +1 per successful reload */
+    ag_config_t *cfg;
+    ag_rules_t *rules;
+    bool owned;            /* cfg and rules are freed with the generation (all but the first) */
+    ag_engine_t **engines; /* one per worker, built by main; a worker takes its own (NULLs it) */
+    uint32_t nengines;
+} gen_t;
+
+/* What one worker serves with under one generation. Only that worker touches it, so its count
+ * is a plain integer: one per request that started under it, plus one while it is current. When
+ * it drops to 0 the engine, the upstream connections and the rule counters (folded into the
+ * registry by rule id) go, and the generation loses a reference. */
+typedef struct wgen {
+    gen_t *g;
+    ag_engine_t *engine;
+    ag_upstream_t *up; /* its own connection pools: a reload may change upstreams and TLS */
+    ag_rmetrics_t *rm;
+    uint32_t refs;
+} wgen_t;
+
 typedef struct worker {
     int id;
     pthread_t thread;
@@ -56,10 +83,10 @@ typedef struct worker {
     struct event *drain_tick; /* while draining: is anything left? */
     struct event *drain_end;  /* timeouts.drain_ms: abort what is left */
     bool draining;
-    ag_upstream_t *up;
-    ag_engine_t *engine;
-    const ag_config_t *cfg;
-    const ag_rules_t *rules;
+    wgen_t *cur;          /* what new requests start with */
+    gen_t *pending;       /* atomic: a reloaded generation main handed over, not yet taken */
+    int wake;             /* eventfd: main wrote a pending generation */
+    struct event *reload; /* wake readable */
     int fd;
     uint64_t seq;
     ag_wmetrics_t m;
@@ -84,6 +111,7 @@ typedef struct uspan {
 
 typedef struct preq {
     worker_t *w;
+    wgen_t *wg;          /* the generation the request started with, to its end */
     ag_http_req_t *hreq; /* the client's request; NULL once answered */
     CURL *easy;
     uint32_t target;             /* the upstream (ag_config_target_for) */
@@ -126,7 +154,7 @@ static int buf_of[LOG_N] = {LOG_ACCESS, LOG_REWRITE};
 /* for /metrics: every worker's counters (set before the workers start, read-only after) */
 static ag_wmetrics_t **all_metrics;
 static uint32_t nall_metrics;
-static const ag_rules_t *metrics_rules;
+static ag_mreg_t g_mreg; /* per-rule counters by rule id, across reloads */
 static int stop_fd[2] = {-1, -1};
 static int drain_fd[2] = {-1, -1};
 static int g_draining; /* /readyz: 503 once set */
@@ -138,31 +166,6 @@ void ag_proxy_set_loader(ag_proxy_loader_fn fn, void *ud)
 {
     g_loader = fn;
     g_loader_ud = ud;
-}
-
-/* SIGHUP, until reloading in place exists: check the configuration on disk and say what a
- * reload would meet, so a broken file is caught before the next restart. */
-static void check_on_disk(void)
-{
-    if (g_loader == NULL) {
-        fprintf(stderr, "astgate: SIGHUP received: reloading is not implemented yet; still serving "
-                        "with the configuration loaded at start\n");
-        return;
-    }
-    ag_config_t cfg;
-    ag_rules_t *rules = NULL;
-    if (g_loader(g_loader_ud, &cfg, &rules) != 0) {
-        fprintf(stderr, "astgate: SIGHUP received: the configuration on disk has errors (above); "
-                        "still serving with the configuration loaded at start\n");
-        return;
-    }
-    fprintf(stderr,
-            "astgate: SIGHUP received: the configuration on disk is valid (%s, %u rule%s), but "
-            "reloading in place is not implemented yet: restart to apply it (SIGTERM drains); "
-            "still serving with the configuration loaded at start\n",
-            cfg.source, ag_rules_count(rules), ag_rules_count(rules) == 1 ? "" : "s");
-    ag_rules_free(rules);
-    ag_config_dispose(&cfg);
 }
 
 static uint64_t now_ns(void)
@@ -284,7 +287,7 @@ static void log_end(worker_t *w, int which, size_t mark, int rc)
     }
 }
 
-static void count_events(ag_wmetrics_t *m, const ag_result_t *res)
+static void count_events(ag_rmetrics_t *m, const ag_result_t *res)
 {
     for (uint32_t i = 0; i < res->nevents; i++) {
         const ag_event_t *ev = &res->events[i];
@@ -292,13 +295,13 @@ static void count_events(ag_wmetrics_t *m, const ag_result_t *res)
         if (ev->shadow &&
             (ev->action == AG_ACTION_BLOCK || (ev->action == AG_ACTION_REWRITE && ev->reason &&
                                                strcmp(ev->reason, "shadow mode") == 0)))
-            ag_m_inc(&m->shadowed[k], 1);
+            ag_rm_inc(m, k, AG_RM_SHADOWED);
         else if (ev->action == AG_ACTION_REWRITE)
-            ag_m_inc(ev->applied ? &m->rewrites[k] : &m->dropped[k], 1);
+            ag_rm_inc(m, k, ev->applied ? AG_RM_REWRITES : AG_RM_DROPPED);
         else if (ev->action == AG_ACTION_FLAG)
-            ag_m_inc(&m->flags[k], 1);
+            ag_rm_inc(m, k, AG_RM_FLAGS);
         else
-            ag_m_inc(&m->blocks[k], 1);
+            ag_rm_inc(m, k, AG_RM_BLOCKS);
     }
 }
 
@@ -323,7 +326,7 @@ static void on_reply(void *ud, int index, const ag_reply_summary_t *s)
 static void on_result(void *ud, int index, const ag_result_t *res)
 {
     preq_t *r = ud;
-    count_events(&r->w->m, res);
+    count_events(r->wg->rm, res);
     ag_audit_ctx_t ctx;
     ag_audit_ctx_init(&ctx);
     ctx.request_id = r->request_id;
@@ -448,6 +451,118 @@ static void access_line(preq_t *r, int status)
     log_end(r->w, LOG_ACCESS, mark, rc);
 }
 
+/* ---- generations (reload) ---- */
+
+static void on_done(CURL *easy, CURLcode result, void *priv);
+
+static void limits_of(const ag_config_t *cfg, ag_http_limits_t *lim)
+{
+    memset(lim, 0, sizeof(*lim));
+    lim->max_body = cfg->max_request_body;
+    lim->max_header_bytes = cfg->max_header_bytes;
+    lim->max_headers = cfg->max_headers;
+    lim->max_url_bytes = cfg->max_url_bytes;
+    lim->max_connections = cfg->max_connections;
+    lim->header_ms = cfg->header_timeout_ms;
+    lim->keepalive_ms = cfg->keepalive_timeout_ms;
+    lim->client_ms = cfg->client_timeout_ms;
+}
+
+/* A generation for nw workers, with one reference (the caller's); takes cfg and rules when
+ * owned. The engines are built here, on main's thread, so a worker's switch costs little. */
+static gen_t *gen_new(ag_config_t *cfg, ag_rules_t *rules, bool owned, uint32_t nw, uint64_t id)
+{
+    gen_t *g = ag_xcalloc(1, sizeof(*g));
+    g->refs = 1;
+    g->id = id;
+    g->cfg = cfg;
+    g->rules = rules;
+    g->owned = owned;
+    g->nengines = nw;
+    g->engines = ag_xcalloc(nw, sizeof(*g->engines));
+    ag_engine_opts_t eo;
+    memset(&eo, 0, sizeof(eo));
+    eo.bare = cfg->bare;
+    eo.shadow = cfg->shadow;
+    eo.parse_timeout_us = cfg->parse_timeout_us;
+    eo.max_reply = cfg->max_response_body;
+    for (uint32_t i = 0; i < nw; i++)
+        g->engines[i] = ag_engine_new(rules, &eo);
+    return g;
+}
+
+static void gen_retain(gen_t *g)
+{
+    __atomic_fetch_add(&g->refs, 1, __ATOMIC_RELAXED);
+}
+
+/* Any thread; the last reference frees it (engines no worker took, and what it owns). */
+static void gen_release(gen_t *g)
+{
+    if (g == NULL || __atomic_sub_fetch(&g->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    for (uint32_t i = 0; i < g->nengines; i++)
+        ag_engine_free(g->engines[i]);
+    free(g->engines);
+    if (g->owned) {
+        ag_rules_free(g->rules);
+        ag_config_dispose(g->cfg);
+        free(g->cfg);
+    }
+    free(g);
+}
+
+/* w's view of g (takes the caller's reference to g), with one reference: the worker's. Runs on
+ * w's thread, or before it starts. */
+static wgen_t *wgen_new(worker_t *w, gen_t *g)
+{
+    wgen_t *wg = ag_xcalloc(1, sizeof(*wg));
+    wg->g = g;
+    wg->refs = 1;
+    wg->engine = g->engines[w->id];
+    g->engines[w->id] = NULL;
+    wg->up = ag_upstream_new(w->base, on_done, g->cfg);
+    wg->rm = ag_rmetrics_new(&g_mreg, g->rules);
+    return wg;
+}
+
+/* Called from a request's deferred free or the worker's switch, never inside a curl callback
+ * (the upstream may go with it). */
+static void wgen_release(wgen_t *wg)
+{
+    if (wg == NULL || --wg->refs != 0)
+        return;
+    ag_upstream_free(wg->up);
+    ag_engine_free(wg->engine);
+    ag_rmetrics_free(&g_mreg, wg->rm);
+    gen_release(wg->g);
+    free(wg);
+}
+
+/* Takes the generation main published, if any: new requests start with it; requests in flight
+ * keep theirs to their end. */
+static void worker_switch(worker_t *w)
+{
+    gen_t *g = __atomic_exchange_n(&w->pending, NULL, __ATOMIC_ACQ_REL);
+    if (g == NULL)
+        return;
+    wgen_t *old = w->cur;
+    w->cur = wgen_new(w, g);
+    ag_http_limits_t lim;
+    limits_of(g->cfg, &lim);
+    ag_http_server_set_limits(w->http, &lim);
+    wgen_release(old);
+}
+
+static void on_reload(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    uint64_t v;
+    while (read(fd, &v, sizeof(v)) < 0 && errno == EINTR)
+        ;
+    worker_switch(arg);
+}
+
 /* ---- request lifetime ---- */
 
 static void preq_free(preq_t *r)
@@ -459,7 +574,7 @@ static void preq_free(preq_t *r)
         curl_easy_setopt(r->easy, CURLOPT_PRIVATE, NULL);
         curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, NULL);
         curl_easy_setopt(r->easy, CURLOPT_NOBODY, 0L);
-        ag_upstream_easy_put(r->w->up, r->easy, r->target);
+        ag_upstream_easy_put(r->wg->up, r->easy, r->target);
     }
     free(r->up_nodes);
     ag_buf_dispose(&r->up_lines);
@@ -469,6 +584,7 @@ static void preq_free(preq_t *r)
         r->api->stream_free(r->stream);
     ag_buf_dispose(&r->body);
     ag_buf_dispose(&r->out);
+    wgen_release(r->wg);
     free(r);
 }
 
@@ -505,7 +621,7 @@ static void on_client_gone(void *ud, ag_http_req_t *req)
         return;
     r->client_gone = true;
     if (r->state != REQ_DONE && r->easy) {
-        ag_upstream_cancel(r->w->up, r->easy);
+        ag_upstream_cancel(r->wg->up, r->easy);
         access_line(r, 499);
         r->state = REQ_DONE;
     }
@@ -756,7 +872,7 @@ static void on_client_drained(void *arg)
         return;
     r->paused = false;
     curl_easy_pause(r->easy, CURLPAUSE_CONT);
-    ag_upstream_kick(r->w->up);
+    ag_upstream_kick(r->wg->up);
 }
 
 static void send_chunk(preq_t *r, const void *p, size_t n)
@@ -796,7 +912,7 @@ static void on_head(preq_t *r)
         start_reply(r);
     } else if (r->api && ok && is_json(r)) {
         r->state = REQ_BUFFERING;
-        ag_buf_init(&r->body, r->w->cfg->max_response_body);
+        ag_buf_init(&r->body, r->wg->g->cfg->max_response_body);
     } else {
         r->state = REQ_PASSING;
         start_reply(r);
@@ -864,7 +980,7 @@ static void finish_buffered(preq_t *r)
         snprintf(msg, sizeof(msg), "astgate blocked the reply: %s",
                  r->stats.blocked_message && r->stats.blocked_message[0] ? r->stats.blocked_message
                                                                          : r->stats.blocked_rule);
-        send_error(r, r->w->cfg->block_status, "astgate_blocked", r->stats.blocked_rule, msg);
+        send_error(r, r->wg->g->cfg->block_status, "astgate_blocked", r->stats.blocked_rule, msg);
         return;
     }
     const ag_buf_t *body = rc == AG_OK ? &r->out : &r->body;
@@ -1035,7 +1151,7 @@ static void serve_admin(ag_http_req_t *req)
         status = draining ? 503 : 200;
         put_str(&t, draining ? "draining\n" : "ok\n");
     } else if (ag_str_eqc(req->path, "/metrics")) {
-        if (ag_metrics_render(&t, all_metrics, nall_metrics, metrics_rules) != AG_OK) {
+        if (ag_metrics_render(&t, all_metrics, nall_metrics, &g_mreg) != AG_OK) {
             status = 500;
             ag_buf_reset(&t);
         }
@@ -1107,6 +1223,11 @@ static preq_t *preq_new(worker_t *w, ag_http_req_t *req)
     preq_t *r = ag_xcalloc(1, sizeof(*r));
     r->t_start_ns = req->t_start_ns ? req->t_start_ns : now_ns();
     r->w = w;
+    /* a reload main has published is taken before the first request after it: one atomic load */
+    if (__atomic_load_n(&w->pending, __ATOMIC_ACQUIRE) != NULL)
+        worker_switch(w);
+    r->wg = w->cur;
+    r->wg->refs++;
     r->hreq = req;
     req->ud = r;
     r->state = REQ_UPSTREAM_HEAD;
@@ -1164,13 +1285,12 @@ static int up_line(preq_t *r, uint32_t *offs, uint32_t *n, ag_str_t name, ag_str
  * one buffer (curl_slist_append walks the whole list on every call). */
 static void build_up_headers(preq_t *r, const ag_http_req_t *req)
 {
-    const worker_t *w = r->w;
     uint32_t cap = req->nheaders + 8;
     uint32_t *offs = ag_xmalloc(cap * sizeof(*offs));
     uint32_t n = 0;
     ag_buf_init(&r->up_lines, SIZE_MAX);
     bool has_ct = false, fwd_done = false;
-    int mode = w->cfg->forwarded;
+    int mode = r->wg->g->cfg->forwarded;
     ag_http_header_t conn_h[AG_HDR_MAX_CONN];
     uint32_t nconn = 0;
     for (uint32_t i = 0; i < req->nheaders && nconn < AG_HDR_MAX_CONN; i++)
@@ -1228,21 +1348,25 @@ static void on_request(void *ud, ag_http_req_t *req)
 {
     worker_t *w = ud;
     uint64_t t0 = now_ns();
-    if (w->cfg->admin_port == 0 && w->cfg->admin_host[0] == '\0' && admin_path(req->path)) {
+    /* the admin listener's place is a restart setting: every generation has the first one's */
+    const ag_config_t *cfg = w->cur->g->cfg;
+    if (cfg->admin_port == 0 && cfg->admin_host[0] == '\0' && admin_path(req->path)) {
         serve_admin(req);
         return;
     }
     preq_t *r = preq_new(w, req);
+    wgen_t *wg = r->wg;
+    cfg = wg->g->cfg;
     ag_buf_init(&r->out, 64u << 20);
     ag_buf_init(&r->uhead, 1u << 20);
-    r->env.engine = w->engine;
-    r->env.max_held = w->cfg->max_held;
+    r->env.engine = wg->engine;
+    r->env.max_held = cfg->max_held;
     r->env.on_result = on_result;
     r->env.on_reply = on_reply;
     r->env.ud = r;
 
-    r->target = ag_config_target_for(w->cfg, r->path);
-    const char *base = ag_config_target_url(w->cfg, r->target);
+    r->target = ag_config_target_for(cfg, r->path);
+    const char *base = ag_config_target_url(cfg, r->target);
     /* the URL: the target's base, then exactly the path routing saw (sent as is) */
     char *url = NULL;
     size_t blen = strlen(base);
@@ -1250,7 +1374,7 @@ static void on_request(void *ud, ag_http_req_t *req)
     memcpy(url, base, blen);
     memcpy(url + blen, req->target.ptr, req->target.len);
     url[blen + req->target.len] = '\0';
-    CURL *e = ag_upstream_easy(w->up, r->target);
+    CURL *e = ag_upstream_easy(wg->up, r->target);
     r->easy = e;
     curl_easy_setopt(e, CURLOPT_URL, url); /* curl copies it */
     free(url);
@@ -1283,7 +1407,7 @@ static void on_request(void *ud, ag_http_req_t *req)
     build_up_headers(r, req);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->up_nodes);
     r->own_ns += now_ns() - t0;
-    if (ag_upstream_start(w->up, e) != AG_OK) {
+    if (ag_upstream_start(wg->up, e) != AG_OK) {
         r->state = REQ_DONE;
         send_error(r, 502, "astgate_upstream_error", "upstream_unreachable",
                    "astgate could not start the upstream request");
@@ -1292,7 +1416,7 @@ static void on_request(void *ud, ag_http_req_t *req)
     }
     /* send now rather than on the next loop turn (curl asked for a 0 ms timer); r may be done
      * when this returns, but it is only freed by the loop */
-    ag_upstream_kick(w->up);
+    ag_upstream_kick(wg->up);
 }
 
 /* ---- workers ---- */
@@ -1350,9 +1474,9 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
     /* a poll, only while draining: a few wake-ups, no bookkeeping on the request path */
     struct timeval tick = {0, 20000};
     event_add(w->drain_tick, &tick);
-    if (w->cfg->drain_timeout_ms) {
-        struct timeval end = {(time_t)(w->cfg->drain_timeout_ms / 1000),
-                              (suseconds_t)(w->cfg->drain_timeout_ms % 1000) * 1000};
+    uint32_t ms = w->cur->g->cfg->drain_timeout_ms;
+    if (ms) {
+        struct timeval end = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
         event_add(w->drain_end, &end);
     }
     on_drain_tick(-1, 0, w);
@@ -1420,6 +1544,108 @@ static void notify(const char *msg)
                (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)) < 0)
         fprintf(stderr, "astgate: sd_notify %s: %s\n", msg, strerror(errno));
     close(fd);
+}
+
+/* ---- reload (SIGHUP), on main's thread ---- */
+
+static void restart_only(const char *key, const char *was, const char *now)
+{
+    fprintf(stderr, "astgate: reload: %s changed (%s -> %s): that takes a restart; still %s\n", key,
+            was, now, was);
+}
+
+/* Settings that only a restart can change: the new configuration gets the old values, and the
+ * log says which ones differed. */
+static void keep_restart_settings(const ag_config_t *old, ag_config_t *cfg)
+{
+    char was[300], now[300];
+    if (strcmp(old->listen_host, cfg->listen_host) != 0 || old->listen_port != cfg->listen_port) {
+        snprintf(was, sizeof(was), "%s:%u", old->listen_host, old->listen_port);
+        snprintf(now, sizeof(now), "%s:%u", cfg->listen_host, cfg->listen_port);
+        restart_only("listen", was, now);
+    }
+    if (strcmp(old->admin_host, cfg->admin_host) != 0 || old->admin_port != cfg->admin_port) {
+        snprintf(was, sizeof(was), "%s:%u", old->admin_host[0] ? old->admin_host : "(on listen)",
+                 old->admin_port);
+        snprintf(now, sizeof(now), "%s:%u", cfg->admin_host[0] ? cfg->admin_host : "(on listen)",
+                 cfg->admin_port);
+        restart_only("admin", was, now);
+    }
+    if (old->workers != cfg->workers) {
+        snprintf(was, sizeof(was), "%u", old->workers);
+        snprintf(now, sizeof(now), "%u", cfg->workers);
+        restart_only("workers", was, now);
+    }
+    if (strcmp(old->access_log, cfg->access_log) != 0)
+        restart_only("logs.access", old->access_log, cfg->access_log);
+    if (strcmp(old->rewrite_log, cfg->rewrite_log) != 0)
+        restart_only("logs.rewrite", old->rewrite_log, cfg->rewrite_log);
+    memcpy(cfg->listen_host, old->listen_host, sizeof(cfg->listen_host));
+    cfg->listen_port = old->listen_port;
+    memcpy(cfg->admin_host, old->admin_host, sizeof(cfg->admin_host));
+    cfg->admin_port = old->admin_port;
+    cfg->workers = old->workers;
+    memcpy(cfg->access_log, old->access_log, sizeof(cfg->access_log));
+    memcpy(cfg->rewrite_log, old->rewrite_log, sizeof(cfg->rewrite_log));
+}
+
+static void notify(const char *msg);
+
+/* SIGHUP: load and check everything (the loader serve started with); on success hand the new
+ * generation to every worker (it takes it before its next request) and make it main's current
+ * one; on failure keep serving with the old one. The outcome goes to the log and /metrics. */
+static void reload(worker_t *ws, uint32_t nw, gen_t **curp, ag_reload_stats_t *st)
+{
+    gen_t *cur = *curp;
+    char msg[64];
+    struct timespec mono;
+    clock_gettime(CLOCK_MONOTONIC, &mono);
+    snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%llu",
+             (unsigned long long)mono.tv_sec * 1000000ull +
+                 (unsigned long long)mono.tv_nsec / 1000);
+    notify(msg);
+    ag_config_t *cfg = ag_xcalloc(1, sizeof(*cfg));
+    ag_rules_t *rules = NULL;
+    if (g_loader == NULL || g_loader(g_loader_ud, cfg, &rules) != 0) {
+        free(cfg);
+        st->failure++;
+        st->last_ok = false;
+        ag_mreg_set_reload(&g_mreg, st);
+        fprintf(stderr,
+                "astgate: SIGHUP received: reload failed%s; still serving with generation %llu "
+                "(%s, %u rule%s)\n",
+                g_loader ? " (errors above)" : ": no loader", (unsigned long long)cur->id,
+                cur->cfg->source, ag_rules_count(cur->rules),
+                ag_rules_count(cur->rules) == 1 ? "" : "s");
+        notify("READY=1");
+        return;
+    }
+    keep_restart_settings(cur->cfg, cfg);
+    ag_upstream_warn(cfg);
+    gen_t *g = gen_new(cfg, rules, true, nw, cur->id + 1);
+    for (uint32_t i = 0; i < nw; i++) {
+        worker_t *w = &ws[i];
+        gen_retain(g);
+        gen_release(__atomic_exchange_n(&w->pending, g, __ATOMIC_ACQ_REL));
+        uint64_t one = 1;
+        while (write(w->wake, &one, sizeof(one)) < 0 && errno == EINTR)
+            ;
+    }
+    *curp = g;
+    gen_release(cur);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    st->success++;
+    st->last_ok = true;
+    st->last_ok_time = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+    st->generation = g->id;
+    ag_mreg_set_reload(&g_mreg, st);
+    fprintf(stderr,
+            "astgate: SIGHUP received: configuration reloaded (%s, %u rule%s, generation %llu); "
+            "new requests use it, requests in flight finish with the one they started with\n",
+            cfg->source, ag_rules_count(rules), ag_rules_count(rules) == 1 ? "" : "s",
+            (unsigned long long)g->id);
+    notify("READY=1");
 }
 
 static void wake_all(int fd)
@@ -1500,24 +1726,27 @@ int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
         return 1;
     }
     worker_t *ws = ag_xcalloc(nw, sizeof(*ws));
+    for (uint32_t i = 0; i < nw; i++)
+        ws[i].wake = -1;
     all_metrics = ag_xcalloc(nw, sizeof(*all_metrics));
     nall_metrics = nw;
-    metrics_rules = rules;
+    ag_mreg_init(&g_mreg);
+    ag_reload_stats_t rst = {0, 0, true, 0, 1};
+    {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        rst.last_ok_time = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+    }
+    ag_mreg_set_reload(&g_mreg, &rst);
+    /* the caller's configuration and rules: the first generation borrows them */
+    gen_t *cur = gen_new((ag_config_t *)cfg, (ag_rules_t *)rules, false, nw, 1);
     admin_loop_t adm;
     memset(&adm, 0, sizeof(adm));
     bool admin_started = false;
     ag_http_server_t *admin = NULL;
     int admin_fd = -1;
     ag_http_limits_t lim;
-    memset(&lim, 0, sizeof(lim));
-    lim.max_body = cfg->max_request_body;
-    lim.max_header_bytes = cfg->max_header_bytes;
-    lim.max_headers = cfg->max_headers;
-    lim.max_url_bytes = cfg->max_url_bytes;
-    lim.max_connections = cfg->max_connections;
-    lim.header_ms = cfg->header_timeout_ms;
-    lim.keepalive_ms = cfg->keepalive_timeout_ms;
-    lim.client_ms = cfg->client_timeout_ms;
+    limits_of(cfg, &lim);
     static const ag_http_handlers_t handlers = {on_request, on_refused, on_client_gone};
     static const ag_http_handlers_t admin_handlers = {admin_request, admin_error, admin_gone};
     uint16_t admin_port = 0;
@@ -1537,8 +1766,6 @@ int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
     for (uint32_t i = 0; i < nw; i++) {
         worker_t *w = &ws[i];
         w->id = (int)i;
-        w->cfg = cfg;
-        w->rules = rules;
         uint16_t bound = 0;
         w->fd = open_listener(cfg->listen_host, port, &bound, err, sizeof(err));
         if (w->fd < 0) {
@@ -1557,16 +1784,17 @@ int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
             goto out;
         }
         w->http = ag_http_server_new(w->base, w->fd, &handlers, &lim, w);
-        ag_wmetrics_init(&w->m, ag_rules_count(rules));
+        ag_wmetrics_init(&w->m);
         all_metrics[i] = &w->m;
-        ag_engine_opts_t eo;
-        memset(&eo, 0, sizeof(eo));
-        eo.bare = cfg->bare;
-        eo.shadow = cfg->shadow;
-        eo.parse_timeout_us = cfg->parse_timeout_us;
-        eo.max_reply = cfg->max_response_body;
-        w->engine = ag_engine_new(rules, &eo);
-        w->up = ag_upstream_new(w->base, on_done, cfg);
+        gen_retain(cur);
+        w->cur = wgen_new(w, cur);
+        w->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (w->wake < 0) {
+            fprintf(stderr, "astgate: cannot create an eventfd: %s\n", strerror(errno));
+            goto out;
+        }
+        w->reload = event_new(w->base, w->wake, EV_READ | EV_PERSIST, on_reload, w);
+        event_add(w->reload, NULL);
         /* every worker sees the pipe readable once main writes to it, and nobody reads it */
         w->stop = event_new(w->base, stop_fd[0], EV_READ, on_stop, w);
         event_add(w->stop, NULL);
@@ -1621,7 +1849,7 @@ int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
     fflush(stderr);
     notify("READY=1");
     /* signals: SIGTERM drains (a second one stops at once), SIGINT and SIGQUIT stop at once,
-     * SIGUSR1 reopens the log files; the loop ends when every worker has ended */
+     * SIGHUP reloads, SIGUSR1 reopens the log files; the loop ends when every worker has ended */
     bool stopping = false;
     while (__atomic_load_n(&g_workers_done, __ATOMIC_ACQUIRE) < started) {
         struct timespec to = {0, 50 * 1000 * 1000};
@@ -1632,13 +1860,13 @@ int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
             sinks_reopen();
             fprintf(stderr, "astgate: SIGUSR1 received, log files reopened\n");
         } else if (sig == SIGHUP) {
-            check_on_disk();
+            reload(ws, started, &cur, &rst);
         } else if (sig == SIGTERM && !__atomic_load_n(&g_draining, __ATOMIC_RELAXED)) {
             __atomic_store_n(&g_draining, 1, __ATOMIC_RELAXED);
             fprintf(stderr,
                     "astgate: SIGTERM received, draining: no new connections, replies in flight "
                     "get up to %u ms (SIGTERM again or SIGINT: stop now)\n",
-                    cfg->drain_timeout_ms);
+                    cur->cfg->drain_timeout_ms);
             notify("STOPPING=1");
             wake_all(drain_fd[1]);
         } else if (!stopping) {
@@ -1677,7 +1905,6 @@ out:
             ag_buf_dispose(&w->logbuf[k]);
         if (w->log_flush)
             event_free(w->log_flush);
-        ag_wmetrics_dispose(&w->m);
         if (w->stop)
             event_free(w->stop);
         if (w->drain)
@@ -1686,17 +1913,23 @@ out:
             event_free(w->drain_tick);
         if (w->drain_end)
             event_free(w->drain_end);
-        ag_upstream_free(w->up);
+        if (w->reload)
+            event_free(w->reload);
+        if (w->wake >= 0)
+            close(w->wake);
+        gen_release(__atomic_exchange_n(&w->pending, NULL, __ATOMIC_ACQ_REL));
+        wgen_release(w->cur);
         ag_http_server_free(w->http);
         if (w->fd > 0)
             close(w->fd);
-        ag_engine_free(w->engine);
         if (w->base)
             event_base_free(w->base);
     }
     free(ws);
     free(all_metrics);
     all_metrics = NULL;
+    gen_release(cur);
+    ag_mreg_dispose(&g_mreg);
     curl_global_cleanup();
     close(stop_fd[0]);
     close(stop_fd[1]);

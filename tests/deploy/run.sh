@@ -182,11 +182,11 @@ systemd_tests() {
 
 # ---- image ----
 
-# waits up to 10 s for a line matching PATTERN in FILE; prints it
+# waits (10 s at most) for the Nth line (default: the first) of file $1 that matches $2; prints it
 wait_line() {
     i=0
     while [ $i -lt 100 ]; do
-        line=$(grep -m 1 "$2" "$1" 2>/dev/null) && [ -n "$line" ] && {
+        line=$(grep "$2" "$1" 2>/dev/null | sed -n "${3:-1}p") && [ -n "$line" ] && {
             printf '%s\n' "$line"
             return 0
         }
@@ -519,6 +519,14 @@ except socket.timeout:
     spid=$!
     pids="$pids $spid"
     if wait_line "$tmp/notify.out" 'READY=1' >/dev/null; then
+        # a reload (systemctl reload): RELOADING=1 with the monotonic time, then READY=1 again
+        kill -HUP "$spid" 2>/dev/null
+        if wait_line "$tmp/notify.out" '^RELOADING=1 MONOTONIC_USEC=[0-9][0-9]*' >/dev/null &&
+            wait_line "$tmp/notify.out" 'READY=1' 2 >/dev/null; then
+            ok "systemd: astgate sends RELOADING=1 (with MONOTONIC_USEC) and READY=1 around a reload on SIGHUP"
+        else
+            not_ok "systemd: no RELOADING=1 then READY=1 after SIGHUP: $(tail_of "$tmp/notify.out") / $(tail_of "$tmp/serve.notify.log" 2)"
+        fi
         kill -TERM "$spid" 2>/dev/null
         if wait_line "$tmp/notify.out" 'STOPPING=1' >/dev/null; then
             ok "systemd: astgate sends READY=1 on \$NOTIFY_SOCKET once it listens (Type=notify), STOPPING=1 on SIGTERM"
@@ -526,7 +534,7 @@ except socket.timeout:
             not_ok "systemd: astgate sent READY=1 but no STOPPING=1 after SIGTERM"
         fi
     else
-        skip "systemd: astgate sent no READY=1 on \$NOTIFY_SOCKET in 10 s: this build does not notify systemd yet, and the unit's Type=notify needs it ($(tail_of "$tmp/serve.notify.log" 1))"
+        not_ok "systemd: astgate sent no READY=1 on \$NOTIFY_SOCKET in 10 s, and the unit's Type=notify needs it ($(tail_of "$tmp/serve.notify.log" 1))"
     fi
     kill "$spid" 2>/dev/null
     wait "$spid" 2>/dev/null

@@ -1,7 +1,7 @@
 // The process lifecycle under signals, with the ASan build: SIGTERM drains (no new connections,
 // /readyz 503, replies in flight finish, exit 0), a second SIGTERM or SIGINT stops at once (the
 // request in flight logged as 499), timeouts.drain_ms ends a drain, SIGUSR1 reopens the log files,
-// SIGHUP does not kill. Each test starts its own astgate in front of an upstream whose streamed
+// SIGHUP reloads the configuration and rules (requests in flight keep the ones they started with). Each test starts its own astgate in front of an upstream whose streamed
 // reply the test releases event by event: no sleeps, every wait is on an event.
 
 import { describe, it, beforeEach, afterEach } from 'node:test';
@@ -126,7 +126,7 @@ describe('signals and drain', { skip: NEEDS_PROXY }, () => {
     let dir;
     let configPath;
 
-    async function start(extra = {}) {
+    async function start(extra = {}, rules = RULES) {
         adminPort = await freePort();
         const config = writeConfig({
             listen: '127.0.0.1:0',
@@ -138,7 +138,7 @@ describe('signals and drain', { skip: NEEDS_PROXY }, () => {
             ...extra,
         });
         configPath = config;
-        ag = await Astgate.start({ upstream: up.url, config });
+        ag = await Astgate.start({ upstream: up.url, config, rules });
     }
 
     beforeEach(async () => {
@@ -239,7 +239,7 @@ describe('signals and drain', { skip: NEEDS_PROXY }, () => {
         assert.equal(accessLines(ag).filter((l) => l.status === 499).length, 1);
     });
 
-    it('SIGUSR1 reopens the access log after it was moved; SIGHUP checks the configuration on disk and keeps serving', async () => {
+    it('SIGUSR1 reopens the access log after it was moved', async () => {
         const log = path.join(dir, 'access.log');
         await start({ logs: { access: log, rewrite: 'off' } });
         await httpGet(ag.port, '/v1/models/first');
@@ -263,19 +263,171 @@ describe('signals and drain', { skip: NEEDS_PROXY }, () => {
             'the second access line in the new file',
         );
         assert.ok(!fs.readFileSync(`${log}.1`, 'utf8').includes('second'));
-        // SIGHUP checks the configuration on disk (reloading in place is not there yet): a broken
-        // file is reported with file:line:col, a sound one as valid; astgate keeps serving
-        const good = fs.readFileSync(configPath, 'utf8');
-        fs.writeFileSync(configPath, `${good}\nlistne: 127.0.0.1:1\n`);
-        ag.child.kill('SIGHUP');
-        await withTimeout(ag.waitLine((l) => l.includes('the configuration on disk has errors')), 5000, 'the SIGHUP error line');
-        assert.ok(ag.lines.some((l) => l.startsWith(`${configPath}:`) && l.includes('unknown key `listne`')), ag.stderr.slice(-2000));
-        fs.writeFileSync(configPath, good);
-        ag.child.kill('SIGHUP');
-        await withTimeout(ag.waitLine((l) => l.includes('the configuration on disk is valid')), 5000, 'the SIGHUP valid line');
-        assert.equal((await httpGet(adminPort, '/healthz')).status, 200);
-        assert.equal((await httpGet(ag.port, '/v1/models/third')).status, 200);
         ag.child.kill('SIGTERM');
         await exitClean();
+    });
+
+    const metric = (text, name) => {
+        const m = text.match(new RegExp(`^${name.replace(/[{}"=]/g, (c) => `\\${c}`)} (\\S+)$`, 'm'));
+        return m ? Number(m[1]) : null;
+    };
+    const AGENT = "```ts\nimport { openai } from '@ai-sdk/openai';\nimport { Agent } from '@mastra/core/agent';\n\nexport const a = new Agent({\n  name: 'a',\n  instructions: 'be brief',\n  model: openai('gpt-4o'),\n});\n```\n";
+    const content = (sse) =>
+        sse
+            .split('\n')
+            .filter((l) => l.startsWith('data: {'))
+            .map((l) => JSON.parse(l.slice(6)).choices[0]?.delta?.content ?? '')
+            .join('');
+
+    it('SIGHUP reloads: a stream in flight ends with the rules it started with, the next request gets the new ones; broken files keep the old configuration', async () => {
+        const original = fs.readFileSync(path.join(ROOT, RULES), 'utf8');
+        const rulesFile = path.join(dir, 'mastra.yaml');
+        fs.writeFileSync(rulesFile, original);
+        await start({}, [rulesFile]);
+        const m0 = (await httpGet(adminPort, '/metrics')).body;
+        assert.equal(metric(m0, 'astgate_config_last_reload_successful'), 1);
+        assert.equal(metric(m0, 'astgate_config_reloads_total{result="success"}'), 0);
+        const t0 = metric(m0, 'astgate_config_last_reload_success_timestamp_seconds');
+        assert.ok(t0 > 1.7e9, `start time as the last successful load: ${t0}`);
+
+        // a stream starts under the first rules and is half-way through its code block
+        const s1 = streamRequest(ag.port);
+        const res1 = await withTimeout(up.next(), 5000, 'the first request upstream');
+        const half = AGENT.indexOf('  model');
+        res1.write(chunk(`Here it is:\n\n${AGENT.slice(0, half)}`));
+        await withTimeout(s1.got('Here it is'), 5000, 'the first event');
+
+        // reload: the pack now pins gpt-4.1-mini, and astgate.yaml asks for a restart setting
+        fs.writeFileSync(rulesFile, original.replaceAll('gpt-4.1-nano', 'gpt-4.1-mini'));
+        fs.writeFileSync(configPath, fs.readFileSync(configPath, 'utf8').replace('workers: 2', 'workers: 3'));
+        ag.child.kill('SIGHUP');
+        await withTimeout(ag.waitLine((l) => l.includes('configuration reloaded') && l.includes('generation 2')), 5000, 'the reload line');
+        assert.ok(ag.lines.some((l) => l.includes('workers changed (2 -> 3): that takes a restart; still 2')), ag.stderr.slice(-2000));
+
+        // a request after the reload: the new rules
+        const s2 = streamRequest(ag.port);
+        const res2 = await withTimeout(up.next(), 5000, 'the second request upstream');
+        res2.write(chunk(AGENT));
+        res2.end('data: [DONE]\n\n');
+        const r2 = await withTimeout(s2.done, 5000, 'the second stream');
+        assert.match(content(r2.data), /openai\('gpt-4\.1-mini'\)/);
+
+        // the first stream ends with the rules it started with
+        res1.write(chunk(AGENT.slice(half)));
+        res1.end('data: [DONE]\n\n');
+        const r1 = await withTimeout(s1.done, 5000, 'the first stream');
+        assert.ok(r1.complete);
+        assert.match(content(r1.data), /openai\('gpt-4\.1-nano'\)/);
+        assert.doesNotMatch(content(r1.data), /gpt-4\.1-mini/);
+
+        // a broken rules file, then a broken astgate.yaml: each reported with file:line:col,
+        // counted, and the configuration in force stays
+        fs.writeFileSync(rulesFile, `${original}\nbogus_key: 1\n`);
+        ag.child.kill('SIGHUP');
+        await withTimeout(ag.waitLine((l) => l.includes('reload failed') && l.includes('generation 2')), 5000, 'the first failure line');
+        assert.ok(ag.lines.some((l) => l.startsWith(`${rulesFile}:`) && /^[^:]+:\d+:\d+: /.test(l)), ag.stderr.slice(-2000));
+        fs.writeFileSync(rulesFile, original.replaceAll('gpt-4.1-nano', 'gpt-4.1-mini'));
+        const good = fs.readFileSync(configPath, 'utf8');
+        fs.writeFileSync(configPath, `${good}\nlistne: 127.0.0.1:1\n`);
+        const failures = ag.lines.filter((l) => l.includes('reload failed')).length;
+        ag.child.kill('SIGHUP');
+        await withTimeout(ag.waitLine(() => ag.lines.filter((l) => l.includes('reload failed')).length > failures), 5000, 'the second failure line');
+        assert.ok(ag.lines.some((l) => l.startsWith(`${configPath}:`) && /:\d+:\d+: .*unknown key `listne`/.test(l)), ag.stderr.slice(-2000));
+        const m1 = (await httpGet(adminPort, '/metrics')).body;
+        assert.equal(metric(m1, 'astgate_config_last_reload_successful'), 0);
+        assert.equal(metric(m1, 'astgate_config_reloads_total{result="success"}'), 1);
+        assert.equal(metric(m1, 'astgate_config_reloads_total{result="failure"}'), 2);
+        assert.equal(metric(m1, 'astgate_config_generation'), 2);
+        assert.ok(metric(m1, 'astgate_config_last_reload_success_timestamp_seconds') >= t0);
+        // both rewrites are counted under the rule's id, the first generation's included
+        assert.equal(metric(m1, 'astgate_rewrites_total{rule="mastra-agent-model"}'), 2);
+
+        // still the reloaded rules
+        const s3 = streamRequest(ag.port);
+        const res3 = await withTimeout(up.next(), 5000, 'the third request upstream');
+        res3.end(`${chunk(AGENT)}data: [DONE]\n\n`);
+        assert.match(content((await withTimeout(s3.done, 5000, 'the third stream')).data), /gpt-4\.1-mini/);
+
+        // fixed: the next reload succeeds
+        fs.writeFileSync(configPath, good);
+        ag.child.kill('SIGHUP');
+        await withTimeout(ag.waitLine((l) => l.includes('configuration reloaded') && l.includes('generation 3')), 5000, 'the third reload');
+        const m2 = (await httpGet(adminPort, '/metrics')).body;
+        assert.equal(metric(m2, 'astgate_config_last_reload_successful'), 1);
+        assert.equal(metric(m2, 'astgate_config_reloads_total{result="success"}'), 2);
+        assert.equal(metric(m2, 'astgate_rewrites_total{rule="mastra-agent-model"}'), 3);
+        ag.child.kill('SIGTERM');
+        await exitClean();
+    });
+
+    it('SIGHUP under load: every request is answered with one generation\'s rules, whole, while reloads swap them', async () => {
+        // an upstream that answers at once: the agent, streamed or not as asked
+        const fast = http.createServer((req, res) => {
+            let b = '';
+            req.on('data', (d) => (b += d));
+            req.on('end', () => {
+                const stream = JSON.parse(b).stream === true;
+                if (stream) {
+                    res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+                    const cut = AGENT.indexOf('model');
+                    res.end(`${chunk(AGENT.slice(0, cut))}${chunk(AGENT.slice(cut))}data: [DONE]\n\n`);
+                } else {
+                    res.writeHead(200, { 'Content-Type': 'application/json' });
+                    res.end(JSON.stringify({ id: 'c1', object: 'chat.completion', created: 1, model: 'm', choices: [{ index: 0, message: { role: 'assistant', content: AGENT }, finish_reason: 'stop' }] }));
+                }
+            });
+        });
+        await new Promise((r) => fast.listen(0, '127.0.0.1', r));
+        try {
+            const original = fs.readFileSync(path.join(ROOT, RULES), 'utf8');
+            const rulesFile = path.join(dir, 'mastra.yaml');
+            fs.writeFileSync(rulesFile, original);
+            adminPort = await freePort();
+            configPath = writeConfig({ listen: '127.0.0.1:0', upstream: `http://127.0.0.1:${fast.address().port}`, admin: `127.0.0.1:${adminPort}`, workers: 2, logs: { access: 'off', rewrite: 'off' } });
+            ag = await Astgate.start({ upstream: `http://127.0.0.1:${fast.address().port}`, config: configPath, rules: [rulesFile] });
+            const want = new Set(['gpt-4.1-nano', 'gpt-4.1-mini'].map((m) => AGENT.replace("openai('gpt-4o')", `openai('${m}')`)));
+            const TOTAL = 240;
+            const seen = { 'gpt-4.1-nano': 0, 'gpt-4.1-mini': 0 };
+            let sent = 0;
+            const one = (stream) =>
+                new Promise((resolve, reject) => {
+                    const body = JSON.stringify({ model: 'm', stream, messages: [{ role: 'user', content: 'hi' }] });
+                    const req = http.request({ host: '127.0.0.1', port: ag.port, method: 'POST', path: '/v1/chat/completions', agent: false, headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) } }, (res) => {
+                        let d = '';
+                        res.setEncoding('utf8');
+                        res.on('data', (x) => (d += x));
+                        res.on('end', () => resolve({ status: res.statusCode, text: stream ? content(d) : JSON.parse(d).choices[0].message.content }));
+                    });
+                    req.on('error', reject);
+                    req.end(body);
+                });
+            const client = async () => {
+                while (sent < TOTAL) {
+                    const stream = sent++ % 2 === 0;
+                    const r = await one(stream);
+                    assert.equal(r.status, 200);
+                    assert.ok(want.has(r.text), `a whole reply under one generation's rules:\n${r.text}`);
+                    seen[r.text.includes('gpt-4.1-mini') ? 'gpt-4.1-mini' : 'gpt-4.1-nano']++;
+                }
+            };
+            // reloads while the clients run, each waited for (signals of one kind coalesce)
+            const reloader = async () => {
+                for (let i = 1; i <= 6 && sent < TOTAL; i++) {
+                    fs.writeFileSync(rulesFile, i % 2 ? original.replaceAll('gpt-4.1-nano', 'gpt-4.1-mini') : original);
+                    ag.child.kill('SIGHUP');
+                    await withTimeout(ag.waitLine((l) => l.includes(`generation ${i + 1})`)), 5000, `reload ${i}`);
+                }
+            };
+            await withTimeout(Promise.all([client(), client(), client(), client(), reloader()]), 60000, 'the load');
+            assert.ok(seen['gpt-4.1-mini'] > 0 && seen['gpt-4.1-nano'] > 0, JSON.stringify(seen));
+            const m = (await httpGet(adminPort, '/metrics')).body;
+            assert.equal(metric(m, 'astgate_rewrites_total{rule="mastra-agent-model"}'), TOTAL);
+            assert.equal(metric(m, 'astgate_config_reloads_total{result="failure"}'), 0);
+            ag.child.kill('SIGTERM');
+            await exitClean();
+        } finally {
+            fast.closeAllConnections?.();
+            await new Promise((r) => fast.close(r));
+        }
     });
 });
