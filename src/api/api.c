@@ -46,3 +46,42 @@ void ag_api_report(ag_api_env_t *env, uint64_t key, const ag_result_t *res, ag_r
     if (env->on_result && res->nevents)
         env->on_result(env->ud, (int)(key & 0x7fffffff), res);
 }
+
+typedef struct tool_report {
+    ag_api_env_t *env;
+    ag_api_stats_t *st;
+    int index;
+    ag_reply_summary_t sum;
+} tool_report_t;
+
+static void on_tool_result(void *ud, const ag_tool_site_t *site, const ag_result_t *res)
+{
+    tool_report_t *t = ud;
+    ag_reply_summary_add(&t->sum, res);
+    ag_api_stats_add(t->st, res);
+    if (t->env->on_result && res->nevents) {
+        t->env->tool = site;
+        t->env->on_result(t->env->ud, t->index, res);
+        t->env->tool = NULL;
+    }
+}
+
+int ag_api_tool_rewrite(ag_api_env_t *env, ag_api_stats_t *st, int index,
+                        const ag_tool_call_t *call, ag_str_t input, ag_buf_t *out, bool *changed)
+{
+    *changed = false;
+    if (env->tools == NULL)
+        return AG_ENOENT;
+    tool_report_t t;
+    memset(&t, 0, sizeof(t));
+    t.env = env;
+    t.st = st;
+    t.index = index;
+    int rc =
+        ag_toolcode_rewrite(env->engine, env->tools, call, input, out, changed, on_tool_result, &t);
+    if (rc == AG_EINVAL && env->on_tool_skip)
+        env->on_tool_skip(env->ud, index, call, "the arguments are not valid JSON");
+    if (t.sum.had_code && env->on_reply)
+        env->on_reply(env->ud, index, &t.sum);
+    return rc;
+}

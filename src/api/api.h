@@ -6,6 +6,7 @@
 
 #include "rewrite.h"
 #include "stream.h"
+#include "toolcode.h"
 
 #define AG_API_MAX_RULE_IDS 16
 
@@ -44,7 +45,13 @@ typedef struct ag_api_env {
     /* called once per reply when it is complete (metrics) */
     void (*on_reply)(void *ud, int index, const ag_reply_summary_t *s);
     void *ud;
-    ag_str_t model; /* filled by the adapter when it reads the upstream's model */
+    ag_str_t model;          /* filled by the adapter when it reads the upstream's model */
+    const ag_tools_t *tools; /* tools whose calls carry code; NULL = tool calls pass through */
+    /* set while on_result reports the code of a tool call (NULL for reply text) */
+    const ag_tool_site_t *tool;
+    /* a tool call passed through unchanged for a reason worth a log line (arguments that are not
+     * JSON); may be NULL */
+    void (*on_tool_skip)(void *ud, int index, const ag_tool_call_t *call, const char *why);
 } ag_api_env_t;
 
 typedef struct ag_api {
@@ -71,6 +78,17 @@ extern const ag_api_t ag_api_anthropic;
  * has events. */
 void ag_api_report(ag_api_env_t *env, uint64_t key, const ag_result_t *res,
                    ag_reply_summary_t *sum);
+
+/* A complete tool call's input (ag_toolcode_rewrite), rewritten into out and reported: each
+ * engine result to env->on_result (env->tool set meanwhile), the call once to env->on_reply as a
+ * reply of its own when it had code (so metrics count it like reply text), and into st (a block
+ * rule sets st->blocked_rule: the caller answers with the API's error). index: the choice, output
+ * item or content block. Returns AG_OK (out holds the input, changed or not), or AG_ENOENT /
+ * AG_EINVAL (out untouched: pass the input through as it came; AG_EINVAL was reported to
+ * env->on_tool_skip), or AG_ETOOBIG. */
+AG_MUSTCHECK int ag_api_tool_rewrite(ag_api_env_t *env, ag_api_stats_t *st, int index,
+                                     const ag_tool_call_t *call, ag_str_t input, ag_buf_t *out,
+                                     bool *changed);
 
 /* Adds a rule id to st (once). */
 void ag_api_stats_rule(ag_api_stats_t *st, const char *id);

@@ -40,11 +40,17 @@ static int fail(ag_diag_t *d, const char *file, const ag_ynode_t *n, const char 
     return AG_EINVAL;
 }
 
-void ag_config_dispose(ag_config_t *cfg)
+static void free_rules(ag_config_t *cfg)
 {
     for (uint32_t i = 0; i < cfg->nrules; i++)
         free(cfg->rules[i]);
     cfg->nrules = 0;
+}
+
+void ag_config_dispose(ag_config_t *cfg)
+{
+    free_rules(cfg);
+    ag_tools_dispose(&cfg->tools);
 }
 
 int ag_config_set_listen(ag_config_t *cfg, const char *hostport, ag_diag_t *d)
@@ -104,7 +110,7 @@ int ag_config_set_upstream(ag_config_t *cfg, const char *url, ag_diag_t *d)
 int ag_config_add_rules(ag_config_t *cfg, const char *path, bool first, ag_diag_t *d)
 {
     if (first)
-        ag_config_dispose(cfg);
+        free_rules(cfg);
     if (cfg->nrules == AG_CONFIG_MAX_RULES) {
         ag_diag_set(d, NULL, 0, 0, "too many rule files (at most %d)", AG_CONFIG_MAX_RULES);
         return AG_EINVAL;
@@ -609,6 +615,7 @@ int ag_config_load(const char *path, ag_config_t *cfg, ag_diag_t *d)
 {
     memset(cfg, 0, sizeof(*cfg));
     tls_defaults(&cfg->tls);
+    ag_tools_presets(&cfg->tools);
     /* the embedded default first; a file overrides what it sets */
     int rc =
         load_text(NULL, ag_str(ag_config_default_yaml, strlen(ag_config_default_yaml)), cfg, d);

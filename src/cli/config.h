@@ -2,6 +2,7 @@
 #ifndef AG_CONFIG_H
 #define AG_CONFIG_H
 
+#include "toolcode.h"
 #include "util.h"
 
 #define AG_CONFIG_MAX_RULES 64
@@ -70,6 +71,7 @@ typedef struct ag_config {
     bool shadow;                   /* mode: shadow: log and count, change nothing */
     char admin_host[256];          /* /metrics and /healthz listener; empty = on `listen` */
     uint16_t admin_port;
+    ag_tools_t tools;  /* tools whose calls carry code: the presets, then `tools:` (owned) */
     char source[1024]; /* the config file, or "(embedded default)" */
 } ag_config_t;
 

@@ -62,6 +62,14 @@ int ag_audit_format(ag_buf_t *b, const ag_event_t *ev, const ag_audit_ctx_t *ctx
         rc = ag_buf_appendf(b, ",\"streamed\":%s", ctx->streamed ? "true" : "false");
     if (rc == AG_OK && ctx && ctx->file)
         rc = kv_str(b, "file", ag_cstr(ctx->file));
+    if (rc == AG_OK && ctx && ctx->tool.len)
+        rc = kv_str(b, "tool", ctx->tool);
+    if (rc == AG_OK && ctx && ctx->tool.len && ctx->call_id.len)
+        rc = kv_str(b, "call_id", ctx->call_id);
+    if (rc == AG_OK && ctx && ctx->tool.len && ctx->argument)
+        rc = kv_str(b, "argument", ag_cstr(ctx->argument));
+    if (rc == AG_OK && ctx && ctx->tool.len && ctx->tool_file.len)
+        rc = kv_str(b, "path", ctx->tool_file);
     if (rc == AG_OK)
         rc = kv_str(b, "rule", ag_cstr(ev->rule));
     if (rc == AG_OK)

@@ -13,6 +13,11 @@ typedef struct ag_audit_ctx {
     int choice;             /* choice index; -1 = none */
     int streamed;           /* 1 streamed, 0 not, -1 unknown */
     const char *file;       /* input file name (CLI); NULL = none */
+    ag_str_t tool;          /* the code came from a tool call: its tool name (len 0 = reply
+                               text) */
+    ag_str_t call_id;       /* ... its call id (len 0 = none) */
+    const char *argument;   /* ... the argument that held it ("content", "edits[1].new_string") */
+    ag_str_t tool_file;     /* ... the file it writes (len 0 = none) */
 } ag_audit_ctx_t;
 
 void ag_audit_ctx_init(ag_audit_ctx_t *c);

@@ -334,6 +334,12 @@ static void on_result(void *ud, int index, const ag_result_t *res)
     ctx.model = r->env.model;
     ctx.choice = index;
     ctx.streamed = r->state == REQ_STREAMING;
+    if (r->env.tool) {
+        ctx.tool = r->env.tool->call->name;
+        ctx.call_id = r->env.tool->call->id;
+        ctx.argument = r->env.tool->field;
+        ctx.tool_file = r->env.tool->file;
+    }
     for (uint32_t i = 0; i < res->nevents; i++) {
         size_t mark;
         ag_buf_t *b = log_begin(r->w, LOG_REWRITE, &mark);
@@ -341,6 +347,36 @@ static void on_result(void *ud, int index, const ag_result_t *res)
             break;
         log_end(r->w, LOG_REWRITE, mark, ag_audit_format(b, &res->events[i], &ctx, 0));
     }
+}
+
+/* A tool call passed through unchanged (its arguments are not JSON): a line in the rewrite log,
+ * so that what astgate could not look at is never silent. */
+static void on_tool_skip(void *ud, int index, const ag_tool_call_t *call, const char *why)
+{
+    preq_t *r = ud;
+    size_t mark;
+    ag_buf_t *b = log_begin(r->w, LOG_REWRITE, &mark);
+    if (b == NULL)
+        return;
+    int rc = ag_buf_appendf(
+        b, "{\"type\":\"tool_call_skipped\",\"request_id\":\"%s\",\"route\":", r->request_id);
+    if (rc == AG_OK)
+        rc = ag_json_append_str(b, ag_cstr(r->path));
+    if (rc == AG_OK)
+        rc = ag_buf_appendf(b, ",\"choice\":%d,\"tool\":", index);
+    if (rc == AG_OK)
+        rc = ag_json_append_str(b, call->name);
+    if (rc == AG_OK)
+        rc = ag_buf_append(b, ",\"call_id\":", 11);
+    if (rc == AG_OK)
+        rc = ag_json_append_str(b, call->id);
+    if (rc == AG_OK)
+        rc = ag_buf_append(b, ",\"reason\":", 10);
+    if (rc == AG_OK)
+        rc = ag_json_append_str(b, ag_cstr(why));
+    if (rc == AG_OK)
+        rc = ag_buf_append(b, "}\n", 2);
+    log_end(r->w, LOG_REWRITE, mark, rc);
 }
 
 /* Small formatters for the access line: each writes at p and returns the end. */
@@ -1363,6 +1399,8 @@ static void on_request(void *ud, ag_http_req_t *req)
     r->env.max_held = cfg->max_held;
     r->env.on_result = on_result;
     r->env.on_reply = on_reply;
+    r->env.on_tool_skip = on_tool_skip;
+    r->env.tools = &cfg->tools;
     r->env.ud = r;
 
     r->target = ag_config_target_for(cfg, r->path);
