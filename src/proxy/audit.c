@@ -37,7 +37,7 @@ static int kv_str(ag_buf_t *b, const char *key, ag_str_t v)
     return rc;
 }
 
-int ag_audit_format(ag_buf_t *b, const ag_event_t *ev, const ag_audit_ctx_t *ctx, int64_t time_ms)
+int ag_audit_begin(ag_buf_t *b, int64_t time_ms)
 {
     if (time_ms == 0) {
         struct timespec ts;
@@ -47,9 +47,14 @@ int ag_audit_format(ag_buf_t *b, const ag_event_t *ev, const ag_audit_ctx_t *ctx
     time_t secs = (time_t)(time_ms / 1000);
     struct tm tm;
     gmtime_r(&secs, &tm);
-    int rc = ag_buf_appendf(b, "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"",
-                            tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                            tm.tm_sec, (int)(time_ms % 1000));
+    return ag_buf_appendf(b, "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"", tm.tm_year + 1900,
+                          tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                          (int)(time_ms % 1000));
+}
+
+int ag_audit_format(ag_buf_t *b, const ag_event_t *ev, const ag_audit_ctx_t *ctx, int64_t time_ms)
+{
+    int rc = ag_audit_begin(b, time_ms);
     if (rc == AG_OK && ctx && ctx->request_id)
         rc = kv_str(b, "request_id", ag_cstr(ctx->request_id));
     if (rc == AG_OK && ctx && ctx->route)

@@ -27,6 +27,10 @@ void ag_audit_ctx_init(ag_audit_ctx_t *c);
 AG_MUSTCHECK int ag_audit_format(ag_buf_t *b, const ag_event_t *ev, const ag_audit_ctx_t *ctx,
                                  int64_t time_ms);
 
+/* Appends the opening of a log line, `{"time":"YYYY-MM-DDTHH:MM:SS.mmmZ"`, for lines of other
+ * kinds written to the same log. time_ms as above. */
+AG_MUSTCHECK int ag_audit_begin(ag_buf_t *b, int64_t time_ms);
+
 const char *ag_action_name(ag_action_t a);
 
 #endif

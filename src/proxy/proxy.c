@@ -358,8 +358,10 @@ static void on_tool_skip(void *ud, int index, const ag_tool_call_t *call, const 
     ag_buf_t *b = log_begin(r->w, LOG_REWRITE, &mark);
     if (b == NULL)
         return;
-    int rc = ag_buf_appendf(
-        b, "{\"type\":\"tool_call_skipped\",\"request_id\":\"%s\",\"route\":", r->request_id);
+    int rc = ag_audit_begin(b, 0);
+    if (rc == AG_OK)
+        rc = ag_buf_appendf(
+            b, ",\"type\":\"tool_call_skipped\",\"request_id\":\"%s\",\"route\":", r->request_id);
     if (rc == AG_OK)
         rc = ag_json_append_str(b, ag_cstr(r->path));
     if (rc == AG_OK)
