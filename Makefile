@@ -34,7 +34,7 @@ ASAN_OBJ := $(LIB_SRC:%.c=build/asan/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/asan/%)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: bench-api bench-proxy demo all deps grammar run test test-build unit golden fuzz fuzz-build bench clean format check-format
+.PHONY: bench-api bench-tools bench-proxy demo all deps grammar run test test-build unit golden fuzz fuzz-build bench clean format check-format
 .DELETE_ON_ERROR:
 
 all: build/astgate
@@ -149,6 +149,12 @@ bench-api: build/libastgate.a $(GRAMMAR_OBJ)
 	$(Q)$(CC) $(CFLAGS) -Isrc bench/bench_api.c build/libastgate.a $(GRAMMAR_OBJ) $(LIBS) \
 		-o build/bench_api
 	$(Q)build/bench_api rules/mastra.yaml tests/golden/*/input.md
+
+# holding a tool call's code vs the same code as reply text (bench/bench_tools.c)
+bench-tools: build/libastgate.a $(GRAMMAR_OBJ)
+	$(Q)$(CC) $(CFLAGS) -Isrc $(INCLUDES) bench/bench_tools.c build/libastgate.a $(GRAMMAR_OBJ) $(LIBS) \
+		-o build/bench_tools
+	$(Q)build/bench_tools rules/mastra.yaml
 
 format:
 	$(Q)clang-format -i src/*/*.c src/*/*.h tests/unit/*.c tests/fuzz/*.c
