@@ -21,7 +21,7 @@ void ag_api_stats_add(ag_api_stats_t *st, const ag_result_t *res)
         const ag_event_t *ev = &res->events[i];
         if (ev->action == AG_ACTION_REWRITE && ev->applied)
             ag_api_stats_rule(st, ev->rule);
-        if (ev->action == AG_ACTION_BLOCK && st->blocked_rule == NULL) {
+        if (ev->action == AG_ACTION_BLOCK && !ev->shadow && st->blocked_rule == NULL) {
             st->blocked_rule = ev->rule;
             st->blocked_message = ev->message;
         }

@@ -213,3 +213,46 @@ describe('block rule, block_status from the config', { skip: NEEDS_PROXY }, () =
         assertBlockedError(JSON.parse(res.body).error, 'body');
     });
 });
+
+describe('block rule in shadow mode', { skip: NEEDS_PROXY }, () => {
+    let t;
+    before(async () => {
+        const rules = rulesWithBlock();
+        t = await openTarget({
+            rules,
+            config: (fake) => writeConfig({ listen: '127.0.0.1:0', upstream: fake.url, rules: [rules], mode: 'shadow' }),
+        });
+    });
+    after(async () => {
+        await t?.close();
+    });
+    beforeEach(() => t?.proc?.assertAlive());
+
+    it('not streamed: nothing is blocked; the reply comes through as the upstream sent it, the block logged as shadowed', async () => {
+        t.fake.enqueue({ content: [EVAL_REPLY] });
+        const res = await rawRequest(t.origin, { headers: jsonHeaders({ 'x-request-id': 'e2e-shadow-block' }), body: chatBody() });
+        assert.equal(res.status, 200, res.body.toString());
+        assert.equal(JSON.parse(res.body).choices[0].message.content, EVAL_REPLY);
+        const line = await withTimeout(
+            t.proc.waitLine((l) => l.includes('e2e-shadow-block') && l.includes('no-eval')),
+            5000,
+            'the shadowed block line',
+        );
+        const log = JSON.parse(line);
+        assert.equal(log.action, 'block');
+        assert.equal(log.mode, 'shadow');
+    });
+
+    it('streamed: no error event; the text arrives whole', async () => {
+        t.fake.enqueue({ content: [EVAL_REPLY], seed: 3 });
+        const res = await rawRequest(t.origin, { headers: jsonHeaders(), body: chatBody({ stream: true }) });
+        assert.equal(res.status, 200);
+        const { events } = parseSSE(res.body.toString());
+        assert.ok(!events.some((e) => e.data !== '[DONE]' && JSON.parse(e.data).error), 'an error event in shadow mode');
+        const text = events
+            .filter((e) => e.data !== '[DONE]')
+            .map((e) => JSON.parse(e.data).choices?.[0]?.delta?.content ?? '')
+            .join('');
+        assert.equal(text, EVAL_REPLY);
+    });
+});
