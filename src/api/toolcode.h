@@ -34,8 +34,8 @@ typedef struct ag_tool_field {
 typedef struct ag_tool {
     char name[AG_TOOL_NAME_MAX]; /* the tool's name on the wire, compared exactly */
     char file[AG_TOOL_PATH_MAX]; /* the argument naming the file ("file_path", "path"); its
-                                    extension picks the language; "" = none (a patch names its
-                                    own files) */
+                                    extension picks the language; "" = none: a patch names its
+                                    own files, other fields hold TypeScript */
     ag_tool_field_t field[AG_TOOL_MAX_FIELDS];
     uint32_t nfields;
     bool off; /* a preset turned off in astgate.yaml (`NAME: off`) */
@@ -88,17 +88,29 @@ typedef struct ag_tool_site {
     bool fragment;     /* the code was a fragment */
 } ag_tool_site_t;
 
-/* Called once per piece of code that a rule looked at (events borrowed for the call). */
+/* Called once per piece of code that a rule looked at (res->blocks > 0; events borrowed for the
+ * call). A field may hold several pieces (REPLACE sides, runs of + lines): an event's block is the
+ * piece's number in the field, its line the line in the field's (decoded) text, its column and
+ * offset are in the piece's code (without the '+' of patch lines). */
 typedef void (*ag_tool_report_fn)(void *ud, const ag_tool_site_t *site, const ag_result_t *res);
 
 /* Rewrites the code in one call's input and appends the new input to out.
+ * Code by the file's extension: .ts .tsx .js .jsx .mts .cts .mjs .cjs (parsed as a fence of that
+ * name: ag_engine_rewrite_code), .md .mdx (the fenced blocks, as in a text reply); any other file
+ * holds no code. Whole files are rewritten like a code block; fragments only when they parse on
+ * their own as a sound tree, else what rules would change is a flag (reason "fragment"). In
+ * SEARCH/REPLACE and patch fields only the REPLACE sides and + lines change (an empty SEARCH side
+ * makes its REPLACE side a whole file; the last Add File body of an envelope without its
+ * `*** End Patch` is a fragment), and the markers and the envelope stay valid.
  * AG_OK: out holds the input, changed or byte for byte the same (*changed tells); only the decoded
- * text of changed string tokens differs, re-encoded with the escaping style of each token (every
- * other byte, key order, spacing and escape kept). AG_ENOENT: the tool carries no code we know
- * (unknown or off, or its file is not code by extension); out untouched, pass the input through.
- * AG_EINVAL: AG_TOOL_IN_ARGS that are not valid JSON (a slip, a cut stream); out untouched, pass
- * through and log. AG_ETOOBIG: out's cap. A rule with action block reports its event through
- * report (res->blocked > 0); the caller decides. e is the worker's engine. */
+ * text of changed string tokens differs, and inside such a token only the bytes the rules changed
+ * are written anew, escaped in the token's style (every other byte, key order, spacing and escape
+ * kept). AG_ENOENT: the tool carries no code we know (unknown or off, no field of the call holds
+ * code); out untouched, pass the input through. AG_EINVAL: AG_TOOL_IN_ARGS that are not valid
+ * JSON (a slip, a cut stream); out untouched, pass through and log. AG_ETOOBIG: out's cap, or more
+ * than 4096 field values in one call; out untouched. A rule with action block reports its event
+ * through report (res->blocked > 0); the caller decides. e is the worker's engine (its origin must
+ * be 0, as between replies). Allocates per call (buffers, the fields' offset maps). */
 AG_MUSTCHECK int ag_toolcode_rewrite(ag_engine_t *e, const ag_tools_t *tools,
                                      const ag_tool_call_t *call, ag_str_t input, ag_buf_t *out,
                                      bool *changed, ag_tool_report_fn report, void *ud);

@@ -2,6 +2,7 @@
  * refused with file:line:col, so a bad config never starts. */
 #include "config.h"
 
+#include "jsonscan.h"
 #include "yamldoc.h"
 
 #include <dirent.h>
@@ -160,6 +161,131 @@ static int check_keys(const char *file, const ag_ynode_t *map, const char *const
             return fail(d, file, map->pairs[i].key, "unknown key `%s` in %s, expected one of %s",
                         map->pairs[i].key->text, where, list);
         }
+    }
+    return AG_OK;
+}
+
+/* One argument path of tools.NAME (where: "tools.NAME.whole") into out[AG_TOOL_PATH_MAX]: a
+ * string that compiles as an ag_jscan path ("content", "edits[*].new_string"; "" = the whole
+ * free-text input of a custom tool, for the code fields only). */
+static int tool_path(const char *file, const ag_ynode_t *n, const char *where, bool code, char *out,
+                     ag_diag_t *d)
+{
+    ag_jscan_path_t p;
+    if (n->type != AG_Y_SCALAR || ag_yscalar_is_null(n) || memchr(n->text, '\0', n->len))
+        return fail(d, file, n, "`%s` must be an argument name or path (a string)", where);
+    if (n->len == 0 && !code)
+        return fail(d, file, n, "`%s` must name an argument; leave it out when the tool has none",
+                    where);
+    if (n->len >= AG_TOOL_PATH_MAX)
+        return fail(d, file, n, "`%s`: the path is too long (at most %d bytes)", where,
+                    AG_TOOL_PATH_MAX - 1);
+    int rc = ag_jscan_path_compile(&p, ag_str(n->text, n->len), AG_JSCAN_STRING);
+    if (rc == AG_ETOOBIG)
+        return fail(d, file, n,
+                    "`%s`: `%s` has too many steps, arrays or filters for an argument path", where,
+                    n->text);
+    if (rc != AG_OK)
+        return fail(d, file, n,
+                    "`%s`: `%s` is not an argument path (NAME, NAME.NAME, NAME[*].NAME, "
+                    "NAME[N])",
+                    where, n->text);
+    memcpy(out, n->text, n->len + 1);
+    return AG_OK;
+}
+
+/* tools.NAME: {file, whole, fragment, search_replace, patch} into *t (name already set). */
+static int parse_tool(const char *file, const ag_ynode_t *v, ag_tool_t *t, ag_diag_t *d)
+{
+    static const char *const keys[] = {"file",           "whole", "fragment",
+                                       "search_replace", "patch", NULL};
+    static const uint8_t kinds[] = {AG_TOOL_WHOLE, AG_TOOL_FRAGMENT, AG_TOOL_SEARCH_REPLACE,
+                                    AG_TOOL_PATCH};
+    char where[AG_TOOL_NAME_MAX + 32];
+    snprintf(where, sizeof(where), "tools.%s", t->name);
+    if (check_keys(file, v, keys, where, d) != AG_OK)
+        return AG_EINVAL;
+    const ag_ynode_t *x = ag_ymap_get(v, "file");
+    snprintf(where, sizeof(where), "tools.%s.file", t->name);
+    if (x && tool_path(file, x, where, false, t->file, d) != AG_OK)
+        return AG_EINVAL;
+    /* the fields in the order written, whatever their kind */
+    for (uint32_t i = 0; i < v->n; i++) {
+        const ag_ynode_t *k = v->pairs[i].key, *list = v->pairs[i].value;
+        uint32_t kind = 1;
+        while (keys[kind] && !ag_str_eqc(ag_yscalar_str(k), keys[kind]))
+            kind++;
+        if (keys[kind] == NULL)
+            continue; /* file */
+        snprintf(where, sizeof(where), "tools.%s.%s", t->name, keys[kind]);
+        if (list->type == AG_Y_MAP)
+            return fail(d, file, list, "`%s` must be a list of argument paths, not a mapping",
+                        where);
+        uint32_t nitems = list->type == AG_Y_SEQ ? list->n : 1;
+        for (uint32_t j = 0; j < nitems; j++) {
+            const ag_ynode_t *item = list->type == AG_Y_SEQ ? list->items[j] : list;
+            if (t->nfields == AG_TOOL_MAX_FIELDS)
+                return fail(d, file, item, "`tools.%s` has too many code fields (at most %d)",
+                            t->name, AG_TOOL_MAX_FIELDS);
+            ag_tool_field_t *f = &t->field[t->nfields];
+            if (tool_path(file, item, where, true, f->path, d) != AG_OK)
+                return AG_EINVAL;
+            for (uint32_t m = 0; m < t->nfields; m++)
+                if (strcmp(t->field[m].path, f->path) == 0)
+                    return fail(d, file, item, "`tools.%s`: the field `%s` is listed twice",
+                                t->name, f->path);
+            f->kind = kinds[kind - 1];
+            t->nfields++;
+        }
+    }
+    if (t->nfields == 0)
+        return fail(d, file, v,
+                    "`tools.%s` names no code field: give whole, fragment, search_replace or "
+                    "patch",
+                    t->name);
+    return AG_OK;
+}
+
+/* `tools:` over the presets already in *tools: an entry adds a tool or replaces the preset of
+ * its name as a whole; `NAME: off` turns a preset off. */
+static int parse_tools(const char *file, const ag_ynode_t *n, ag_tools_t *tools, ag_diag_t *d)
+{
+    if (n->type != AG_Y_MAP)
+        return fail(d, file, n,
+                    "`tools` must map tool names to {file, whole, fragment, search_replace, "
+                    "patch} or off");
+    for (uint32_t i = 0; i < n->n; i++) {
+        const ag_ynode_t *k = n->pairs[i].key, *v = n->pairs[i].value;
+        ag_tool_t t;
+        memset(&t, 0, sizeof(t));
+        if (k->len == 0 || k->len >= AG_TOOL_NAME_MAX || memchr(k->text, '\0', k->len))
+            return fail(d, file, k, "a tool name must be 1 to %d bytes", AG_TOOL_NAME_MAX - 1);
+        memcpy(t.name, k->text, k->len + 1);
+        bool b = true;
+        if (v->type == AG_Y_SCALAR &&
+            (ag_str_eqc(ag_yscalar_str(v), "off") || (ag_yscalar_bool(v, &b) == AG_OK && !b))) {
+            /* only a preset can be turned off: another name is a typo (names are exact) */
+            const ag_tool_t *preset = NULL;
+            for (uint32_t j = 0; j < tools->n && preset == NULL; j++)
+                if (strcmp(tools->t[j].name, t.name) == 0)
+                    preset = &tools->t[j];
+            if (preset == NULL)
+                return fail(d, file, k,
+                            "`tools.%s: off`: there is no built-in tool `%s` (names are "
+                            "compared exactly: Write, apply_patch, ...)",
+                            t.name, t.name);
+            t = *preset;
+            t.off = true;
+        } else if (v->type == AG_Y_MAP) {
+            if (parse_tool(file, v, &t, d) != AG_OK)
+                return AG_EINVAL;
+        } else {
+            return fail(d, file, v,
+                        "`tools.%s` must be a mapping {file, whole, fragment, search_replace, "
+                        "patch} or off",
+                        t.name);
+        }
+        ag_tools_set(tools, &t);
     }
     return AG_OK;
 }
@@ -408,8 +534,9 @@ static int apply(const char *path, const char *file, const ag_ynode_t *root, ag_
                  ag_diag_t *d)
 {
     static const char *const top[] = {
-        "listen", "upstream", "rules", "workers",   "timeouts", "limits",    "logs", "block_status",
-        "bare",   "mode",     "admin", "upstreams", "routes",   "forwarded", "tls",  NULL};
+        "listen", "upstream",     "rules", "workers", "timeouts", "limits",
+        "logs",   "block_status", "bare",  "mode",    "admin",    "upstreams",
+        "routes", "forwarded",    "tls",   "tools",   NULL};
     if (check_keys(file, root, top, "the configuration", d) != AG_OK)
         return AG_EINVAL;
     const ag_ynode_t *n;
@@ -572,6 +699,8 @@ static int apply(const char *path, const char *file, const ag_ynode_t *root, ag_
         else
             return fail(d, file, n, "`mode` must be enforce or shadow");
     }
+    if ((n = ag_ymap_get(root, "tools")) != NULL && parse_tools(file, n, &cfg->tools, d) != AG_OK)
+        return AG_EINVAL;
     /* the top-level tls first: named upstreams start from it */
     tls_src_t tsrc = {NULL, NULL};
     if ((n = ag_ymap_get(root, "tls")) != NULL) {

@@ -3,6 +3,7 @@
  * the live mode sends prompts through the proxy's curl-multi-on-libevent client (upstream.h). */
 #include "eval.h"
 
+#include "config.h"
 #include "json.h"
 #include "lang.h"
 #include "upstream.h"
@@ -36,6 +37,7 @@ struct ag_eval {
     ag_buf_t out1;    /* first pass output */
     ag_buf_t out2;    /* second pass output (only its result matters) */
     ag_buf_t joined;  /* a reply assembled from several parts */
+    ag_tools_t tools; /* tools whose calls carry code (owned copy) */
     const char **ids; /* rule ids, borrowed from rules */
     ag_eval_counts_t *rule;
     uint8_t *hit;
@@ -105,6 +107,7 @@ ag_eval_t *ag_eval_new(const ag_rules_t *rules, const ag_engine_opts_t *opts)
         o.max_reply = MAX_OUTPUT;
     ev->rules = rules;
     ev->engine = ag_engine_new(rules, &o);
+    ag_tools_presets(&ev->tools);
     ag_buf_init(&ev->out1, MAX_OUTPUT + 1);
     ag_buf_init(&ev->out2, MAX_OUTPUT + 1);
     ag_buf_init(&ev->joined, AG_EVAL_MAX_LINE);
@@ -129,11 +132,18 @@ void ag_eval_free(ag_eval_t *ev)
     ag_buf_dispose(&ev->out1);
     ag_buf_dispose(&ev->out2);
     ag_buf_dispose(&ev->joined);
+    ag_tools_dispose(&ev->tools);
     free(ev->ids);
     free(ev->rule);
     free(ev->hit);
     free(ev->bad);
     free(ev);
+}
+
+void ag_eval_set_tools(ag_eval_t *ev, const ag_tools_t *tools)
+{
+    ag_tools_dispose(&ev->tools);
+    ag_tools_copy(&ev->tools, tools);
 }
 
 const ag_eval_stats_t *ag_eval_stats(const ag_eval_t *ev)
@@ -228,41 +238,96 @@ static void mark(ag_eval_t *ev, const ag_result_t *r, bool first)
     }
 }
 
-static bool clean(const ag_result_t *r)
+/* One pass over a reply or a call: the engine results it gave, summed (a call can hold several
+ * pieces of code, each with its own result). */
+typedef struct pass {
+    ag_eval_t *ev;
+    bool first; /* marks go to the first-pass bits */
+    uint32_t blocks, rewrites, flags, dropped, blocked, unjudged, nevents;
+} pass_t;
+
+static void pass_add(pass_t *p, const ag_result_t *r)
 {
-    return r->nevents == 0 && r->rewrites == 0 && r->flags == 0 && r->blocked == 0 &&
-           r->dropped == 0;
+    p->blocks += r->blocks;
+    p->rewrites += r->rewrites;
+    p->flags += r->flags;
+    p->dropped += r->dropped;
+    p->blocked += r->blocked;
+    p->unjudged += r->unjudged;
+    p->nevents += r->nevents;
+    mark(p->ev, r, p->first);
 }
 
-int ag_eval_reply(ag_eval_t *ev, ag_str_t reply, uint64_t line)
+static void on_piece(void *ud, const ag_tool_site_t *site, const ag_result_t *res)
 {
-    ag_result_t r1, r2;
-    ag_buf_reset(&ev->out1);
-    if (ag_engine_rewrite(ev->engine, reply, &ev->out1, &r1) != AG_OK) {
+    (void)site;
+    pass_add(ud, res);
+}
+
+/* Rewrites in (the reply text, or the input of call when it is set) into out. */
+static int run_pass(ag_eval_t *ev, const ag_tool_call_t *call, ag_str_t in, ag_buf_t *out,
+                    bool first, pass_t *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->ev = ev;
+    p->first = first;
+    ag_buf_reset(out);
+    if (call == NULL) {
+        ag_result_t r;
+        int rc = ag_engine_rewrite(ev->engine, in, out, &r);
+        if (rc == AG_OK)
+            pass_add(p, &r);
+        return rc;
+    }
+    bool changed = false;
+    return ag_toolcode_rewrite(ev->engine, &ev->tools, call, in, out, &changed, on_piece, p);
+}
+
+static bool clean(const pass_t *p)
+{
+    return p->nevents == 0 && p->rewrites == 0 && p->flags == 0 && p->blocked == 0 &&
+           p->dropped == 0;
+}
+
+/* Judges a reply (call NULL) or a tool call's input: the engine as written, then over its own
+ * output when the first pass had anything to say. */
+static int judge_one(ag_eval_t *ev, const ag_tool_call_t *call, ag_str_t in, uint64_t line)
+{
+    pass_t p1, p2;
+    uint32_t n = ev->st.nrules;
+    memset(ev->hit, 0, n ? n : 1);
+    int rc = run_pass(ev, call, in, &ev->out1, true, &p1);
+    if (rc == AG_ENOENT)
+        return AG_ENOENT; /* a tool that carries no code we know: not a reply */
+    if (call && rc == AG_EINVAL) {
+        /* arguments that are not JSON (a slip, a cut reply): the proxy passes them through
+         * unchanged, so they are a reply nobody judged */
+        ev->st.replies++;
+        ev->st.calls++;
+        ev->st.unjudged++;
+        return AG_OK;
+    }
+    if (rc != AG_OK) {
         ev->st.skipped++;
         return AG_ETOOBIG;
     }
     ev->st.replies++;
-    if (r1.blocks == 0) {
+    ev->st.calls += call != NULL;
+    if (p1.blocks == 0) {
         ev->st.no_code++;
         return AG_OK;
     }
-    if (r1.unjudged) {
+    if (p1.unjudged) {
         /* code too broken to judge: reported apart, never counted as compliant */
         ev->st.unjudged++;
         return AG_OK;
     }
     ev->st.with_code++;
-    uint32_t n = ev->st.nrules;
-    memset(ev->hit, 0, n ? n : 1);
-    mark(ev, &r1, true);
-    bool raw_ok = clean(&r1);
+    bool raw_ok = clean(&p1);
     bool fixed_ok = raw_ok; /* nothing changed: the second pass would see the same reply */
     if (!raw_ok) {
-        ag_buf_reset(&ev->out2);
-        if (ag_engine_rewrite(ev->engine, ag_buf_str(&ev->out1), &ev->out2, &r2) == AG_OK) {
-            mark(ev, &r2, false);
-            fixed_ok = clean(&r2) && r1.blocked == 0;
+        if (run_pass(ev, call, ag_buf_str(&ev->out1), &ev->out2, false, &p2) == AG_OK) {
+            fixed_ok = clean(&p2) && p1.blocked == 0;
         } else {
             /* the output cannot be checked: nothing the first pass touched counts as fixed */
             for (uint32_t i = 0; i < n; i++)
@@ -272,10 +337,10 @@ int ag_eval_reply(ag_eval_t *ev, ag_str_t reply, uint64_t line)
         }
     }
     ev->st.all.raw_ok += raw_ok;
-    ev->st.all.rewritten += r1.rewrites > 0;
+    ev->st.all.rewritten += p1.rewrites > 0;
     ev->st.all.corrected_ok += fixed_ok;
     ev->st.all.unfixable += !fixed_ok;
-    ev->st.all.flagged += r1.flags > 0;
+    ev->st.all.flagged += p1.flags > 0;
     if (!fixed_ok && ev->st.nunfixable_lines < AG_EVAL_MAX_EXAMPLES) {
         uint32_t k = ev->st.nunfixable_lines;
         if (k == 0 || ev->st.unfixable_lines[k - 1] != line)
@@ -291,6 +356,16 @@ int ag_eval_reply(ag_eval_t *ev, ag_str_t reply, uint64_t line)
         ev->rule[i].flagged += (h & HIT_FLAG1) != 0;
     }
     return AG_OK;
+}
+
+int ag_eval_reply(ag_eval_t *ev, ag_str_t reply, uint64_t line)
+{
+    return judge_one(ev, NULL, reply, line);
+}
+
+int ag_eval_call(ag_eval_t *ev, const ag_tool_call_t *call, ag_str_t input, uint64_t line)
+{
+    return judge_one(ev, call, input, line);
 }
 
 /* ---- records ---- */
@@ -333,19 +408,116 @@ static void judge(ag_eval_t *ev, ag_str_t text, uint64_t line, uint32_t *n, uint
         (*big)++;
 }
 
+static ag_str_t jstr(const json_t *s)
+{
+    return json_is_string(s) ? ag_str(json_string_value(s), json_string_length(s))
+                             : ag_str(NULL, 0);
+}
+
+/* Judges one call whose input is a JSON string, or (arguments written as an object, as some
+ * hand-made records do) the object's JSON text. Returns whether it was judged (or skipped as too
+ * large): false for a tool that carries no code we know. */
+static bool judge_call(ag_eval_t *ev, ag_tool_call_t *call, const json_t *input, uint64_t line,
+                       uint32_t *n, uint32_t *big)
+{
+    char *dumped = NULL;
+    ag_str_t in;
+    if (json_is_string(input)) {
+        in = jstr(input);
+    } else if (call->input == AG_TOOL_IN_ARGS && json_is_object(input)) {
+        dumped = json_dumps(input, JSON_COMPACT);
+        if (dumped == NULL)
+            return false;
+        in = ag_cstr(dumped);
+    } else {
+        return false;
+    }
+    int rc = ag_eval_call(ev, call, in, line);
+    free(dumped);
+    if (rc == AG_ENOENT)
+        return false;
+    if (rc == AG_OK)
+        (*n)++;
+    else
+        (*big)++;
+    return true;
+}
+
+/* The tool calls of a Chat message (or of a fine-tuning record's assistant message):
+ * tool_calls[] of {type: function, function: {name, arguments}} or {type: custom, custom: {name,
+ * input}}, and the legacy function_call {name, arguments}. *seen counts the calls there were,
+ * judged or not; returns the calls judged. */
+static uint32_t judge_chat_calls(ag_eval_t *ev, const json_t *msg, uint64_t line, uint32_t *n,
+                                 uint32_t *big, uint32_t *seen)
+{
+    uint32_t judged = 0;
+    size_t i;
+    const json_t *tc;
+    json_array_foreach(json_object_get(msg, "tool_calls"), i, tc)
+    {
+        const json_t *custom = json_object_get(tc, "custom");
+        const json_t *fn = json_object_get(tc, "function");
+        const json_t *body = json_is_object(custom) ? custom : fn;
+        ag_tool_call_t call;
+        memset(&call, 0, sizeof(call));
+        call.id = jstr(json_object_get(tc, "id"));
+        call.name = jstr(json_object_get(body, "name"));
+        call.input = body == custom ? AG_TOOL_IN_TEXT : AG_TOOL_IN_ARGS;
+        (*seen)++;
+        if (call.name.ptr && json_is_object(body) &&
+            judge_call(ev, &call, json_object_get(body, body == custom ? "input" : "arguments"),
+                       line, n, big))
+            judged++;
+    }
+    const json_t *fc = json_object_get(msg, "function_call");
+    if (json_is_object(fc)) {
+        ag_tool_call_t call;
+        memset(&call, 0, sizeof(call));
+        call.name = jstr(json_object_get(fc, "name"));
+        call.input = AG_TOOL_IN_ARGS;
+        (*seen)++;
+        if (call.name.ptr && judge_call(ev, &call, json_object_get(fc, "arguments"), line, n, big))
+            judged++;
+    }
+    return judged;
+}
+
+/* A reply whose only output was tool calls that carry no code: one reply without code. */
+static void no_code_reply(ag_eval_t *ev, uint32_t *n)
+{
+    ev->st.replies++;
+    ev->st.no_code++;
+    (*n)++;
+}
+
+/* An assistant message or a choice's message: its text, then its tool calls. */
+static void judge_message(ag_eval_t *ev, const json_t *msg, const json_t *legacy, uint64_t line,
+                          uint32_t *n, uint32_t *big)
+{
+    ag_str_t text;
+    bool has_text = true;
+    if (content_text(ev, json_object_get(msg, "content"), &text))
+        judge(ev, text, line, n, big);
+    else if (json_is_string(legacy))
+        judge(ev, jstr(legacy), line, n, big);
+    else
+        has_text = false;
+    uint32_t seen = 0;
+    if (judge_chat_calls(ev, msg, line, n, big, &seen) == 0 && seen > 0 && !has_text)
+        no_code_reply(ev, n);
+}
+
 /* Every assistant message of a fine-tuning record. */
 static void judge_messages(ag_eval_t *ev, const json_t *msgs, uint64_t line, uint32_t *n,
                            uint32_t *big)
 {
     size_t i;
     const json_t *item;
-    ag_str_t text;
     json_array_foreach(msgs, i, item)
     {
         const char *role = json_string_value(json_object_get(item, "role"));
-        if (role && strcmp(role, "assistant") == 0 &&
-            content_text(ev, json_object_get(item, "content"), &text))
-            judge(ev, text, line, n, big);
+        if (role && strcmp(role, "assistant") == 0)
+            judge_message(ev, item, NULL, line, n, big);
     }
 }
 
@@ -355,23 +527,67 @@ static void judge_choices(ag_eval_t *ev, const json_t *choices, uint64_t line, u
 {
     size_t i;
     const json_t *item;
-    ag_str_t text;
     json_array_foreach(choices, i, item)
     {
-        const json_t *legacy = json_object_get(item, "text");
-        if (content_text(ev, json_object_get(json_object_get(item, "message"), "content"), &text))
-            judge(ev, text, line, n, big);
-        else if (json_is_string(legacy))
-            judge(ev, ag_str(json_string_value(legacy), json_string_length(legacy)), line, n, big);
+        judge_message(ev, json_object_get(item, "message"), json_object_get(item, "text"), line, n,
+                      big);
     }
 }
 
+/* The tool-call items of a Responses object's output: function_call (arguments),
+ * custom_tool_call (input) and apply_patch_call (operation.diff of a create_file or update_file,
+ * as the tool apply_patch). *seen counts them; returns the calls judged. */
+static uint32_t judge_output_calls(ag_eval_t *ev, const json_t *output, uint64_t line, uint32_t *n,
+                                   uint32_t *big, uint32_t *seen)
+{
+    uint32_t judged = 0;
+    size_t i;
+    const json_t *item;
+    json_array_foreach(output, i, item)
+    {
+        const char *type = json_string_value(json_object_get(item, "type"));
+        const json_t *input = NULL;
+        ag_tool_call_t call;
+        memset(&call, 0, sizeof(call));
+        call.id = jstr(json_object_get(item, "call_id"));
+        call.name = jstr(json_object_get(item, "name"));
+        if (type == NULL) {
+            continue;
+        } else if (strcmp(type, "function_call") == 0) {
+            call.input = AG_TOOL_IN_ARGS;
+            input = json_object_get(item, "arguments");
+        } else if (strcmp(type, "custom_tool_call") == 0) {
+            call.input = AG_TOOL_IN_TEXT;
+            input = json_object_get(item, "input");
+        } else if (strcmp(type, "apply_patch_call") == 0) {
+            const json_t *op = json_object_get(item, "operation");
+            const char *optype = json_string_value(json_object_get(op, "type"));
+            (*seen)++;
+            if (optype == NULL ||
+                (strcmp(optype, "create_file") != 0 && strcmp(optype, "update_file") != 0))
+                continue; /* delete_file carries no code */
+            call.name = ag_cstr("apply_patch");
+            call.file = jstr(json_object_get(op, "path"));
+            call.input = optype[0] == 'c' ? AG_TOOL_IN_PATCH_CREATE : AG_TOOL_IN_PATCH_UPDATE;
+            if (judge_call(ev, &call, json_object_get(op, "diff"), line, n, big))
+                judged++;
+            continue;
+        } else {
+            continue;
+        }
+        (*seen)++;
+        if (call.name.ptr && judge_call(ev, &call, input, line, n, big))
+            judged++;
+    }
+    return judged;
+}
+
 /* A Responses object is one reply: the output_text parts of its message items joined, as the
- * SDKs' response.output_text. */
+ * SDKs' response.output_text; then each tool call item is a reply of its own. */
 static void judge_output(ag_eval_t *ev, const json_t *output, uint64_t line, uint32_t *n,
                          uint32_t *big)
 {
-    bool found = false;
+    bool found = false, too_big = false;
     size_t i, k;
     const json_t *item, *part;
     ag_buf_reset(&ev->joined);
@@ -385,17 +601,20 @@ static void judge_output(ag_eval_t *ev, const json_t *output, uint64_t line, uin
         {
             const char *pt = json_string_value(json_object_get(part, "type"));
             const json_t *t = json_object_get(part, "text");
-            if (pt == NULL || strcmp(pt, "output_text") != 0 || !json_is_string(t))
+            if (too_big || pt == NULL || strcmp(pt, "output_text") != 0 || !json_is_string(t))
                 continue;
-            if (ag_buf_append(&ev->joined, json_string_value(t), json_string_length(t)) != AG_OK) {
-                (*big)++;
-                return;
-            }
+            if (ag_buf_append(&ev->joined, json_string_value(t), json_string_length(t)) != AG_OK)
+                too_big = true;
             found = true;
         }
     }
-    if (found)
+    if (too_big)
+        (*big)++;
+    else if (found)
         judge(ev, ag_buf_str(&ev->joined), line, n, big);
+    uint32_t seen = 0;
+    if (judge_output_calls(ev, output, line, n, big, &seen) == 0 && seen > 0 && !found)
+        no_code_reply(ev, n);
 }
 
 int ag_eval_record(ag_eval_t *ev, const void *json, uint64_t line, char *why)
@@ -422,16 +641,17 @@ int ag_eval_record(ag_eval_t *ev, const void *json, uint64_t line, char *why)
     const json_t *completion = json_object_get(root, "completion");
     const json_t *error = json_object_get(root, "error");
     if (msgs) {
-        err = json_is_array(msgs) ? "no assistant message with text content"
+        err = json_is_array(msgs) ? "no assistant message with text content or tool calls"
                                   : "\"messages\" is not an array";
         judge_messages(ev, msgs, line, &n, &big);
     } else if (choices) {
-        err =
-            json_is_array(choices) ? "no choice with text content" : "\"choices\" is not an array";
+        err = json_is_array(choices) ? "no choice with text content or tool calls"
+                                     : "\"choices\" is not an array";
         judge_choices(ev, choices, line, &n, &big);
     } else if (output) {
-        err = json_is_array(output) ? "no output_text part in a message item of \"output\""
-                                    : "\"output\" is not an array";
+        err = json_is_array(output)
+                  ? "no output_text part in a message item of \"output\", and no tool call"
+                  : "\"output\" is not an array";
         judge_output(ev, output, line, &n, &big);
     } else if (completion) {
         err = "\"completion\" is not a string";
@@ -677,6 +897,9 @@ int ag_eval_format_table(const ag_eval_t *ev, const ag_eval_info_t *info, ag_buf
         "  %-20s %9" PRIu64 "   %" PRIu64 " with code, %" PRIu64
         " without code (not counted in the accuracy)\n",
         "replies", st->replies, st->with_code, st->no_code);
+    if (st->calls)
+        put(&o, "  %-20s %9" PRIu64 "   of the replies: calls to tools that carry code\n",
+            "tool calls", st->calls);
     if (st->unjudged)
         put(&o,
             "  %-20s %9" PRIu64 "   code too broken to judge (apart: neither compliant nor "
@@ -801,8 +1024,9 @@ int ag_eval_format_json(const ag_eval_t *ev, const ag_eval_info_t *info, ag_buf_
     put(&o, "],\n");
     put(&o,
         "  \"replies\": %" PRIu64 ",\n  \"with_code\": %" PRIu64 ",\n  \"no_code\": %" PRIu64
-        ",\n  \"skipped\": %" PRIu64 ",\n  \"unjudged\": %" PRIu64 ",\n",
-        st->replies, st->with_code, st->no_code, st->skipped, st->unjudged);
+        ",\n  \"skipped\": %" PRIu64 ",\n  \"unjudged\": %" PRIu64 ",\n  \"tool_calls\": %" PRIu64
+        ",\n",
+        st->replies, st->with_code, st->no_code, st->skipped, st->unjudged, st->calls);
     put_json_counts(&o, &st->all, st->with_code, "  ");
     put(&o, ",\n  \"unfixable_lines\": [");
     for (uint32_t i = 0; i < st->nunfixable_lines; i++)
@@ -1198,15 +1422,19 @@ out:
 /* ---- command line ---- */
 
 static const char EVAL_USAGE[] =
-    "usage: astgate eval --rules FILE [--rules FILE...] [--json] [--no-bare] DATA.jsonl\n"
+    "usage: astgate eval --rules FILE [--rules FILE...] [--config FILE] [--json] [--no-bare]\n"
+    "                    DATA.jsonl\n"
     "       astgate eval --live --upstream URL --model MODEL --prompts FILE [-n K]\n"
     "                    [--temperature T] [--parallel N] [--timeout SECONDS] [--save FILE]\n"
-    "                    --rules FILE [--rules FILE...] [--json] [--no-bare]\n"
+    "                    --rules FILE [--rules FILE...] [--config FILE] [--json] [--no-bare]\n"
     "\n"
     "Measures how many replies follow the rules as written (raw) and after astgate's rewrite\n"
     "(corrected). DATA.jsonl (\"-\" = stdin) holds one record a line: a fine-tuning record\n"
     "{\"messages\": [...]} (its assistant messages), a Chat Completions or Responses API\n"
     "response object, or {\"completion\": \"...\"}. Replies without code are counted apart.\n"
+    "Tool calls that carry code (Write, apply_patch, ...: the built-in presets, or the tools of\n"
+    "--config FILE, an astgate.yaml whose rules apply when no --rules is given) are judged too,\n"
+    "each as a reply of its own.\n"
     "\n"
     "--live sends each prompt of FILE (one a line: plain text, or {\"messages\": [...]})\n"
     "K times (default 1) to URL/v1/chat/completions, N at once (default 4), with the key in\n"
@@ -1270,6 +1498,7 @@ int ag_eval_main(int argc, char **argv)
     const char *files[MAX_RULE_FILES];
     uint32_t nfiles = 0;
     const char *data = NULL, *upstream = NULL, *model = NULL, *prompts = NULL, *save = NULL;
+    const char *config = NULL;
     const char *n_arg = NULL, *temp_arg = NULL, *par_arg = NULL, *timeout_arg = NULL;
     bool json = false, live = false, bare = true;
     for (int i = 0; i < argc; i++) {
@@ -1286,7 +1515,8 @@ int ag_eval_main(int argc, char **argv)
                     {"-n", &n_arg},
                     {"--temperature", &temp_arg},
                     {"--parallel", &par_arg},
-                    {"--timeout", &timeout_arg}};
+                    {"--timeout", &timeout_arg},
+                    {"--config", &config}};
         bool taken = false;
         v = opt_value(argc, argv, &i, "--rules", &missing);
         if (v != NULL) {
@@ -1323,8 +1553,8 @@ int ag_eval_main(int argc, char **argv)
             data = a;
         }
     }
-    if (nfiles == 0)
-        return usage("%s", "--rules FILE is required");
+    if (nfiles == 0 && config == NULL)
+        return usage("%s", "--rules FILE (or --config FILE) is required");
     double samples = 1, temperature = 0, parallel = 4, timeout_s = 120;
     if (live) {
         if (data)
@@ -1364,9 +1594,27 @@ int ag_eval_main(int argc, char **argv)
         ag_diag_print(&d, stderr);
         return 1;
     }
+    /* astgate.yaml: its tools, and its rules unless --rules names others */
+    ag_config_t *cfg = NULL;
+    const char *const *rule_files = files;
+    if (config) {
+        cfg = ag_xcalloc(1, sizeof(*cfg));
+        if (ag_config_load(config, cfg, &d) != AG_OK) {
+            ag_diag_print(&d, stderr);
+            free(cfg);
+            return 1;
+        }
+        if (nfiles == 0) {
+            rule_files = (const char *const *)cfg->rules;
+            nfiles = cfg->nrules;
+        }
+    }
     ag_rules_t *rules = NULL;
-    if (ag_rules_load_files(files, nfiles, &rules, &d) != AG_OK) {
+    if (ag_rules_load_files(rule_files, nfiles, &rules, &d) != AG_OK) {
         ag_diag_print(&d, stderr);
+        if (cfg)
+            ag_config_dispose(cfg);
+        free(cfg);
         return 1;
     }
     int status = 1;
@@ -1377,11 +1625,13 @@ int ag_eval_main(int argc, char **argv)
     memset(&eo, 0, sizeof(eo));
     eo.bare = bare;
     ag_eval_t *ev = ag_eval_new(rules, &eo);
+    if (cfg)
+        ag_eval_set_tools(ev, &cfg->tools);
     const ag_eval_stats_t *st = ag_eval_stats(ev);
     bool tty = isatty(STDERR_FILENO) == 1;
     ag_eval_info_t info;
     memset(&info, 0, sizeof(info));
-    info.rule_files = files;
+    info.rule_files = rule_files;
     info.nrule_files = nfiles;
     info.live = live;
 
@@ -1471,5 +1721,8 @@ out:
     ag_buf_dispose(&report);
     ag_eval_free(ev);
     ag_rules_free(rules);
+    if (cfg)
+        ag_config_dispose(cfg);
+    free(cfg);
     return status;
 }

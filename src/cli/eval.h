@@ -6,6 +6,7 @@
 #define AG_EVAL_H
 
 #include "rewrite.h"
+#include "toolcode.h"
 
 #define AG_EVAL_MAX_LINE (8u << 20) /* bytes of one JSONL line; a longer line is a bad line */
 #define AG_EVAL_MAX_BAD 1000        /* bad lines kept with their message; the rest are counted */
@@ -50,6 +51,7 @@ typedef struct ag_eval_stats {
     uint64_t with_code; /* the accuracy denominator: replies - no_code */
     uint64_t skipped;   /* replies too large for the engine (also in bad_list) */
     uint64_t unjudged;  /* replies with code too broken to judge: apart, not in with_code */
+    uint64_t calls;     /* of the replies, tool calls judged (calls to tools that carry code) */
     ag_eval_counts_t all;
     uint32_t nrules;
     const char *const *rule_ids;  /* nrules ids, in rule-file order (borrowed from the rules) */
@@ -79,21 +81,39 @@ typedef struct ag_eval_info {
 } ag_eval_info_t;
 
 /* rules is borrowed and must outlive the evaluator; opts may be NULL for the defaults (bare code
- * tried, no parse timeout). */
+ * tried, no parse timeout). Tool calls are judged against the built-in presets until
+ * ag_eval_set_tools. */
 ag_eval_t *ag_eval_new(const ag_rules_t *rules, const ag_engine_opts_t *opts);
 void ag_eval_free(ag_eval_t *ev);
+
+/* The tools whose calls carry code (astgate.yaml's, see ag_config_t.tools): copied. */
+void ag_eval_set_tools(ag_eval_t *ev, const ag_tools_t *tools);
 
 /* Judges one reply (markdown or bare code); line is where it came from (for the unfixable
  * examples). Returns AG_OK, or AG_ETOOBIG when the engine cannot hold its output: the reply is
  * then skipped and reported as a bad line entry. */
 AG_MUSTCHECK int ag_eval_reply(ag_eval_t *ev, ag_str_t reply, uint64_t line);
 
+/* Judges one tool call's input (ag_toolcode_rewrite with the evaluator's tools) as a reply of
+ * its own, with the same definitions as reply text: with code when the rewrite found code, raw
+ * compliant when no rule would change or flag it, corrected compliant when a second pass over the
+ * rewritten input finds nothing and nothing was blocked. Returns AG_OK (counted in replies and
+ * calls; arguments that are not JSON count as not judged), AG_ENOENT (the tool carries no code we
+ * know: not a reply, nothing counted) or AG_ETOOBIG (skipped, like a reply too large). */
+AG_MUSTCHECK int ag_eval_call(ag_eval_t *ev, const ag_tool_call_t *call, ag_str_t input,
+                              uint64_t line);
+
 /* Judges the replies in one decoded JSON record (a jansson json_t *, passed as void * so this
  * header does not need jansson): {"messages": [...]} (every assistant message), a Chat Completions
  * object (every choice's message.content, or legacy text), a Responses object (the output_text
  * parts of its message items, joined as one reply), {"completion": "..."}, or a Batch API output
- * line whose response.body is one of those. Returns AG_OK when at least one reply was judged, else
- * AG_EINVAL with the reason in why (may be NULL; AG_EVAL_MSG bytes). Counts no line. */
+ * line whose response.body is one of those. Tool calls are judged too, each as a reply of its own
+ * (ag_eval_call): an assistant message's or choice's tool_calls (function arguments, custom
+ * input) and legacy function_call, a Responses object's function_call, custom_tool_call and
+ * apply_patch_call items. A message (choice, Responses object) whose only output is tool calls
+ * without code counts as one reply without code. Returns AG_OK when at least one reply was
+ * judged, else AG_EINVAL with the reason in why (may be NULL; AG_EVAL_MSG bytes). Counts no
+ * line. */
 AG_MUSTCHECK int ag_eval_record(ag_eval_t *ev, const void *json, uint64_t line, char *why);
 
 /* One JSONL line (without its line end; a trailing \r is ignored). Blank lines count as blank;

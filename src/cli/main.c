@@ -6,6 +6,7 @@
 #include "lang.h"
 #include "rewrite.h"
 #include "rules.h"
+#include "toolcode.h"
 #include "tsalloc.h"
 
 #include <errno.h>
@@ -23,6 +24,12 @@ static const char USAGE[] =
     "      Rewrite one reply (markdown or bare code) from INPUT or stdin to stdout.\n"
     "      Each rewrite, dropped edit and flag is a JSON line on stderr or in --log FILE.\n"
     "      --no-bare: do not treat a reply without fences as code.\n"
+    "  rewrite --tool NAME [--input KIND] --rules FILE... [--log FILE] [INPUT]\n"
+    "      Rewrite the input of one call of tool NAME (a built-in preset: Write, Edit,\n"
+    "      MultiEdit, apply_patch, ...) as the proxy does. KIND: args (the arguments JSON,\n"
+    "      the default), text (a custom tool's free text), patch-create:PATH or\n"
+    "      patch-update:PATH (the diff of a Responses apply_patch_call). A call without\n"
+    "      code or with arguments that are not JSON comes out unchanged, with a note.\n"
     "  serve [--config FILE] [--listen HOST:PORT] [--upstream URL] [--rules FILE...]\n"
     "      Run the proxy. Without --config: the embedded default (127.0.0.1:8080 in front of\n"
     "      https://api.openai.com with rules/mastra.yaml). --check: validate and exit.\n"
@@ -93,15 +100,91 @@ static int cmd_check_rules(int argc, char **argv)
     return 0;
 }
 
+/* The audit lines of one tool call's results (ag_toolcode_rewrite's report). */
+typedef struct tool_log {
+    ag_buf_t *lines;
+    const char *file;
+    int rc;
+} tool_log_t;
+
+static void on_tool_result(void *ud, const ag_tool_site_t *site, const ag_result_t *res)
+{
+    tool_log_t *tl = ud;
+    ag_audit_ctx_t ctx;
+    ag_audit_ctx_init(&ctx);
+    ctx.file = tl->file;
+    ctx.tool = site->call->name;
+    ctx.call_id = site->call->id;
+    ctx.argument = site->field;
+    ctx.tool_file = site->file;
+    for (uint32_t i = 0; i < res->nevents && tl->rc == AG_OK; i++)
+        tl->rc = ag_audit_format(tl->lines, &res->events[i], &ctx, 0);
+}
+
+/* --input KIND of `rewrite --tool` into call. */
+static bool tool_input(const char *kind, ag_tool_call_t *call)
+{
+    if (strcmp(kind, "args") == 0) {
+        call->input = AG_TOOL_IN_ARGS;
+    } else if (strcmp(kind, "text") == 0) {
+        call->input = AG_TOOL_IN_TEXT;
+    } else if (strncmp(kind, "patch-create:", 13) == 0) {
+        call->input = AG_TOOL_IN_PATCH_CREATE;
+        call->file = ag_cstr(kind + 13);
+    } else if (strncmp(kind, "patch-update:", 13) == 0) {
+        call->input = AG_TOOL_IN_PATCH_UPDATE;
+        call->file = ag_cstr(kind + 13);
+    } else {
+        return false;
+    }
+    return true;
+}
+
+/* `rewrite --tool`: one call's input, as the proxy rewrites it (the built-in presets). */
+static int rewrite_tool(ag_engine_t *engine, const ag_tool_call_t *call, ag_str_t in, ag_buf_t *out,
+                        ag_buf_t *lines, const char *file)
+{
+    ag_tools_t tools;
+    memset(&tools, 0, sizeof(tools));
+    ag_tools_presets(&tools);
+    tool_log_t tl = {lines, file, AG_OK};
+    bool changed = false;
+    int rc = ag_toolcode_rewrite(engine, &tools, call, in, out, &changed, on_tool_result, &tl);
+    ag_tools_dispose(&tools);
+    if (rc != AG_OK) {
+        ag_buf_reset(out);
+        if (rc == AG_ENOENT)
+            fprintf(stderr, "astgate: no code in this call of %.*s; passed through unchanged\n",
+                    (int)call->name.len, call->name.ptr);
+        else if (rc == AG_EINVAL)
+            fprintf(stderr,
+                    "astgate: the arguments are not valid JSON; passed through unchanged\n");
+        else
+            fprintf(stderr,
+                    "astgate: the rewritten input is too large; passed through unchanged\n");
+        return ag_buf_append(out, in.ptr, in.len);
+    }
+    if (tl.rc != AG_OK)
+        fprintf(stderr, "astgate: the audit lines are too large; some are missing\n");
+    return AG_OK;
+}
+
 static int cmd_rewrite(int argc, char **argv)
 {
     const char *files[MAX_RULE_FILES];
     uint32_t nfiles = 0;
-    const char *input = "-", *log_path = NULL;
+    const char *input = "-", *log_path = NULL, *tool = NULL, *kind = "args";
     bool have_input = false, bare = true;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
-        if (strcmp(a, "--rules") == 0 || strcmp(a, "--log") == 0) {
+        if (strcmp(a, "--tool") == 0 || strcmp(a, "--input") == 0) {
+            if (i + 1 >= argc)
+                return usage_error("rewrite: %s needs a value", a);
+            if (a[2] == 't')
+                tool = argv[++i];
+            else
+                kind = argv[++i];
+        } else if (strcmp(a, "--rules") == 0 || strcmp(a, "--log") == 0) {
             if (i + 1 >= argc)
                 return usage_error("rewrite: %s needs a file", a);
             if (a[2] == 'r') {
@@ -133,6 +216,15 @@ static int cmd_rewrite(int argc, char **argv)
     }
     if (nfiles == 0)
         return usage_error("rewrite: %s", "--rules FILE is required");
+    ag_tool_call_t call;
+    memset(&call, 0, sizeof(call));
+    call.name = ag_cstr(tool);
+    if (!tool_input(kind, &call))
+        return usage_error("rewrite: --input takes args, text, patch-create:PATH or "
+                           "patch-update:PATH, not '%s'",
+                           kind);
+    if (tool == NULL && strcmp(kind, "args") != 0)
+        return usage_error("rewrite: %s", "--input needs --tool");
     ag_rules_t *rules = NULL;
     if (check_runtime() || load_rules(files, nfiles, &rules))
         return 1;
@@ -142,7 +234,7 @@ static int cmd_rewrite(int argc, char **argv)
     ag_buf_t in, out, line;
     ag_buf_init(&in, 64u << 20);
     ag_buf_init(&out, 128u << 20);
-    ag_buf_init(&line, 1u << 20);
+    ag_buf_init(&line, 64u << 20);
     if (log_path) {
         log = fopen(log_path, "a");
         if (log == NULL) {
@@ -165,6 +257,19 @@ static int cmd_rewrite(int argc, char **argv)
     opts.max_reply = in.len + (1u << 20);
     opts.parse_timeout_us = 0;
     engine = ag_engine_new(rules, &opts);
+    if (tool) {
+        if (rewrite_tool(engine, &call, ag_buf_str(&in), &out, &line, have_input ? input : NULL) !=
+            AG_OK)
+            goto out;
+        if (fwrite(out.ptr ? out.ptr : "", 1, out.len, stdout) != out.len || fflush(stdout) != 0) {
+            fprintf(stderr, "astgate: cannot write the output: %s\n", strerror(errno));
+            goto out;
+        }
+        fwrite(line.ptr ? line.ptr : "", 1, line.len, log);
+        fflush(log);
+        status = 0;
+        goto out;
+    }
     ag_result_t res;
     if (ag_engine_rewrite(engine, ag_buf_str(&in), &out, &res) != AG_OK) {
         /* a rewrite never loses the reply: pass it through */

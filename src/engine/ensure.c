@@ -270,7 +270,8 @@ static bool may_follow(const ens_t *s, uint32_t use, const binding_t *b)
     uses[use] |= USE_CUR;
     if (s->mode == ENS_FULL)
         return true;
-    if (b->exported)
+    /* a fragment's top level is part of a file we do not see: other uses may be outside it */
+    if (b->exported || (s->e->cur_frag && is(s, b->scope, s->k->program)))
         return false;
     ag_str_t name = T(s, b->name);
     for (uint32_t i = b->scope + 1; i < N(s, b->scope)->subtree_end; i++) {
@@ -778,6 +779,11 @@ static void pin(ens_t *s, const ag_ensure_case_t *ec, uint32_t leaf)
             flag(s, leaf, "the pinned code calls a name that this code binds to something else");
             goto out;
         }
+        if (need_import && s->e->cur_frag) {
+            /* a fragment does not show the file's imports: adding one would be a guess */
+            flag(s, leaf, "fragment");
+            goto out;
+        }
     } else if (rc == AG_OK) {
         ag_str_t have;
         if (literal_content(s, leaf, &have) && ag_str_eq(have, want))
@@ -838,6 +844,10 @@ static void insert(ens_t *s, const ag_ensure_case_t *kc, const ag_ensure_case_t 
     if (rc == AG_OK && !import_usable(s, vc, &need_import, &last_import)) {
         why = "the property is missing, and the value to insert calls a name that this code "
               "binds to something else";
+        rc = AG_EINVAL;
+    }
+    if (rc == AG_OK && need_import && s->e->cur_frag) {
+        why = "fragment"; /* the file's imports are not in view */
         rc = AG_EINVAL;
     }
     uint32_t last = AG_NONE, close = AG_NONE;

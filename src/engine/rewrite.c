@@ -182,6 +182,7 @@ int ag_engine_edit(ag_engine_t *e, uint32_t rule, uint32_t start, uint32_t end, 
     ed->safe = false;
     ed->reason = NULL;
     ed->dup = false;
+    ed->fragment = false;
     ed->winner = -1;
     ed->seq = e->nedits;
     if (ag_buf_append(&e->text, text.ptr, text.len) != AG_OK)
@@ -624,7 +625,7 @@ static void edit_event(ag_engine_t *e, const ag_edit_t *ed)
 {
     uint32_t saved = e->cur_block;
     e->cur_block = ed->block;
-    ag_event_t *ev = event_add(e, ed->rule, AG_ACTION_REWRITE);
+    ag_event_t *ev = event_add(e, ed->rule, ed->fragment ? AG_ACTION_FLAG : AG_ACTION_REWRITE);
     e->cur_block = saved;
     if (ev == NULL)
         return;
@@ -637,7 +638,7 @@ static void edit_event(ag_engine_t *e, const ag_edit_t *ed)
     ev->offset = ed->code_off + start;
     uint32_t end = ed->end < ed->orig_len ? ed->end : ed->orig_len;
     event_texts(e, ev, ag_str(e->reply.ptr + ed->code_off + start, end > start ? end - start : 0),
-                edit_text(e, ed));
+                ed->fragment ? ag_str(NULL, 0) : edit_text(e, ed));
 }
 
 /* Applies the kept edits of ed[0..n) to e->code into e->scratch (the completion included). */
@@ -895,8 +896,34 @@ static bool bare_code(const ag_flat_t *f, uint32_t errors, uint32_t len)
     return error_bytes(f) * 20 <= len;
 }
 
+/* A fragment (a piece of a file) that does not parse on its own: the edits its matches would make
+ * are guesses about code we cannot see, so none is applied; each is reported as a flag. */
+static void fragment_flags(ag_engine_t *e, uint32_t first)
+{
+    uint32_t n = e->nedits - first;
+    if (n == 0)
+        return;
+    ag_edit_t *ed = e->edits + first;
+    qsort(ed, n, sizeof(*ed), edit_cmp);
+    for (uint32_t i = 0; i < n; i++) {
+        ed[i].code_off = e->code_off;
+        ed[i].orig_len = e->orig_len;
+        ed[i].block = e->cur_block;
+        ed[i].keep = false;
+        ed[i].dup = i > 0 && ed[i - 1].start == ed[i].start && ed[i - 1].end == ed[i].end &&
+                    ag_str_eq(edit_text(e, &ed[i - 1]), edit_text(e, &ed[i]));
+        if (ed[i].dup)
+            continue;
+        ed[i].fragment = true;
+        ed[i].reason = "fragment";
+        e->res.flags++;
+    }
+}
+
+/* frag: the code is a piece of a file, rewritten only when it parses on its own as a sound tree
+ * (no ERROR or MISSING node, nothing left open that a completion would close). */
 static void process_block(ag_engine_t *e, uint32_t start, uint32_t end, ag_lang_t lang, bool bare,
-                          bool cut)
+                          bool cut, bool frag)
 {
     ag_str_t code = ag_str(e->reply.ptr + start, end - start);
     const struct ag_rules *rs = e->rules;
@@ -916,6 +943,7 @@ static void process_block(ag_engine_t *e, uint32_t start, uint32_t end, ag_lang_
     }
     e->res.parsed++;
     e->cur_cut = cut;
+    e->cur_frag = frag;
     ag_buf_reset(&e->code);
     if (ag_buf_append(&e->code, code.ptr, code.len) != AG_OK)
         return;
@@ -923,7 +951,7 @@ static void process_block(ag_engine_t *e, uint32_t start, uint32_t end, ag_lang_
     e->orig_len = e->code_len = (uint32_t)code.len;
     uint64_t t0 = now_ns();
     TSParser *p = e->parser[lang];
-    if (cut) {
+    if (cut && !frag) {
         /* a block the reply ends in was likely cut off (max_tokens): close what the cut left open
          * before the one parse, rather than parsing twice */
         close_open(e, e->orig_len);
@@ -936,7 +964,7 @@ static void process_block(ag_engine_t *e, uint32_t start, uint32_t end, ag_lang_
         return;
     }
     uint32_t errors = ag_engine_count_errors(ts_tree_root_node(tree));
-    if (errors && !cut) {
+    if (errors && (!cut || frag)) {
         size_t before = e->code.len;
         close_open(e, e->orig_len);
         if (e->code.len > before) {
@@ -966,14 +994,20 @@ static void process_block(ag_engine_t *e, uint32_t start, uint32_t end, ag_lang_
     }
     if (!bare && errors && error_bytes(&e->flat) * 2 > e->code_len)
         e->res.unjudged++; /* mostly unparsable: still rewritten where it can be, not judged */
+    /* a fragment is unsound with parse errors, or when it parsed only completed */
+    bool unsound = frag && (errors || e->code_len > e->orig_len);
     e->m.steps = 0;
     uint32_t first = e->nedits;
     scan(e, lang, e->active);
     uint64_t t2 = now_ns();
     e->res.match_ns += t2 - t1;
-    resolve(e, first, lang, tree, errors);
-    if (errors)
-        check_stable(e, first, lang, cut);
+    if (unsound) {
+        fragment_flags(e, first);
+    } else {
+        resolve(e, first, lang, tree, errors);
+        if (errors)
+            check_stable(e, first, lang, cut);
+    }
     e->res.splice_ns += now_ns() - t2;
     ts_tree_delete(tree);
 }
@@ -1003,9 +1037,9 @@ bool ag_engine_bare(const ag_engine_t *e)
     return e->opts.bare;
 }
 
-int ag_engine_rewrite(ag_engine_t *e, ag_str_t reply, ag_buf_t *out, ag_result_t *res)
+/* Starts a rewrite of reply: forgets the previous result. */
+static void begin(ag_engine_t *e, ag_str_t reply)
 {
-    const struct ag_rules *rs = e->rules;
     memset(&e->res, 0, sizeof(e->res));
     e->nedits = 0;
     e->nevents = 0;
@@ -1013,29 +1047,44 @@ int ag_engine_rewrite(ag_engine_t *e, ag_str_t reply, ag_buf_t *out, ag_result_t
     ag_buf_reset(&e->evtext);
     e->reply = reply;
     if (e->active == NULL)
-        e->active = ag_xcalloc(rs->n ? rs->n : 1, sizeof(bool));
+        e->active = ag_xcalloc(e->rules->n ? e->rules->n : 1, sizeof(bool));
+}
+
+/* The fenced blocks of e->reply (and the reply as one bare block when bare and it has none).
+ * frag: the reply is a piece of a document; a block it cuts off is a fragment. */
+static void reply_blocks(ag_engine_t *e, bool bare, bool frag)
+{
+    const struct ag_rules *rs = e->rules;
+    ag_str_t reply = e->reply;
     uint32_t nblocks = 0;
-    if (reply.len < UINT32_MAX / 2 && rs->n > 0) {
-        if (ag_fence_find(reply, e->blocks, MAX_BLOCKS, &nblocks) == AG_ETOOBIG && nblocks == 0)
-            nblocks = 0;
-        for (uint32_t b = 0; b < nblocks; b++) {
-            const ag_block_t *blk = &e->blocks[b];
-            int lang = block_lang(e, blk, e->active);
-            if (lang < 0)
-                continue;
-            e->res.blocks++;
-            e->cur_block = b;
-            process_block(e, blk->start, blk->end, (ag_lang_t)lang, false, !blk->closed);
-        }
-        if (nblocks == 0 && e->opts.bare && ag_engine_bare_start(reply, NULL)) {
-            for (uint32_t r = 0; r < rs->n; r++)
-                e->active[r] = true;
-            e->cur_block = 0;
-            e->res.blocks++;
-            process_block(e, 0, (uint32_t)reply.len, AG_LANG_TS, true, true);
-        }
+    if (reply.len >= UINT32_MAX / 2 || rs->n == 0)
+        return;
+    if (ag_fence_find(reply, e->blocks, MAX_BLOCKS, &nblocks) == AG_ETOOBIG && nblocks == 0)
+        nblocks = 0;
+    for (uint32_t b = 0; b < nblocks; b++) {
+        const ag_block_t *blk = &e->blocks[b];
+        int lang = block_lang(e, blk, e->active);
+        if (lang < 0)
+            continue;
+        e->res.blocks++;
+        e->cur_block = b;
+        process_block(e, blk->start, blk->end, (ag_lang_t)lang, false, !blk->closed,
+                      frag && !blk->closed);
     }
-    /* splice the kept edits; they are sorted per block and blocks are in order */
+    if (nblocks == 0 && bare && ag_engine_bare_start(reply, NULL)) {
+        for (uint32_t r = 0; r < rs->n; r++)
+            e->active[r] = true;
+        e->cur_block = 0;
+        e->res.blocks++;
+        process_block(e, 0, (uint32_t)reply.len, AG_LANG_TS, true, true, false);
+    }
+}
+
+/* Splices the kept edits into out and fills res. */
+static int finish(ag_engine_t *e, ag_buf_t *out, ag_result_t *res)
+{
+    ag_str_t reply = e->reply;
+    /* the kept edits are sorted per block and blocks are in order */
     uint64_t t0 = now_ns();
     size_t pos = 0;
     int rc = AG_OK;
@@ -1069,4 +1118,39 @@ int ag_engine_rewrite(ag_engine_t *e, ag_str_t reply, ag_buf_t *out, ag_result_t
     if (res)
         *res = e->res;
     return rc;
+}
+
+int ag_engine_rewrite(ag_engine_t *e, ag_str_t reply, ag_buf_t *out, ag_result_t *res)
+{
+    begin(e, reply);
+    reply_blocks(e, e->opts.bare, false);
+    return finish(e, out, res);
+}
+
+static bool is_markdown(ag_str_t label)
+{
+    return ag_str_eqci(label, "md") || ag_str_eqci(label, "mdx") || ag_str_eqci(label, "markdown");
+}
+
+int ag_engine_rewrite_code(ag_engine_t *e, ag_str_t code, ag_str_t label, bool fragment,
+                           ag_buf_t *out, ag_result_t *res)
+{
+    begin(e, code);
+    if (is_markdown(label)) {
+        reply_blocks(e, false, fragment);
+    } else if (code.len < UINT32_MAX / 2 && e->rules->n > 0) {
+        /* the code as the one block of a fence labelled label */
+        ag_block_t blk;
+        memset(&blk, 0, sizeof(blk));
+        blk.end = blk.close_end = (uint32_t)code.len;
+        blk.info = blk.lang = label;
+        blk.closed = true;
+        int lang = block_lang(e, &blk, e->active);
+        if (lang >= 0) {
+            e->cur_block = 0;
+            e->res.blocks++;
+            process_block(e, 0, (uint32_t)code.len, (ag_lang_t)lang, false, false, fragment);
+        }
+    }
+    return finish(e, out, res);
 }

@@ -82,4 +82,22 @@ bool ag_engine_bare(const ag_engine_t *e);
  * caller passes the reply through). Never fails because of what the reply contains. */
 AG_MUSTCHECK int ag_engine_rewrite(ag_engine_t *e, ag_str_t reply, ag_buf_t *out, ag_result_t *res);
 
+/* Rewrites one piece of code without fences (the code of a tool call) into out (appended; all of
+ * code, changed or not), as if it were the one block of a fence labelled label ("ts", "tsx",
+ * "mjs", ...: the grammar is chosen as for a fence, and only rules whose fence languages include
+ * label run). Events are in block 0, with line, column and offset into code (plus the origin, as
+ * for ag_engine_rewrite). res->blocks is 1 when some rule looked at the code, else 0.
+ * fragment: the code is a piece of a file (an edit's new text). It is rewritten only when it
+ * parses on its own as a sound tree: no ERROR or MISSING node, and no unclosed string, comment or
+ * bracket. Otherwise nothing changes and each edit a rule would have made is a flag event with
+ * reason "fragment" (flags and blocks that rules report stay as they are). In a sound fragment,
+ * what depends on the rest of the file is not guessed either: a value whose pinned code needs an
+ * import the fragment lacks is a flag (reason "fragment"), and a const at the fragment's top
+ * level is not edited where it is defined (other code may use it) but pinned where it is used.
+ * label "md", "mdx" or "markdown": code is a Markdown document, rewritten like a reply (its fenced
+ * blocks, never as bare code); with fragment, a block the piece cuts off is a fragment.
+ * Returns AG_OK or AG_ETOOBIG as ag_engine_rewrite does. */
+AG_MUSTCHECK int ag_engine_rewrite_code(ag_engine_t *e, ag_str_t code, ag_str_t label,
+                                        bool fragment, ag_buf_t *out, ag_result_t *res);
+
 #endif

@@ -20,6 +20,7 @@ typedef struct ag_edit {
     bool keep;
     bool safe;          /* cannot break the parse: a literal replaced by a literal */
     bool dup;           /* the same edit made twice (two matches reached the same code) */
+    bool fragment;      /* in a fragment that does not parse on its own: reported as a flag */
     const char *reason; /* why it was dropped */
     int32_t winner;     /* dropped for an overlap: the rule whose edit was kept */
 } ag_edit_t;
@@ -50,6 +51,8 @@ struct ag_engine {
     ag_str_t reply;
     uint32_t cur_block;
     bool cur_cut;         /* the block is the end of a reply that stops inside it */
+    bool cur_frag;        /* the block is a fragment of a file (ag_engine_rewrite_code): the
+                             file's imports and other uses of its top-level names are unseen */
     uint32_t block_base;  /* added to block indices in events */
     uint32_t line_base;   /* added to line numbers in events */
     uint32_t offset_base; /* added to offsets in events */

@@ -30,6 +30,32 @@ describe('configuration errors', { skip: NEEDS_PROXY }, () => {
         assert.ok(!r.stderr.includes('listening on'), r.stderr);
     });
 
+    it('tools: in astgate.yaml is checked by --check: a bad entry names file:line:col', () => {
+        const dir = tmpDir();
+        const good = path.join(dir, 'good.yaml');
+        fs.writeFileSync(good, [
+            'listen: 127.0.0.1:0',
+            'tools:',
+            '  my_write: {file: path, whole: [content]}',
+            '  my_edit: {file: file_path, fragment: [new_text, "changes[*].new"]}',
+            '  my_patch: {patch: [patchText, ""]}',
+            '  Write: off',
+            '',
+        ].join('\n'));
+        let r = serve(['--config', good, '--check']);
+        assert.equal(r.status, 0, r.stderr);
+        assert.match(r.stdout, /configuration .*good\.yaml ok/);
+        const bad = path.join(dir, 'bad.yaml');
+        fs.writeFileSync(bad, 'tools:\n  my_edit: {file: file_path, fragment: ["changes[x].new"]}\n');
+        r = serve(['--config', bad, '--check']);
+        assert.equal(r.status, 1, r.stderr);
+        assert.ok(r.stderr.includes(`${bad}:2:41: \`tools.my_edit.fragment\`: \`changes[x].new\` is not an argument path`), r.stderr);
+        fs.writeFileSync(bad, 'tools:\n  write: off\n');
+        r = serve(['--config', bad, '--check']);
+        assert.equal(r.status, 1, r.stderr);
+        assert.ok(r.stderr.includes(`${bad}:2:3: \`tools.write: off\`: there is no built-in tool \`write\``), r.stderr);
+    });
+
     it('--check validates and exits', () => {
         const r = serve(['--check', '--rules', RULES]);
         assert.equal(r.status, 0, r.stderr);

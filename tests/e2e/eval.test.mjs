@@ -255,3 +255,112 @@ test('offline: bench/accuracy reproduces the table in its README', { skip: NEEDS
     assert.equal(r.stdout, want);
     assert.equal(r.stderr, '', 'no bad line, no progress bar without a terminal');
 });
+
+// ---- tool calls ----
+
+const write = (name, file, code, key = 'content', fileKey = 'file_path') =>
+    ({ id: `call_${name}`, type: 'function', function: { name, arguments: JSON.stringify({ [fileKey]: file, [key]: code }) } });
+
+function dataFile(records) {
+    const file = path.join(tmpDir(), 'calls.jsonl');
+    fs.writeFileSync(file, records.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    return file;
+}
+
+test('offline: tool calls in fine-tuning, Chat and Responses records are judged like replies', { skip: NEEDS_PROXY }, async () => {
+    const file = dataFile([
+        // fine-tuning: a Write that needs the rewrite, then the assistant's prose
+        {
+            messages: [
+                { role: 'user', content: 'Write a Mastra agent in src/agent.ts' },
+                { role: 'assistant', content: null, tool_calls: [write('Write', 'src/agent.ts', agent(`openai('gpt-4o')`))] },
+                { role: 'tool', tool_call_id: 'call_Write', content: 'ok' },
+                { role: 'assistant', content: 'Done.' },
+            ],
+        },
+        // Chat: a compliant write_to_file and a call without code
+        {
+            object: 'chat.completion',
+            choices: [{
+                index: 0,
+                message: {
+                    role: 'assistant',
+                    content: null,
+                    tool_calls: [
+                        write('write_to_file', 'src/a.ts', agent(`openai('gpt-4.1-nano')`), 'content', 'path'),
+                        { id: 'call_w', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } },
+                    ],
+                },
+                finish_reason: 'tool_calls',
+            }],
+        },
+        // Responses: Codex's apply_patch as a custom tool call, adding a file
+        {
+            object: 'response',
+            output: [{
+                type: 'custom_tool_call',
+                call_id: 'call_p',
+                name: 'apply_patch',
+                input: '*** Begin Patch\n*** Add File: src/b.ts\n' +
+                    agent(`anthropic('claude-3-5-sonnet')`).replace(/^/gm, '+').replace(/\+$/, '') + '*** End Patch\n',
+            }],
+        },
+    ]);
+    const r = await runEval(['--rules', RULES, '--json', file]);
+    assertClean(r);
+    assert.equal(r.code, 0, r.stderr);
+    const j = parseJson(r);
+    assert.equal(j.input.used, 3);
+    assert.deepEqual(j.bad_lines, []);
+    // replies: Write, "Done.", write_to_file, apply_patch
+    assert.deepEqual([j.replies, j.tool_calls, j.with_code, j.no_code], [4, 3, 3, 1]);
+    assert.deepEqual([j.raw_compliant, j.corrected_compliant, j.rewritten, j.unfixable], [1, 3, 2, 0]);
+    const table = await runEval(['--rules', RULES, file]);
+    assert.match(table.stdout, /\n {2}tool calls {19}3 {3}of the replies: calls to tools that carry code\n/);
+});
+
+test('offline: --config takes the tools (and, without --rules, the rules) of an astgate.yaml', { skip: NEEDS_PROXY }, async () => {
+    const dir = tmpDir();
+    const config = path.join(dir, 'astgate.yaml');
+    fs.writeFileSync(config, [
+        `rules: [${path.join(ROOT, RULES)}]`,
+        'tools:',
+        '  my_write: {file: target, whole: [body]}',
+        '  Write: off',
+        '',
+    ].join('\n'));
+    const file = dataFile([{
+        choices: [{
+            message: {
+                role: 'assistant',
+                content: null,
+                tool_calls: [
+                    write('Write', 'src/a.ts', agent(`openai('gpt-4o')`)),
+                    write('my_write', 'src/b.ts', agent(`openai('gpt-4o')`), 'body', 'target'),
+                ],
+            },
+        }],
+    }]);
+    const withConfig = await runEval(['--config', config, '--json', file]);
+    assertClean(withConfig);
+    assert.equal(withConfig.code, 0, withConfig.stderr);
+    const c = parseJson(withConfig);
+    assert.deepEqual(c.rule_files, [path.join(ROOT, RULES)], 'the rules of the config');
+    const presets = await runEval(['--rules', RULES, '--json', file]);
+    assertClean(presets);
+    assert.equal(presets.code, 0, presets.stderr);
+    const p = parseJson(presets);
+    // the config: my_write is judged, Write is off; the presets: the other way round
+    assert.deepEqual([c.replies, c.tool_calls, c.rewritten, c.corrected_compliant], [1, 1, 1, 1]);
+    assert.deepEqual([p.replies, p.tool_calls, p.rewritten, p.corrected_compliant], [1, 1, 1, 1]);
+
+    // a bad tools: entry stops eval with file:line:col, like serve
+    fs.writeFileSync(config, 'tools:\n  my_write: {file: target, wohle: [body]}\n');
+    const bad = await runEval(['--config', config, '--rules', RULES, file]);
+    assertClean(bad);
+    assert.equal(bad.code, 1);
+    assert.ok(bad.stderr.includes(`${config}:2:28: unknown key \`wohle\` in tools.my_write`), bad.stderr);
+    const none = await runEval([file]);
+    assert.equal(none.code, 2);
+    assert.match(none.stderr, /--rules FILE \(or --config FILE\) is required/);
+});

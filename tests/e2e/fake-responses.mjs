@@ -26,10 +26,26 @@
 //     obfuscation: deltas carry an "obfuscation" field
 //     pretty:     the JSON body (not streamed) is pretty-printed
 //   seed, cut (see fake-anthropic.mjs), status (for the last event: 'completed' or 'incomplete')
+//   items: [tool call, ...]  tool-call output items after the message (or alone, when texts is
+//     empty; then there is no message item):
+//       {type: 'function_call', name, arguments}   {type: 'custom_tool_call', name, input}
+//       {type: 'apply_patch_call', operation: {type: 'create_file'|'update_file', path, diff}}
+//     (id and call_id optional). Streamed: output_item.added (input empty), the input in deltas
+//     cut at seeded points (inside JSON escapes such as \n, \" and \u00e9 and around multi-byte
+//     characters; splitToolText), its .done event, output_item.done. layout flags for them:
+//       interleave:  every item's added first, then their deltas interleaved, then their dones
+//       noToolDone:  no function_call_arguments.done / custom_tool_call_input.done
+//       patchDeltas: apply_patch_call streams its diff in response.apply_patch_call_operation_diff
+//                    .delta/.done (servers that follow OpenRouter; unknown to the openai SDK's
+//                    helper); without it the item has only output_item.added and .done
+//       patchInAdded: apply_patch_call's output_item.added already holds the whole operation
+//                    (unless its diff streams)
+//   cutCall: true   the stream ends in the middle of the last item's deltas
+//   style: 'python' events and bodies serialized like Python's json.dumps (ensure_ascii)
 
 import http from 'node:http';
 import { EventEmitter } from 'node:events';
-import { Rng, splitText } from './fake-upstream.mjs';
+import { Rng, splitText, pyDumps } from './fake-upstream.mjs';
 import { messageObject, messageEvents, serializeMessages } from './fake-anthropic.mjs';
 
 export const RESPONSES_MODEL = 'gpt-4.1-2025-04-14';
@@ -81,12 +97,86 @@ const part = (text) => ({ type: 'output_text', annotations: [], logprobs: [], te
 const messageItem = (texts, status = 'completed') => ({ id: MSG_ID, type: 'message', status, role: 'assistant', content: texts.map(part) });
 const funcItem = (status = 'completed', args = FUNC_ARGS) => ({ id: FUNC_ID, type: 'function_call', status, arguments: args, call_id: 'call_e2e1', name: 'write_file' });
 
+const TOOL_PREFIX = { function_call: 'fc', custom_tool_call: 'ctc', apply_patch_call: 'apc' };
+const TOOL_DELTA = {
+    function_call: 'response.function_call_arguments',
+    custom_tool_call: 'response.custom_tool_call_input',
+    apply_patch_call: 'response.apply_patch_call_operation_diff',
+};
+const TOOL_FIELD = { function_call: 'arguments', custom_tool_call: 'input', apply_patch_call: 'diff' };
+
+// The ids of tool item k of a spec: {id, call_id}.
+export function toolIds(t, k) {
+    return { id: t.id ?? `${TOOL_PREFIX[t.type]}_67ccd2bf17f08190${k}e2e`, call_id: t.call_id ?? `call_e2e_${k}_Xq3Z` };
+}
+
+// The code-carrying text of a tool item spec (arguments, input or operation.diff).
+export function toolInput(t) {
+    return t.type === 'function_call' ? t.arguments : t.type === 'custom_tool_call' ? t.input : t.operation.diff ?? '';
+}
+
+// Tool item k as the API shows it; empty: with its input still empty (output_item.added).
+export function toolItem(t, k, status = 'completed', empty = false) {
+    const { id, call_id } = toolIds(t, k);
+    const input = empty ? '' : toolInput(t);
+    switch (t.type) {
+        case 'function_call':
+            return { id, type: t.type, status, arguments: input, call_id, name: t.name };
+        case 'custom_tool_call':
+            return { id, type: t.type, call_id, input, name: t.name }; // no status in ResponseCustomToolCall
+        case 'apply_patch_call':
+            if (t.operation.type === 'delete_file') return { id, type: t.type, status, call_id, operation: { type: 'delete_file', path: t.operation.path } };
+            return { id, type: t.type, status, call_id, operation: { ...t.operation, diff: input } };
+        default:
+            throw new Error(`fake: unknown tool item type ${t.type}`);
+    }
+}
+
+function hasMessage(texts, layout) {
+    return texts.length > 0 || !(layout.items?.length > 0);
+}
+
+// The output index of tool item k.
+export function toolIndex(texts, layout, k) {
+    return (layout.reasoning ? 1 : 0) + (hasMessage(texts, layout) ? 1 : 0) + (layout.func ? 1 : 0) + k;
+}
+
+// Cut points of a tool call's input, whose deltas a server streams: seeded positions plus, on
+// purpose, the inside of JSON escapes (between the backslash and its letter, inside \uXXXX) and
+// both sides of non-ASCII characters. Never inside a surrogate pair (a delta is a JSON string).
+export function splitToolText(text, seed) {
+    const rng = new Rng(seed * 7907 + 3);
+    const mode = ((seed % 4) + 4) % 4;
+    const cuts = new Set();
+    if (mode !== 3) {
+        const [lo, hi] = mode === 0 ? [1, 5] : mode === 1 ? [3, 40] : [20, 200];
+        for (let pos = rng.int(lo, hi); pos < text.length; pos += rng.int(lo, hi)) cuts.add(pos);
+        for (let i = 0; i < text.length; i++) {
+            if (text[i] === '\\' && rng.chance(0.5)) cuts.add(i + 1 + (text[i + 1] === 'u' ? rng.int(0, 4) : 0));
+            if (text.charCodeAt(i) > 0x7f && rng.chance(0.5)) cuts.add(rng.chance(0.5) ? i : i + 1);
+        }
+    }
+    const sorted = [...cuts]
+        .filter((c) => c > 0 && c < text.length)
+        .filter((c) => !(text.charCodeAt(c - 1) >= 0xd800 && text.charCodeAt(c - 1) <= 0xdbff))
+        .sort((a, b) => a - b);
+    const out = [];
+    let prev = 0;
+    for (const c of sorted) {
+        out.push(text.slice(prev, c));
+        prev = c;
+    }
+    out.push(text.slice(prev));
+    return out.filter((d) => d.length > 0);
+}
+
 // The output items of a finished response.
 export function outputOf(texts, layout = {}) {
     const out = [];
     if (layout.reasoning) out.push(reasoningItem());
-    out.push(messageItem(texts));
+    if (hasMessage(texts, layout)) out.push(messageItem(texts));
     if (layout.func) out.push(funcItem());
+    for (const [k, t] of (layout.items ?? []).entries()) out.push(toolItem(t, k));
     return out;
 }
 
@@ -102,7 +192,7 @@ export function responseObject(texts, layout = {}) {
 }
 
 // The events of a streamed response: [{event, data}] with data an object (sequence_number set).
-export function responseEvents(texts, { layout = {}, seed = 1, cut = null, status = 'completed' } = {}) {
+export function responseEvents(texts, { layout = {}, seed = 1, cut = null, status = 'completed', cutCall = false } = {}) {
     const ev = [];
     const add = (data) => {
         data.sequence_number = ev.length;
@@ -111,6 +201,7 @@ export function responseEvents(texts, { layout = {}, seed = 1, cut = null, statu
     add({ type: 'response.created', response: responseShell('in_progress', [], null) });
     add({ type: 'response.in_progress', response: responseShell('in_progress', [], null) });
     const o = messageIndex(layout);
+    const items = layout.items ?? [];
     if (layout.reasoning) {
         const base = { item_id: REASONING_ID, output_index: 0, summary_index: 0 };
         add({ type: 'response.output_item.added', output_index: 0, item: { id: REASONING_ID, type: 'reasoning', summary: [] } });
@@ -120,7 +211,7 @@ export function responseEvents(texts, { layout = {}, seed = 1, cut = null, statu
         add({ type: 'response.reasoning_summary_part.done', ...base, part: { type: 'summary_text', text: REASONING } });
         add({ type: 'response.output_item.done', output_index: 0, item: reasoningItem() });
     }
-    add({ type: 'response.output_item.added', output_index: o, item: messageItem([], 'in_progress') });
+    if (hasMessage(texts, layout)) add({ type: 'response.output_item.added', output_index: o, item: messageItem([], 'in_progress') });
     for (const [c, text] of texts.entries()) {
         const at = { item_id: MSG_ID, output_index: o, content_index: c };
         add({ type: 'response.content_part.added', ...at, part: part('') });
@@ -137,7 +228,7 @@ export function responseEvents(texts, { layout = {}, seed = 1, cut = null, statu
             add({ type: 'response.content_part.done', ...at, part: part(text) });
         }
     }
-    if (!layout.noDone) add({ type: 'response.output_item.done', output_index: o, item: messageItem(texts) });
+    if (!layout.noDone && hasMessage(texts, layout)) add({ type: 'response.output_item.done', output_index: o, item: messageItem(texts) });
     if (layout.func) {
         const f = { item_id: FUNC_ID, output_index: o + 1 };
         add({ type: 'response.output_item.added', output_index: o + 1, item: funcItem('in_progress', '') });
@@ -146,10 +237,60 @@ export function responseEvents(texts, { layout = {}, seed = 1, cut = null, statu
         add({ type: 'response.function_call_arguments.done', ...f, arguments: FUNC_ARGS });
         add({ type: 'response.output_item.done', output_index: o + 1, item: funcItem() });
     }
+    if (items.length && toolEvents(texts, layout, seed, add, cutCall)) return ev;
     const extra = layout.outputText ? { output_text: texts.join('') } : {};
     const fin = responseShell(status, outputOf(texts, layout), usageOf(texts), extra);
     add({ type: `response.${status}`, response: fin });
     return ev;
+}
+
+// The events of the tool items (added through add); true when the stream was cut off in them.
+function toolEvents(texts, layout, seed, add, cutCall) {
+    const items = layout.items;
+    const streamsInput = (t) => t.type !== 'apply_patch_call' || (layout.patchDeltas && t.operation.type !== 'delete_file');
+    const st = items.map((t, k) => {
+        const { id } = toolIds(t, k);
+        const at = { item_id: id, output_index: toolIndex(texts, layout, k) };
+        return { t, k, at, deltas: streamsInput(t) ? splitToolText(toolInput(t), seed * 17 + k) : [] };
+    });
+    const added = ({ t, k, at }) => {
+        const item = toolItem(t, k, 'in_progress', !(t.type === 'apply_patch_call' && layout.patchInAdded && !streamsInput(t)));
+        add({ type: 'response.output_item.added', output_index: at.output_index, item });
+    };
+    const delta = ({ t, at }, d) => {
+        const e = { type: `${TOOL_DELTA[t.type]}.delta`, ...at, delta: d };
+        if (layout.obfuscation) e.obfuscation = 'Zr8'.slice(0, 1 + (d.length % 3));
+        add(e);
+    };
+    const done = ({ t, k, at }) => {
+        if (streamsInput(t) && !layout.noToolDone) add({ type: `${TOOL_DELTA[t.type]}.done`, ...at, [TOOL_FIELD[t.type]]: toolInput(t) });
+        add({ type: 'response.output_item.done', output_index: at.output_index, item: toolItem(t, k) });
+    };
+    const last = st.at(-1);
+    const cutAt = cutCall ? Math.max(1, Math.floor(last.deltas.length / 2)) : Infinity;
+    const cutNow = (s, i) => s === last && i + 1 >= cutAt;
+    if (layout.interleave) {
+        st.forEach(added);
+        const n = Math.max(...st.map((s) => s.deltas.length));
+        for (let i = 0; i < n; i++) {
+            for (const s of st) {
+                if (i >= s.deltas.length) continue;
+                delta(s, s.deltas[i]);
+                if (cutNow(s, i)) return true;
+            }
+        }
+        st.forEach(done);
+        return false;
+    }
+    for (const s of st) {
+        added(s);
+        for (const [i, d] of s.deltas.entries()) {
+            delta(s, d);
+            if (cutNow(s, i)) return true;
+        }
+        done(s);
+    }
+    return false;
 }
 
 // The text of the last part of a response cut at `cut`.
@@ -298,21 +439,28 @@ export class FakeApis extends EventEmitter {
             return this.send(rec, res, spec.status, { 'content-type': 'application/json', ...headers }, Buffer.from(JSON.stringify(spec.error)));
         }
         const anthropic = path === '/v1/messages';
-        const layout = spec.layout ?? {};
+        const layout = spec.items ? { ...(spec.layout ?? {}), items: spec.items } : spec.layout ?? {};
+        const texts = spec.texts ?? [];
         if (rec.json?.stream !== true) {
-            const obj = anthropic ? messageObject(spec.texts, layout) : responseObject(spec.texts, layout);
+            const obj = anthropic ? messageObject(texts, layout) : responseObject(texts, layout);
             rec.reply.object = obj;
-            const text = anthropic ? serializeMessages(obj, layout) : layout.pretty ? JSON.stringify(obj, null, 2) + '\n' : JSON.stringify(obj);
+            const text = anthropic
+                ? serializeMessages(obj, layout)
+                : spec.style === 'python'
+                  ? pyDumps(obj)
+                  : layout.pretty
+                    ? JSON.stringify(obj, null, 2) + '\n'
+                    : JSON.stringify(obj);
             return this.send(rec, res, 200, { 'content-type': 'application/json', ...headers }, Buffer.from(text, 'utf8'));
         }
-        const opts = { layout, seed: spec.seed ?? 1, cut: spec.cut ?? null, status: spec.finalStatus ?? 'completed' };
-        const events = anthropic ? messageEvents(spec.texts, opts) : responseEvents(spec.texts, opts);
+        const opts = { layout, seed: spec.seed ?? 1, cut: spec.cut ?? null, status: spec.finalStatus ?? 'completed', cutCall: spec.cutCall ?? false };
+        const events = anthropic ? messageEvents(texts, opts) : responseEvents(texts, opts);
         rec.reply.status = 200;
         res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', ...headers });
         res.flushHeaders();
         await writeEvents(res, rec, events, {
             seed: opts.seed,
-            serialize: anthropic ? (d) => serializeMessages(d, layout) : JSON.stringify,
+            serialize: anthropic ? (d) => serializeMessages(d, layout) : spec.style === 'python' ? pyDumps : JSON.stringify,
             eol: spec.eol ?? '\n',
         });
         res.end();

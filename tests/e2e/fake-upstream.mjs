@@ -8,6 +8,8 @@
 //   fake.enqueue({ hang: true });                           // never answers (504 tests)
 //   fake.enqueue({ infinite: 'prose' | 'code' });           // endless slow stream (cancel tests)
 //   fake.enqueue(async (rec, res, h) => { ... });           // a handler of the test's own
+//   fake.enqueue({ content: [null], tool_calls: [[{ id, name, arguments }]], seed, interleave });
+//                                     // tool calls per choice (see "tool calls" below)
 //   ... fake.requests[i] / await fake.nextRequest() ...
 //   await fake.close();
 //
@@ -16,6 +18,14 @@
 // pseudo-random points, with cuts placed on purpose inside and right after fences; n > 1 choices
 // interleave (sometimes several choices share one chunk); the bytes of an event go out in several
 // awaited TCP writes that cut SSE lines and multi-byte UTF-8 characters in the middle.
+// Tool calls (spec.tool_calls[i]: the calls of choice i, each {id, name, arguments} for a function
+// tool or {id, type: 'custom', name, input} for a custom one): not streamed, message.tool_calls;
+// streamed, after the choice's content, a first fragment per call (id, type, name, an empty input
+// or, sometimes, its first piece) then the input in fragments cut at seeded points, also inside
+// escapes (\n, \", \u00e9, between the halves of a \u surrogate pair) and around non-ASCII
+// characters (the writes then cut their UTF-8 bytes). spec.interleave mixes the fragments of the
+// choice's calls (each call's own in order, sometimes two calls in one chunk); spec.eventStyle:
+// 'python' writes the events as Python's json.dumps does (\u escapes, ", " separators).
 // Nothing here sleeps except the pacing timer of the infinite mode.
 
 import http from 'node:http';
@@ -196,13 +206,89 @@ function metaOf(spec) {
     };
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* tool calls                                                                                   */
+
+// A call as message.tool_calls[] holds it.
+export function wireToolCall(c) {
+    if (c.type === 'custom') return { id: c.id, type: 'custom', custom: { name: c.name, input: c.input } };
+    return { id: c.id, type: 'function', function: { name: c.name, arguments: c.arguments } };
+}
+
+// Splits a call's input (JSON text or free text) into non-empty fragments whose concatenation is
+// text: seeded steps of 1-12 characters, plus cuts right after a backslash (inside \n, \", and
+// inside the hex digits of \uXXXX, so also between the halves of a surrogate pair written as
+// escapes) and before/after non-ASCII characters. Never inside a UTF-16 surrogate pair (a
+// fragment is a JSON string of its own).
+export function splitArgs(text, rng) {
+    const cuts = new Set();
+    for (let pos = rng.int(1, 12); pos < text.length; pos += rng.int(1, 12)) cuts.add(pos);
+    for (let i = 0; i < text.length; i++) {
+        if (text[i] === '\\' && rng.chance(0.5)) {
+            cuts.add(i + 1);
+            if (text[i + 1] === 'u') cuts.add(i + 2 + rng.int(0, 3));
+        }
+        if (text.charCodeAt(i) > 0x7f && rng.chance(0.5)) {
+            cuts.add(i);
+            cuts.add(i + 1);
+        }
+    }
+    const sorted = [...cuts].filter((c) => isCodePointBoundary(text, c)).sort((a, b) => a - b);
+    const out = [];
+    let prev = 0;
+    for (const c of sorted) {
+        out.push(text.slice(prev, c));
+        prev = c;
+    }
+    out.push(text.slice(prev));
+    return out.filter((d) => d.length > 0);
+}
+
+// The streamed items of one choice's calls: arrays of tool_calls elements, one chunk each.
+function toolCallItems(calls, rng, interleave) {
+    const seqs = calls.map((c, k) => {
+        const custom = c.type === 'custom';
+        const input = custom ? c.input : c.arguments;
+        const pieces = splitArgs(input, rng);
+        const first = custom
+            ? { index: k, id: c.id, type: 'custom', custom: { name: c.name, input: '' } }
+            : { index: k, id: c.id, type: 'function', function: { name: c.name, arguments: '' } };
+        if (pieces.length > 1 && rng.chance(0.3)) {
+            // the first fragment carries the first piece of the input too
+            if (custom) first.custom.input = pieces.shift();
+            else first.function.arguments = pieces.shift();
+        }
+        const seq = [first];
+        for (const p of pieces) seq.push(custom ? { index: k, custom: { input: p } } : { index: k, function: { arguments: p } });
+        return seq;
+    });
+    const items = [];
+    if (!interleave) {
+        for (const seq of seqs) for (const el of seq) items.push([el]);
+        return items;
+    }
+    for (;;) {
+        const live = seqs.map((q, k) => (q.length ? k : -1)).filter((k) => k >= 0);
+        if (!live.length) break;
+        const k = rng.pick(live);
+        const els = [seqs[k].shift()];
+        const others = live.filter((j) => j !== k && seqs[j].length);
+        if (others.length && rng.chance(0.25)) els.push(seqs[rng.pick(others)].shift());
+        items.push(els);
+    }
+    return items;
+}
+
 // A chat.completion object (wire-formats §1.1). contents[i] null = a tool-call-only choice.
 export function buildCompletion(spec) {
     const m = metaOf(spec);
     const contents = spec.content;
     const choices = contents.map((text, index) => {
         const message = { role: 'assistant', content: text, refusal: null, annotations: [] };
-        if (text === null) {
+        const calls = spec.tool_calls?.[index];
+        if (calls) {
+            message.tool_calls = calls.map(wireToolCall);
+        } else if (text === null) {
             message.tool_calls = [
                 {
                     id: `call_e2e${index}`,
@@ -215,7 +301,7 @@ export function buildCompletion(spec) {
             index,
             message,
             logprobs: null,
-            finish_reason: spec.finish_reason?.[index] ?? (text === null ? 'tool_calls' : 'stop'),
+            finish_reason: spec.finish_reason?.[index] ?? (text === null || calls?.length ? 'tool_calls' : 'stop'),
         };
     });
     const obj = {
@@ -250,7 +336,8 @@ function writeAsync(res, buf) {
 export class SseWriter {
     // opts: meta {id, created, model, system_fingerprint}, usageNull (every chunk carries
     // "usage": null, as with include_usage), rng (null = one write per event), eol ('\n' or
-    // '\r\n'), noSpace (data:{...}), comments (": keep-alive" lines now and then)
+    // '\r\n'), noSpace (data:{...}), comments (": keep-alive" lines now and then), style
+    // ('python': events written as pyDumps does)
     constructor(res, rec, opts) {
         this.res = res;
         this.rec = rec;
@@ -260,6 +347,7 @@ export class SseWriter {
         this.eol = opts.eol ?? '\n';
         this.noSpace = !!opts.noSpace;
         this.comments = !!opts.comments;
+        this.style = opts.style ?? 'compact';
         this.pending = null;
         this.seq = 0;
     }
@@ -283,7 +371,7 @@ export class SseWriter {
 
     // Sends one event. data is an object (JSON) or a string sent as is ('[DONE]').
     async send(data, { flush = false } = {}) {
-        const payload = typeof data === 'string' ? data : JSON.stringify(data);
+        const payload = typeof data === 'string' ? data : this.style === 'python' ? pyDumps(data) : JSON.stringify(data);
         this.rec.reply.events.push(payload);
         const e = this.eol;
         let text = (this.noSpace ? 'data:' : 'data: ') + payload + e + e;
@@ -600,18 +688,24 @@ export class FakeUpstream extends EventEmitter {
             eol: spec.eol,
             noSpace: spec.noSpace,
             comments: spec.comments,
+            style: spec.eventStyle,
         });
         const queues = contents.map((text, i) => {
             const q = [{ kind: 'role', index: i }];
-            for (const d of splitText(text, seed * 31 + i)) q.push({ kind: 'content', index: i, text: d });
-            q.push({ kind: 'finish', index: i, reason: spec.finish_reason?.[i] ?? 'stop' });
+            if (text !== null) for (const d of splitText(text, seed * 31 + i)) q.push({ kind: 'content', index: i, text: d });
+            const calls = spec.tool_calls?.[i];
+            if (calls) for (const els of toolCallItems(calls, rng, !!spec.interleave)) q.push({ kind: 'tool', index: i, els });
+            q.push({ kind: 'finish', index: i, reason: spec.finish_reason?.[i] ?? (calls?.length ? 'tool_calls' : 'stop') });
             return q;
         });
         const extraFor = (item) =>
-            item.kind === 'content' ? undefined : { x_e2e: { kind: item.kind, index: item.index, note: 'ünïcödé ✓' } };
+            item.kind === 'content' || (item.kind === 'tool' && !rng.chance(0.2))
+                ? undefined
+                : { x_e2e: { kind: item.kind, index: item.index, note: 'ünïcödé ✓' } };
         const choiceOf = (item) => {
             if (item.kind === 'role') return { index: item.index, delta: { role: 'assistant', content: '', refusal: null }, logprobs: null, finish_reason: null };
             if (item.kind === 'content') return { index: item.index, delta: { content: item.text }, logprobs: null, finish_reason: null };
+            if (item.kind === 'tool') return { index: item.index, delta: { tool_calls: item.els }, logprobs: null, finish_reason: null };
             return { index: item.index, delta: {}, logprobs: null, finish_reason: item.reason };
         };
         for (;;) {
@@ -620,7 +714,7 @@ export class FakeUpstream extends EventEmitter {
             if (live.length > 1 && rng.chance(0.25)) {
                 // several choices in one chunk (content items only: keeps role/finish chunks single)
                 const items = live.map((i) => queues[i][0]);
-                if (items.every((it) => it.kind === 'content')) {
+                if (items.every((it) => it.kind === 'content' || it.kind === 'tool')) {
                     for (const i of live) queues[i].shift();
                     await w.send(w.chunk(items.map(choiceOf)));
                     continue;

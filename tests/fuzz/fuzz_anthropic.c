@@ -2,22 +2,31 @@
  * set ASTGATE_FUZZ_RULES; a block rule for eval($X) is added to the rules). The input drives a
  * generator of Messages event streams. Byte 0: bit 0 well-formed mode, bit 1 CRLF line ends,
  * bit 2 JSON with spaces (", ", ": "), bit 3 a thinking block first, bit 4 a tool_use block
- * between text blocks, bit 5 pings, bit 6 text in content_block_start; bytes 1-2: the seed of the
- * delta cuts and of the feed splits. Well-formed mode: the rest is up to 3 texts separated by NUL
- * bytes, one text block each. Otherwise the rest is a script of random events (starts, deltas of
- * every kind, stops, message events, errors, pings, comments, data that is not JSON, events
- * without an event line). The stream is fed in random pieces. Checks: feeding never fails; the
- * output is well-framed SSE (no event left without its blank line); every event that came with an
- * event line still has it, naming the data's type, and every event astgate adds has one; the data
- * of each event is valid JSON; a block error is the last event; in well-formed mode without a
- * block, each text block (start text and text_deltas) adds up to the engine's rewrite of its text,
- * all of it before the block's content_block_stop, and one reply is reported per text block. */
+ * between text blocks, bit 5 pings, bit 6 text in content_block_start, bit 7 code in tool calls;
+ * bytes 1-2: the seed of the delta cuts and of the feed splits. Well-formed mode: the rest is up
+ * to 3 texts separated by NUL bytes, one text block each; with bit 7, each text is also the code
+ * of a tool call after the text blocks (Write, Edit, MultiEdit, the text editor's create, or a tool
+ * astgate does not know; a .ts, .tsx, .md or .txt file; \u escapes or raw UTF-8; sometimes cut
+ * short, so not JSON), whose partial_json is cut at random points (inside escapes too) and whose
+ * deltas interleave with the other calls'. Otherwise the rest is a script of random events
+ * (starts of text and tool_use blocks of known and unknown tools, deltas of every kind, stops,
+ * message events, errors, pings, comments, data that is not JSON, events without an event line).
+ * The stream is fed in random pieces. Checks: feeding never fails; the output is well-framed SSE
+ * (no event left without its blank line); every event that came with an event line still has it,
+ * naming the data's type, and every event astgate adds has one; the data of each event is valid
+ * JSON; a block error is the last event; in well-formed mode without a block, each text block
+ * (start text and text_deltas) adds up to the engine's rewrite of its text, all of it before the
+ * block's content_block_stop, one reply is reported per text block, and each tool call's joined
+ * partial_json is, before its stop, what ag_toolcode_rewrite makes of its input (the input itself
+ * when it passes through). With bit 7 the same calls also go through the non-streamed path: the
+ * body comes back with exactly the tool_use inputs replaced by those rewrites. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/api.h"
+#include "toolcode.h"
 #include "json.h"
 #include "jsonscan.h"
 #include "rules.h"
@@ -33,10 +42,12 @@
 
 #define FUZZ_MAX_INPUT (64u << 10)
 #define MAX_TEXTS 3
+#define MAX_CALLS MAX_TEXTS
 #define BIG ((size_t)1 << 28)
 
 static ag_rules_t *rules;
 static ag_engine_t *engine;
+static ag_tools_t tools;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -65,6 +76,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     memset(&opts, 0, sizeof(opts));
     opts.bare = true;
     engine = ag_engine_new(rules, &opts);
+    ag_tools_presets(&tools);
     return 0;
 }
 
@@ -168,8 +180,11 @@ static void block_start(gen_t *g, unsigned index, const char *kind, ag_str_t tex
         js(g, "{\"type\":\"text\",\"text\":");
         put_json(&g->j, text);
         js(g, "}}");
-    } else if (strcmp(kind, "tool_use") == 0) {
-        js(g, "{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"write\",\"input\":{}}}");
+    } else if (strncmp(kind, "tool_use", 8) == 0) {
+        /* "tool_use" (an unknown tool) or "tool_use:NAME" */
+        js(g, "{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":");
+        put_json(&g->j, ag_cstr(kind[8] == ':' ? kind + 9 : "write"));
+        js(g, ",\"input\":{}}}");
     } else {
         js(g, "{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"\"}}");
     }
@@ -207,13 +222,168 @@ static size_t cut_after(ag_str_t t, size_t pos)
     return n;
 }
 
+/* ---- tool calls ---- */
+
+typedef struct fcall {
+    char name[40];
+    ag_buf_t json;  /* the input's JSON text as the model wrote it (maybe cut short) */
+    ag_buf_t want;  /* what the client must get: ag_toolcode_rewrite's, or json */
+    bool valid;     /* json is JSON */
+    unsigned index; /* the block index */
+} fcall_t;
+
+static void put_str(ag_buf_t *b, ag_str_t text, unsigned style)
+{
+    CHECK(ag_buf_appendc(b, '"') == AG_OK);
+    CHECK(ag_jscan_escape(b, text, style) == AG_OK);
+    CHECK(ag_buf_appendc(b, '"') == AG_OK);
+}
+
+/* A call whose code is text: its JSON input, and what astgate must make of it. */
+static void make_call(fcall_t *c, ag_str_t text)
+{
+    static const char *const exts[] = {"src/a.ts", "src/b.tsx", "notes.md", "notes.txt"};
+    const char *file = exts[rng() % 4];
+    unsigned style = rng() % 2 ? AG_JSCAN_ESC_ASCII : 0;
+    ag_buf_t *j = &c->json;
+    switch (rng() % 5) {
+    case 0:
+        snprintf(c->name, sizeof(c->name), "Write");
+        put(j, "{\"file_path\":");
+        put_str(j, ag_cstr(file), style);
+        put(j, ",\"content\":");
+        put_str(j, text, style);
+        put(j, "}");
+        break;
+    case 1:
+        snprintf(c->name, sizeof(c->name), "Edit");
+        put(j, "{\"file_path\": ");
+        put_str(j, ag_cstr(file), style);
+        put(j, ", \"old_string\": \"x\", \"new_string\": ");
+        put_str(j, text, style);
+        put(j, ", \"replace_all\": false}");
+        break;
+    case 2:
+        snprintf(c->name, sizeof(c->name), "MultiEdit");
+        put(j, "{\"file_path\":");
+        put_str(j, ag_cstr(file), style);
+        put(j, ",\"edits\":[{\"old_string\":\"a\",\"new_string\":");
+        put_str(j, text, style);
+        put(j, "},{\"old_string\":\"b\",\"new_string\":\"\\u00e9\\n\"}]}");
+        break;
+    case 3:
+        snprintf(c->name, sizeof(c->name), "str_replace_based_edit_tool");
+        put(j, "{\"command\":\"create\",\"path\":");
+        put_str(j, ag_cstr(file), style);
+        put(j, ",\"file_text\":");
+        put_str(j, text, style);
+        put(j, "}");
+        break;
+    default:
+        snprintf(c->name, sizeof(c->name), "write_file"); /* not a tool astgate knows */
+        put(j, "{\"path\":");
+        put_str(j, ag_cstr(file), style);
+        put(j, ",\"content\":");
+        put_str(j, text, style);
+        put(j, "}");
+        break;
+    }
+    if (rng() % 8 == 0) { /* cut short (max_tokens, fine-grained streaming) */
+        size_t n = rng() % j->len;
+        while (n > 0 && ((unsigned char)j->ptr[n] & 0xc0) == 0x80)
+            n--;
+        j->len = n;
+    }
+    size_t nm = 0;
+    c->valid = ag_jscan_find(ag_buf_str(j), NULL, 0, NULL, 0, &nm, NULL) == AG_OK;
+    ag_tool_call_t call;
+    memset(&call, 0, sizeof(call));
+    call.name = ag_cstr(c->name);
+    call.id = AG_STR_LIT("toolu_1");
+    call.input = AG_TOOL_IN_ARGS;
+    bool changed = false;
+    int rc =
+        ag_toolcode_rewrite(engine, &tools, &call, ag_buf_str(j), &c->want, &changed, NULL, NULL);
+    CHECK(rc == AG_OK || rc == AG_ENOENT || rc == AG_EINVAL);
+    CHECK(rc != AG_EINVAL || !c->valid);
+    if (rc != AG_OK) {
+        ag_buf_reset(&c->want);
+        CHECK(ag_buf_append(&c->want, j->ptr, j->len) == AG_OK);
+    }
+}
+
+/* The end of the next piece of a JSON text from pos: 0 to 11 bytes (anywhere, inside escapes
+ * too), never inside a UTF-8 character (a partial_json is a JSON string of whole characters). */
+static size_t cut_json(ag_str_t t, size_t pos)
+{
+    size_t n = pos + rng() % 12;
+    if (n > t.len)
+        n = t.len;
+    while (n < t.len && ((unsigned char)t.ptr[n] & 0xc0) == 0x80)
+        n++;
+    return n;
+}
+
+/* The calls as tool_use blocks from index first: every start, then their deltas interleaved, each
+ * call's stop right after its last delta. */
+static void gen_calls(gen_t *g, fcall_t *calls, int n, unsigned first)
+{
+    size_t pos[MAX_CALLS] = {0};
+    bool done[MAX_CALLS] = {false};
+    char kind[64];
+    for (int k = 0; k < n; k++) {
+        calls[k].index = first + (unsigned)k;
+        snprintf(kind, sizeof(kind), "tool_use:%s", calls[k].name);
+        block_start(g, calls[k].index, kind, AG_STR_LIT(""));
+    }
+    for (int left = n; left > 0;) {
+        int k = (int)(rng() % (unsigned)n);
+        if (done[k])
+            continue;
+        ag_str_t t = ag_buf_str(&calls[k].json);
+        size_t next = cut_json(t, pos[k]);
+        block_delta(g, calls[k].index, "input_json_delta", "partial_json",
+                    ag_str(t.ptr + pos[k], next - pos[k]), true);
+        pos[k] = next;
+        if (pos[k] == t.len) {
+            block_stop(g, calls[k].index);
+            done[k] = true;
+            left--;
+        }
+    }
+}
+
+/* The non-streamed Message holding the calls whose input is JSON: the body, and the body the
+ * client must get (each input replaced by its want). */
+static void gen_body(const fcall_t *calls, int n, ag_buf_t *body, ag_buf_t *want)
+{
+    for (int w = 0; w < 2; w++) {
+        ag_buf_t *b = w ? want : body;
+        put(b,
+            "{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-x\","
+            "\"content\":[{\"type\":\"text\",\"text\":\"Here.\"}");
+        for (int k = 0; k < n; k++) {
+            if (!calls[k].valid)
+                continue;
+            put(b, ",{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":");
+            put_json(b, ag_cstr(calls[k].name));
+            put(b, ",\"input\":");
+            const ag_buf_t *in = w ? &calls[k].want : &calls[k].json;
+            CHECK(ag_buf_append(b, in->ptr, in->len) == AG_OK);
+            put(b, "}");
+        }
+        put(b, "],\"stop_reason\":\"tool_use\",\"stop_sequence\":null}");
+    }
+}
+
 static const char *MESSAGE_START =
     "{\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":"
     "\"assistant\",\"content\":[],\"model\":\"claude-x\",\"stop_reason\":null,\"usage\":"
     "{\"input_tokens\":1,\"output_tokens\":1}}}";
 
-/* A full message: text k at block index idx[k]. */
-static void gen_well_formed(gen_t *g, const ag_str_t *texts, int n, unsigned flags, unsigned *idx)
+/* A full message: text k at block index idx[k]; with flag 128, ncalls calls after the texts. */
+static void gen_well_formed(gen_t *g, const ag_str_t *texts, int n, unsigned flags, unsigned *idx,
+                            fcall_t *calls, int ncalls)
 {
     unsigned i = 0;
     simple(g, "message_start", MESSAGE_START);
@@ -241,6 +411,8 @@ static void gen_well_formed(gen_t *g, const ag_str_t *texts, int n, unsigned fla
             block_stop(g, i++);
         }
     }
+    if (ncalls)
+        gen_calls(g, calls, ncalls, i);
     simple(g, "message_delta",
            "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\","
            "\"stop_sequence\":null},\"usage\":{\"output_tokens\":15}}");
@@ -274,13 +446,32 @@ static void gen_script(gen_t *g, rd_t *r)
             break;
         case 3:
             rd_text(r, &t);
-            block_start(g, index, (b >> 2) % 3 == 0 ? "tool_use" : "text", ag_buf_str(&t));
+            block_start(g, index,
+                        (b >> 2) % 3 == 0   ? "tool_use"
+                        : (b >> 2) % 3 == 1 ? ((b >> 4) % 2 ? "tool_use:Write" : "tool_use:Edit")
+                                            : "text",
+                        ag_buf_str(&t));
             break;
         case 4:
             block_stop(g, index);
             break;
         case 5:
             rd_text(r, &t);
+            if ((b >> 2) % 4 == 3) { /* a piece of a Write's input */
+                static const char *const pieces[] = {
+                    "{\"file_path\":\"a.ts\",\"content\":\"",
+                    "\"}",
+                    "\\n",
+                    "\\u00e9",
+                    "\\\"",
+                    "model: openai('gpt-4o')",
+                    "new Agent({",
+                    "eval(x)",
+                    "\\ud83d\\ude80",
+                };
+                ag_buf_reset(&t);
+                put(&t, pieces[(b >> 4) % 9]);
+            }
             block_delta(g, index, (b >> 2) % 2 ? "input_json_delta" : "thinking_delta",
                         (b >> 2) % 2 ? "partial_json" : "thinking", ag_buf_str(&t), true);
             break;
@@ -321,13 +512,17 @@ typedef struct seen {
     unsigned idx[MAX_TEXTS];
     const ag_buf_t *want;
     int n;
+    const fcall_t *calls;
+    int ncalls;
+    ag_buf_t joined[MAX_CALLS]; /* each call's partial_json, decoded and joined */
+    bool call_stopped[MAX_CALLS];
     bool well_formed, blocked, named;
-    ag_jscan_path_t paths[4];
+    ag_jscan_path_t paths[5];
     ag_jscan_match_t m[64];
     ag_buf_t s;
 } seen_t;
 
-enum { Q_TYPE, Q_INDEX, Q_TEXT, Q_START, Q_N };
+enum { Q_TYPE, Q_INDEX, Q_TEXT, Q_START, Q_JSON, Q_N };
 
 static int on_out(void *ud, const ag_sse_item_t *it)
 {
@@ -341,7 +536,7 @@ static int on_out(void *ud, const ag_sse_item_t *it)
         return AG_OK; /* the script's non-JSON data, passed on */
     size_t n = 0;
     CHECK(ag_jscan_find(d, sn->paths, Q_N, sn->m, 64, &n, NULL) == AG_OK);
-    const ag_jscan_match_t *type = NULL, *text = NULL;
+    const ag_jscan_match_t *type = NULL, *text = NULL, *partial = NULL;
     uint64_t index = UINT64_MAX;
     for (size_t i = 0; i < n; i++) {
         const ag_jscan_match_t *m = &sn->m[i];
@@ -351,6 +546,8 @@ static int on_out(void *ud, const ag_sse_item_t *it)
             CHECK(ag_jscan_get_u64(d, m, &index) == AG_OK);
         else if (m->path == Q_TEXT || m->path == Q_START)
             text = m;
+        else if (m->path == Q_JSON)
+            partial = m;
     }
     CHECK(type != NULL);
     if (sn->named || it->event.len)
@@ -369,6 +566,20 @@ static int on_out(void *ud, const ag_sse_item_t *it)
     }
     if (!sn->well_formed)
         return AG_OK;
+    for (int c = 0; c < sn->ncalls; c++) {
+        if (sn->calls[c].index != index)
+            continue;
+        if (partial) {
+            CHECK(!sn->call_stopped[c]); /* no input after the block's stop */
+            CHECK(ag_jscan_decode(d, partial->off, partial->len, &sn->joined[c], NULL, 0, NULL) ==
+                  AG_OK);
+        }
+        if (ag_jscan_str_eq(d, type, AG_STR_LIT("content_block_stop"))) {
+            sn->call_stopped[c] = true; /* the whole input, rewritten or as it came */
+            CHECK(ag_str_eq(ag_buf_str(&sn->joined[c]), ag_buf_str(&sn->calls[c].want)));
+        }
+        return AG_OK;
+    }
     int k = -1;
     for (int i = 0; i < sn->n; i++)
         if (sn->idx[i] == index)
@@ -392,12 +603,15 @@ static void seen_init(seen_t *sn)
 {
     memset(sn, 0, sizeof(*sn));
     static const char *const pats[Q_N] = {"type", "index", "delta{type=text_delta}.text",
-                                          "content_block{type=text}.text"};
+                                          "content_block{type=text}.text",
+                                          "delta{type=input_json_delta}.partial_json"};
     for (int i = 0; i < Q_N; i++)
         CHECK(ag_jscan_path_compile(&sn->paths[i], ag_cstr(pats[i]),
                                     i == Q_INDEX ? AG_JSCAN_NUMBER : AG_JSCAN_STRING) == AG_OK);
     for (int k = 0; k < MAX_TEXTS; k++)
         ag_buf_init(&sn->got[k], BIG);
+    for (int k = 0; k < MAX_CALLS; k++)
+        ag_buf_init(&sn->joined[k], BIG);
     ag_buf_init(&sn->s, BIG);
 }
 
@@ -405,15 +619,46 @@ static void seen_dispose(seen_t *sn)
 {
     for (int k = 0; k < MAX_TEXTS; k++)
         ag_buf_dispose(&sn->got[k]);
+    for (int k = 0; k < MAX_CALLS; k++)
+        ag_buf_dispose(&sn->joined[k]);
     ag_buf_dispose(&sn->s);
 }
 
+typedef struct replies {
+    int text;            /* replies for text blocks */
+    const unsigned *idx; /* the text blocks' indexes */
+    int n;
+} replies_t;
+
 static void on_reply(void *ud, int index, const ag_reply_summary_t *s)
 {
-    int *replies = ud;
-    (void)index;
+    replies_t *r = ud;
     (void)s;
-    (*replies)++;
+    for (int k = 0; k < r->n; k++)
+        if (r->idx[k] == (unsigned)index)
+            r->text++;
+}
+
+/* The non-streamed path on the same calls: exactly the tool_use inputs change. */
+static void check_body(const fcall_t *calls, int n)
+{
+    ag_buf_t body, want, out;
+    ag_buf_init(&body, BIG);
+    ag_buf_init(&want, BIG);
+    ag_buf_init(&out, BIG);
+    gen_body(calls, n, &body, &want);
+    ag_api_env_t env;
+    memset(&env, 0, sizeof(env));
+    env.engine = engine;
+    env.tools = &tools;
+    ag_api_stats_t st;
+    memset(&st, 0, sizeof(st));
+    CHECK(ag_api_anthropic.rewrite_body(&env, ag_buf_str(&body), &out, &st) == AG_OK);
+    if (st.blocked_rule == NULL)
+        CHECK(ag_str_eq(ag_buf_str(&out), ag_buf_str(&want)));
+    ag_buf_dispose(&body);
+    ag_buf_dispose(&want);
+    ag_buf_dispose(&out);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -434,9 +679,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ag_str_t ts[MAX_TEXTS];
     unsigned idx[MAX_TEXTS] = {0};
     int ntexts = 0;
+    fcall_t calls[MAX_CALLS];
+    int ncalls = 0;
+    memset(calls, 0, sizeof(calls));
     for (int k = 0; k < MAX_TEXTS; k++) {
         ag_buf_init(&texts[k], BIG);
         ag_buf_init(&want[k], BIG);
+    }
+    for (int k = 0; k < MAX_CALLS; k++) {
+        ag_buf_init(&calls[k].json, BIG);
+        ag_buf_init(&calls[k].want, BIG);
     }
     if (well_formed) {
         while (ntexts < MAX_TEXTS && r.n > 0) {
@@ -454,17 +706,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             ts[0] = ag_buf_str(&texts[0]);
             ntexts = 1;
         }
-        gen_well_formed(&g, ts, ntexts, flags, idx);
+        if (flags & 128)
+            for (; ncalls < ntexts; ncalls++)
+                make_call(&calls[ncalls], ts[ncalls]);
+        gen_well_formed(&g, ts, ntexts, flags, idx, calls, ncalls);
     } else {
         gen_script(&g, &r);
     }
 
-    int replies = 0;
+    replies_t replies = {0, idx, ntexts};
     ag_api_env_t env;
     memset(&env, 0, sizeof(env));
     env.engine = engine;
     env.on_reply = on_reply;
     env.ud = &replies;
+    env.tools = &tools;
     ag_api_stats_t st;
     memset(&st, 0, sizeof(st));
     const ag_api_t *api = &ag_api_anthropic;
@@ -490,6 +746,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sn.named = well_formed;
     sn.want = want;
     sn.n = ntexts;
+    sn.calls = calls;
+    sn.ncalls = ncalls;
     memcpy(sn.idx, idx, sizeof(idx));
     ag_sse_parser_t p;
     ag_sse_init(&p, BIG);
@@ -502,13 +760,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             CHECK(sn.stopped[k]);
             CHECK(ag_str_eq(ag_buf_str(&sn.got[k]), ag_buf_str(&want[k])));
         }
-        CHECK(replies == ntexts);
+        for (int c = 0; c < ncalls; c++)
+            CHECK(sn.call_stopped[c]);
+        CHECK(replies.text == ntexts);
     }
     seen_dispose(&sn);
+    if (ncalls)
+        check_body(calls, ncalls);
     ag_buf_dispose(&out);
     for (int k = 0; k < MAX_TEXTS; k++) {
         ag_buf_dispose(&texts[k]);
         ag_buf_dispose(&want[k]);
+    }
+    for (int k = 0; k < MAX_CALLS; k++) {
+        ag_buf_dispose(&calls[k].json);
+        ag_buf_dispose(&calls[k].want);
     }
     ag_buf_dispose(&g.sse);
     ag_buf_dispose(&g.j);

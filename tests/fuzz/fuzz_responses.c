@@ -2,16 +2,24 @@
  * set ASTGATE_FUZZ_RULES; a block rule for eval($X) is added to the rules). The input drives a
  * generator of Responses event streams. Byte 0: bit 0 well-formed mode, bit 1 CRLF line ends,
  * bit 2 no event lines, bit 3 no done events, bit 4 a reasoning item first, bit 5 one message
- * with several parts (else one message per part); bytes 1-2: the seed of the delta cuts and of
- * the feed splits. Well-formed mode: the rest is up to 3 texts separated by NUL bytes, streamed
- * as a full response. Otherwise the rest is a script of random events (deltas, done events,
- * completed, errors, [DONE], comments, data that is not JSON) for a few (output, content) parts.
- * The stream is fed in random pieces. Checks: feeding never fails; the output is well-framed SSE
- * (no event left without its blank line); every event astgate writes is valid JSON whose event
- * line names its type; sequence_number runs +1 from event to event until a [DONE]; a block
- * error is the last event and ends the stream; in well-formed mode without a block, each part's
- * deltas add up to the engine's rewrite of its text and every event that repeats the text holds
- * exactly that. FUZZ_DEBUG=1 prints the generated stream and the output of each input. */
+ * with several parts (else one message per part), bit 6 tool calls; bytes 1-2: the seed of the
+ * delta cuts, of the feed splits and of the tool calls' shapes. Well-formed mode: the rest is up
+ * to 3 texts separated by NUL bytes, streamed as a full response; with bit 6 each text is the
+ * input of a tool call instead (a Write's content or its whole arguments, a custom apply_patch's
+ * envelope, an apply_patch_call's create_file or update_file diff; in deltas cut at random
+ * points, or, for apply_patch_call, only in output_item.added/.done; calls interleaved or not;
+ * strings escaped raw or as \uXXXX), after a message with the first text when bit 5 is set.
+ * Otherwise the rest is a script of random events (deltas, done events, completed, errors,
+ * [DONE], comments, data that is not JSON, tool items and their deltas and done events) for a
+ * few (output, content) parts. The stream is fed in random pieces. Checks: feeding never fails;
+ * the output is well-framed SSE (no event left without its blank line); every event astgate
+ * writes is valid JSON whose event line names its type; sequence_number runs +1 from event to
+ * event until a [DONE]; a block error is the last event and ends the stream; in well-formed mode
+ * without a block, each part's deltas add up to the engine's rewrite of its text and every event
+ * that repeats the text holds exactly that, and each call's deltas (when it streams), its .done,
+ * its output_item.done and response.completed all hold ag_api_tool_rewrite's result for its
+ * input (the non-streamed rewrite); a call that blocks ends the stream with the error.
+ * FUZZ_DEBUG=1 prints the generated stream and the output of each input. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +45,7 @@
 
 static ag_rules_t *rules;
 static ag_engine_t *engine;
+static ag_tools_t tools;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -65,6 +74,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     memset(&opts, 0, sizeof(opts));
     opts.bare = true;
     engine = ag_engine_new(rules, &opts);
+    ag_tools_presets(&tools);
     return 0;
 }
 
@@ -179,9 +189,188 @@ static size_t cut_after(ag_str_t t, size_t pos)
     return n;
 }
 
-/* A full response: parts k = 0..n-1 at (o[k], c[k]). */
+/* ---- tool calls ---- */
+
+enum { TC_WRITE, TC_CUSTOM, TC_CREATE, TC_UPDATE, TC_N };
+
+static const char *const TC_ID[TC_N] = {"fc", "ctc", "apc", "apc"};
+static const char *const TC_DELTA[TC_N] = {"response.function_call_arguments.delta",
+                                           "response.custom_tool_call_input.delta",
+                                           "response.apply_patch_call_operation_diff.delta",
+                                           "response.apply_patch_call_operation_diff.delta"};
+static const char *const TC_DONE[TC_N] = {"response.function_call_arguments.done",
+                                          "response.custom_tool_call_input.done",
+                                          "response.apply_patch_call_operation_diff.done",
+                                          "response.apply_patch_call_operation_diff.done"};
+static const char *const TC_FIELD[TC_N] = {"arguments", "input", "diff", "diff"};
+
+/* One tool call of a well-formed stream. */
+typedef struct tcall {
+    int kind;       /* TC_* */
+    unsigned o;     /* output index */
+    bool streamed;  /* its input comes in delta events (else only in the item's copies) */
+    ag_buf_t input; /* as the upstream sends it */
+    ag_buf_t want;  /* what every copy the client gets must hold */
+} tcall_t;
+
+static unsigned str_style; /* how the generator escapes tool strings (AG_JSCAN_ESC_*) */
+
+static void put_str(ag_buf_t *b, ag_str_t s)
+{
+    CHECK(ag_buf_appendc(b, '"') == AG_OK);
+    CHECK(ag_jscan_escape(b, s, str_style) == AG_OK);
+    CHECK(ag_buf_appendc(b, '"') == AG_OK);
+}
+
+/* A tool item (id: its number in the item ids) holding input. */
+static void tool_item_json(ag_buf_t *j, int kind, unsigned id, ag_str_t input)
+{
+    switch (kind) {
+    case TC_WRITE:
+        CHECK(ag_buf_appendf(j,
+                             "{\"id\":\"fc_%u\",\"type\":\"function_call\",\"status\":"
+                             "\"completed\",\"arguments\":",
+                             id) == AG_OK);
+        put_str(j, input);
+        CHECK(ag_buf_appendf(j, ",\"call_id\":\"call_%u\",\"name\":\"Write\"}", id) == AG_OK);
+        break;
+    case TC_CUSTOM:
+        CHECK(ag_buf_appendf(j,
+                             "{\"id\":\"ctc_%u\",\"type\":\"custom_tool_call\",\"call_id\":"
+                             "\"call_%u\",\"name\":\"apply_patch\",\"input\":",
+                             id, id) == AG_OK);
+        put_str(j, input);
+        put(j, "}");
+        break;
+    default:
+        CHECK(ag_buf_appendf(j,
+                             "{\"id\":\"apc_%u\",\"type\":\"apply_patch_call\",\"status\":"
+                             "\"completed\",\"call_id\":\"call_%u\",\"operation\":{\"type\":"
+                             "\"%s\",\"path\":\"src/a.ts\",\"diff\":",
+                             id, id, kind == TC_CREATE ? "create_file" : "update_file") == AG_OK);
+        put_str(j, input);
+        put(j, "}}");
+        break;
+    }
+}
+
+static void tool_event(gen_t *g, const char *type, int kind, unsigned id, unsigned o)
+{
+    ev_begin(g, type);
+    CHECK(ag_buf_appendf(&g->j, ",\"item_id\":\"%s_%u\",\"output_index\":%u", TC_ID[kind], id, o) ==
+          AG_OK);
+}
+
+static void call_added(gen_t *g, const tcall_t *c, unsigned k)
+{
+    ev_begin(g, "response.output_item.added");
+    putf(&g->j, ",\"output_index\":%llu,\"item\":", c->o);
+    tool_item_json(&g->j, c->kind, k, ag_str("", 0));
+    ev_end(g, "response.output_item.added");
+}
+
+/* The next delta of call c from *pos (all of them when all); false when there is none. */
+static bool call_delta(gen_t *g, const tcall_t *c, unsigned k, size_t *pos, bool all)
+{
+    ag_str_t in = ag_buf_str(&c->input);
+    if (!c->streamed || *pos >= in.len)
+        return false;
+    do {
+        size_t next = cut_after(in, *pos);
+        tool_event(g, TC_DELTA[c->kind], c->kind, k, c->o);
+        put(&g->j, ",\"delta\":");
+        put_str(&g->j, ag_str(in.ptr + *pos, next - *pos));
+        ev_end(g, TC_DELTA[c->kind]);
+        *pos = next;
+    } while (all && *pos < in.len);
+    return true;
+}
+
+static void call_done(gen_t *g, const tcall_t *c, unsigned k, unsigned flags)
+{
+    if (flags & 8)
+        return;
+    if (c->streamed) {
+        tool_event(g, TC_DONE[c->kind], c->kind, k, c->o);
+        CHECK(ag_buf_appendf(&g->j, ",\"%s\":", TC_FIELD[c->kind]) == AG_OK);
+        put_str(&g->j, ag_buf_str(&c->input));
+        ev_end(g, TC_DONE[c->kind]);
+    }
+    ev_begin(g, "response.output_item.done");
+    putf(&g->j, ",\"output_index\":%llu,\"item\":", c->o);
+    tool_item_json(&g->j, c->kind, k, ag_buf_str(&c->input));
+    ev_end(g, "response.output_item.done");
+}
+
+/* The calls' events, one after the other or interleaved. */
+static void gen_calls(gen_t *g, const tcall_t *calls, int ncalls, unsigned flags)
+{
+    if (rng() % 2) {
+        size_t pos[MAX_TEXTS] = {0};
+        for (int k = 0; k < ncalls; k++)
+            call_added(g, &calls[k], (unsigned)k);
+        for (bool more = true; more;) {
+            more = false;
+            for (int k = 0; k < ncalls; k++)
+                more |= call_delta(g, &calls[k], (unsigned)k, &pos[k], false);
+        }
+        for (int k = 0; k < ncalls; k++)
+            call_done(g, &calls[k], (unsigned)k, flags);
+        return;
+    }
+    for (int k = 0; k < ncalls; k++) {
+        size_t pos = 0;
+        call_added(g, &calls[k], (unsigned)k);
+        call_delta(g, &calls[k], (unsigned)k, &pos, true);
+        call_done(g, &calls[k], (unsigned)k, flags);
+    }
+}
+
+/* Call k's input from text (its kind drawn from the seed), and what astgate must make of it:
+ * ag_api_tool_rewrite's result, or the input as it is. Returns whether a block rule matched. */
+static bool call_make(tcall_t *c, ag_str_t text, unsigned k)
+{
+    c->kind = (int)(rng() % TC_N);
+    c->streamed = c->kind < TC_CREATE || rng() % 2;
+    ag_buf_reset(&c->input);
+    if (c->kind == TC_WRITE && rng() % 4) {
+        unsigned inner = str_style;
+        str_style = rng() % 2 ? AG_JSCAN_ESC_ASCII : 0;
+        put(&c->input, rng() % 3 ? "{\"file_path\":\"src/a.ts\",\"content\":"
+                                 : "{\"file_path\": \"notes.md\", \"content\": ");
+        put_str(&c->input, text);
+        put(&c->input, "}");
+        str_style = inner;
+    } else {
+        CHECK(ag_buf_append(&c->input, text.ptr, text.len) == AG_OK);
+    }
+    ag_api_env_t env;
+    memset(&env, 0, sizeof(env));
+    env.engine = engine;
+    env.tools = &tools;
+    ag_api_stats_t st;
+    memset(&st, 0, sizeof(st));
+    ag_tool_call_t call;
+    memset(&call, 0, sizeof(call));
+    call.name = c->kind == TC_WRITE ? AG_STR_LIT("Write") : AG_STR_LIT("apply_patch");
+    call.file = AG_STR_LIT("src/a.ts");
+    call.input = c->kind == TC_WRITE    ? AG_TOOL_IN_ARGS
+                 : c->kind == TC_CUSTOM ? AG_TOOL_IN_TEXT
+                 : c->kind == TC_CREATE ? AG_TOOL_IN_PATCH_CREATE
+                                        : AG_TOOL_IN_PATCH_UPDATE;
+    bool changed = false;
+    ag_buf_reset(&c->want);
+    if (ag_api_tool_rewrite(&env, &st, (int)k, &call, ag_buf_str(&c->input), &c->want, &changed) !=
+        AG_OK) {
+        ag_buf_reset(&c->want);
+        CHECK(ag_buf_append(&c->want, c->input.ptr, c->input.len) == AG_OK);
+    }
+    return st.blocked_rule != NULL;
+}
+
+/* A full response: parts k = 0..n-1 at (o[k], c[k]), then the tool calls. */
 static void gen_well_formed(gen_t *g, const ag_str_t *texts, int n, unsigned flags, unsigned *o,
-                            unsigned *c)
+                            unsigned *c, tcall_t *calls, int ncalls)
 {
     bool one_msg = flags & 32;
     unsigned base = flags & 16 ? 1 : 0;
@@ -239,18 +428,28 @@ static void gen_well_formed(gen_t *g, const ag_str_t *texts, int n, unsigned fla
             }
         }
     }
+    unsigned next_o = base + (unsigned)(one_msg ? n > 0 : n);
+    for (int k = 0; k < ncalls; k++)
+        calls[k].o = next_o + (unsigned)k;
+    gen_calls(g, calls, ncalls, flags);
     ev_begin(g, "response.completed");
     put(&g->j, ",\"response\":{\"id\":\"r\",\"model\":\"gpt-x\",\"output\":[");
     if (base)
-        put(&g->j, "{\"id\":\"rs\",\"type\":\"reasoning\"},");
-    if (one_msg) {
+        put(&g->j, "{\"id\":\"rs\",\"type\":\"reasoning\"}");
+    if (one_msg && n > 0) {
+        put(&g->j, base ? "," : "");
         message_json(g, base, texts, n);
     } else {
         for (int k = 0; k < n; k++) {
-            if (k)
+            if (k || base)
                 put(&g->j, ",");
             message_json(g, o[k], texts + k, 1);
         }
+    }
+    for (int k = 0; k < ncalls; k++) {
+        if (k || base || n > 0)
+            put(&g->j, ",");
+        tool_item_json(&g->j, calls[k].kind, (unsigned)k, ag_buf_str(&calls[k].input));
     }
     put(&g->j, "]}");
     ev_end(g, "response.completed");
@@ -276,8 +475,10 @@ static void gen_script(gen_t *g, rd_t *r)
         uint8_t op = rd_byte(r);
         uint8_t b = rd_byte(r);
         unsigned o = b % 3, c = (b >> 2) % 2;
+        int kind = (b >> 3) % TC_N;
         ag_str_t ts[2];
-        switch (op % 12) {
+        str_style = (b >> 5) % 2 ? AG_JSCAN_ESC_ASCII : 0;
+        switch (op % 17) {
         case 0:
         case 1:
         case 2:
@@ -353,6 +554,47 @@ static void gen_script(gen_t *g, rd_t *r)
             put(&g->j, ",\"code\":\"server_error\",\"message\":\"m\",\"param\":null");
             ev_end(g, "error");
             break;
+        case 12: /* a tool item starts */
+            ev_begin(g, "response.output_item.added");
+            putf(&g->j, ",\"output_index\":%llu,\"item\":", o);
+            tool_item_json(&g->j, kind, o, ag_str("", 0));
+            ev_end(g, "response.output_item.added");
+            break;
+        case 13: /* a piece of its input */
+            rd_text(r, &t[0]);
+            tool_event(g, TC_DELTA[kind], kind, o, o);
+            put(&g->j, ",\"delta\":");
+            put_str(&g->j, ag_buf_str(&t[0]));
+            ev_end(g, TC_DELTA[kind]);
+            break;
+        case 14: /* its .done */
+            rd_text(r, &t[0]);
+            tool_event(g, TC_DONE[kind], kind, o, o);
+            CHECK(ag_buf_appendf(&g->j, ",\"%s\":", TC_FIELD[kind]) == AG_OK);
+            put_str(&g->j, ag_buf_str(&t[0]));
+            ev_end(g, TC_DONE[kind]);
+            break;
+        case 15: /* the item, done */
+            rd_text(r, &t[0]);
+            ev_begin(g, "response.output_item.done");
+            putf(&g->j, ",\"output_index\":%llu,\"item\":", o);
+            tool_item_json(&g->j, kind, o, ag_buf_str(&t[0]));
+            ev_end(g, "response.output_item.done");
+            break;
+        case 16: /* a response with a message and two tool items */
+            rd_text(r, &t[0]);
+            rd_text(r, &t[1]);
+            ts[0] = ag_buf_str(&t[0]);
+            ev_begin(g, (b >> 7) ? "response.incomplete" : "response.completed");
+            put(&g->j, ",\"response\":{\"model\":\"m\",\"output\":[");
+            message_json(g, 0, ts, 1);
+            put(&g->j, ",");
+            tool_item_json(&g->j, kind, 1, ag_buf_str(&t[1]));
+            put(&g->j, ",");
+            tool_item_json(&g->j, (kind + 1) % TC_N, 2, ag_buf_str(&t[0]));
+            put(&g->j, "]}");
+            ev_end(g, (b >> 7) ? "response.incomplete" : "response.completed");
+            break;
         default:
             if (b % 8 == 0) {
                 put(&g->sse, "data: [DONE]");
@@ -372,7 +614,11 @@ static void gen_script(gen_t *g, rd_t *r)
 /* ---- checking the output ---- */
 
 typedef struct seen {
-    ag_buf_t got[MAX_TEXTS]; /* well-formed mode: deltas per part */
+    ag_buf_t got[MAX_TEXTS];  /* well-formed mode: deltas per part */
+    ag_buf_t gotc[MAX_TEXTS]; /* ... and per tool call */
+    const tcall_t *calls;     /* [ncalls] */
+    int ncalls;
+    ag_jscan_path_t tpaths[9]; /* R_* */
     unsigned o[MAX_TEXTS], c[MAX_TEXTS];
     const ag_buf_t *want; /* [MAX_TEXTS] */
     int n;
@@ -380,10 +626,70 @@ typedef struct seen {
     uint64_t last_seq;
     ag_jscan_path_t paths[8];
     ag_jscan_match_t m[512];
+    size_t nm; /* matches in m of the current event */
     ag_buf_t s;
 } seen_t;
 
 enum { Q_TYPE, Q_SEQ, Q_OUT, Q_CONT, Q_DELTA, Q_TEXT, Q_ITEM, Q_RESP, Q_N };
+/* where a tool call's input repeats: a .done, output_item.done, response.completed */
+enum { R_ARGS, R_INPUT, R_DIFF, R_IARGS, R_IINPUT, R_IDIFF, R_RARGS, R_RINPUT, R_RDIFF, R_N };
+
+static int call_of(const seen_t *sn, uint64_t o)
+{
+    for (int k = 0; k < sn->ncalls; k++)
+        if (sn->calls[k].o == o)
+            return k;
+    return -1;
+}
+
+/* A copy of call k's input at m holds what it must, and so do the deltas sent before it. */
+static void check_call(seen_t *sn, ag_str_t json, const ag_jscan_match_t *m, int k)
+{
+    CHECK(k >= 0);
+    ag_buf_reset(&sn->s);
+    CHECK(ag_jscan_decode(json, m->off, m->len, &sn->s, NULL, 0, NULL) == AG_OK);
+    CHECK(ag_str_eq(ag_buf_str(&sn->s), ag_buf_str(&sn->calls[k].want)));
+    if (sn->calls[k].streamed)
+        CHECK(ag_str_eq(ag_buf_str(&sn->gotc[k]), ag_buf_str(&sn->calls[k].want)));
+}
+
+/* The tool calls' events of a well-formed stream. */
+static void check_tools(seen_t *sn, ag_str_t d, const ag_jscan_match_t *type, uint64_t o)
+{
+    bool is_delta = false, is_done = false;
+    for (int k = 0; k < TC_N; k++) {
+        is_delta |= ag_jscan_str_eq(d, type, ag_cstr(TC_DELTA[k]));
+        is_done |= ag_jscan_str_eq(d, type, ag_cstr(TC_DONE[k]));
+    }
+    bool is_item = ag_jscan_str_eq(d, type, AG_STR_LIT("response.output_item.done"));
+    bool is_resp = ag_jscan_str_eq(d, type, AG_STR_LIT("response.completed"));
+    if (is_delta) {
+        int k = call_of(sn, o);
+        CHECK(k >= 0 && sn->calls[k].streamed);
+        for (size_t i = 0; i < sn->nm; i++)
+            if (sn->m[i].path == Q_DELTA) {
+                ag_buf_reset(&sn->s);
+                CHECK(ag_jscan_decode(d, sn->m[i].off, sn->m[i].len, &sn->s, NULL, 0, NULL) ==
+                      AG_OK);
+                CHECK(ag_buf_append(&sn->gotc[k], sn->s.ptr, sn->s.len) == AG_OK);
+            }
+        return;
+    }
+    if (!is_done && !is_item && !is_resp)
+        return;
+    ag_jscan_match_t tm[64];
+    size_t n = 0;
+    CHECK(ag_jscan_find(d, sn->tpaths, R_N, tm, 64, &n, NULL) == AG_OK);
+    for (size_t i = 0; i < n; i++) {
+        int p = tm[i].path;
+        if (is_done && p <= R_DIFF)
+            check_call(sn, d, &tm[i], call_of(sn, o));
+        else if (is_item && p >= R_IARGS && p <= R_IDIFF)
+            check_call(sn, d, &tm[i], call_of(sn, o));
+        else if (is_resp && p >= R_RARGS)
+            check_call(sn, d, &tm[i], call_of(sn, tm[i].idx[0]));
+    }
+}
 
 static int part_of(const seen_t *sn, uint64_t o, uint64_t c)
 {
@@ -420,6 +726,7 @@ static int on_out(void *ud, const ag_sse_item_t *it)
         return AG_OK; /* the script's non-JSON data, passed on */
     size_t n = 0;
     CHECK(ag_jscan_find(d, sn->paths, Q_N, sn->m, 512, &n, NULL) == AG_OK);
+    sn->nm = n;
     const ag_jscan_match_t *type = NULL;
     uint64_t seq = 0, o = UINT64_MAX, c = UINT64_MAX;
     bool has_seq = false;
@@ -453,6 +760,8 @@ static int on_out(void *ud, const ag_sse_item_t *it)
     }
     if (!sn->well_formed)
         return AG_OK;
+    if (sn->ncalls)
+        check_tools(sn, d, type, o);
     bool is_delta = ag_jscan_str_eq(d, type, AG_STR_LIT("response.output_text.delta"));
     bool is_done = ag_jscan_str_eq(d, type, AG_STR_LIT("response.output_text.done")) ||
                    ag_jscan_str_eq(d, type, AG_STR_LIT("response.content_part.done"));
@@ -493,15 +802,32 @@ static void seen_init(seen_t *sn)
                                     i == Q_SEQ || i == Q_OUT || i == Q_CONT
                                         ? AG_JSCAN_NUMBER
                                         : AG_JSCAN_ANY) == AG_OK);
-    for (int k = 0; k < MAX_TEXTS; k++)
+    for (int k = 0; k < MAX_TEXTS; k++) {
         ag_buf_init(&sn->got[k], BIG);
+        ag_buf_init(&sn->gotc[k], BIG);
+    }
     ag_buf_init(&sn->s, BIG);
+    static const char *const tpats[R_N] = {
+        "arguments",
+        "input",
+        "diff",
+        "item.arguments",
+        "item.input",
+        "item.operation.diff",
+        "response.output[*].arguments",
+        "response.output[*].input",
+        "response.output[*].operation.diff",
+    };
+    for (int i = 0; i < R_N; i++)
+        CHECK(ag_jscan_path_compile(&sn->tpaths[i], ag_cstr(tpats[i]), AG_JSCAN_STRING) == AG_OK);
 }
 
 static void seen_dispose(seen_t *sn)
 {
-    for (int k = 0; k < MAX_TEXTS; k++)
+    for (int k = 0; k < MAX_TEXTS; k++) {
         ag_buf_dispose(&sn->got[k]);
+        ag_buf_dispose(&sn->gotc[k]);
+    }
     ag_buf_dispose(&sn->s);
 }
 
@@ -534,15 +860,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     g.eol = flags & 2 ? "\r\n" : "\n";
     g.names = !(flags & 4);
     rng_state = seed;
+    str_style = 0;
 
     bool well_formed = flags & 1;
+    bool tool_mode = well_formed && (flags & 64);
     ag_buf_t texts[MAX_TEXTS], want[MAX_TEXTS];
     ag_str_t ts[MAX_TEXTS];
     unsigned o[MAX_TEXTS] = {0}, c[MAX_TEXTS] = {0};
     int ntexts = 0;
+    tcall_t calls[MAX_TEXTS];
+    int ncalls = 0, nparts = 0;
+    bool tool_block = false;
     for (int k = 0; k < MAX_TEXTS; k++) {
         ag_buf_init(&texts[k], BIG);
         ag_buf_init(&want[k], BIG);
+        ag_buf_init(&calls[k].input, BIG);
+        ag_buf_init(&calls[k].want, BIG);
     }
     if (well_formed) {
         while (ntexts < MAX_TEXTS && r.n > 0) {
@@ -560,7 +893,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             ts[0] = ag_buf_str(&texts[0]);
             ntexts = 1;
         }
-        gen_well_formed(&g, ts, ntexts, flags, o, c);
+        nparts = ntexts;
+        if (tool_mode) {
+            /* every text is a call's input; the first one is also a message's text (bit 5) */
+            nparts = flags & 32 ? 1 : 0;
+            str_style = rng() % 3 == 0 ? AG_JSCAN_ESC_ASCII : 0;
+            for (ncalls = 0; ncalls < ntexts; ncalls++)
+                tool_block |= call_make(&calls[ncalls], ts[ncalls], (unsigned)ncalls);
+        }
+        gen_well_formed(&g, ts, nparts, tool_mode ? flags & ~32u : flags, o, c, calls, ncalls);
     } else {
         gen_script(&g, &r);
     }
@@ -572,6 +913,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     env.on_result = on_result;
     env.on_reply = on_reply;
     env.ud = &replies;
+    env.tools = &tools;
     ag_api_stats_t st;
     memset(&st, 0, sizeof(st));
     const ag_api_t *api = &ag_api_openai_responses;
@@ -598,7 +940,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     seen_init(&sn);
     sn.well_formed = well_formed && st.blocked_rule == NULL;
     sn.want = want;
-    sn.n = ntexts;
+    sn.n = nparts;
+    sn.calls = calls;
+    sn.ncalls = ncalls;
     memcpy(sn.o, o, sizeof(o));
     memcpy(sn.c, c, sizeof(c));
     ag_sse_parser_t p;
@@ -607,16 +951,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(ag_sse_finish(&p, on_out, &sn) == AG_OK);
     ag_sse_dispose(&p);
     CHECK(sn.blocked == (st.blocked_rule != NULL)); /* a block ends in the error event */
+    CHECK(!tool_block || st.blocked_rule != NULL);  /* a call that blocks is never let through */
     if (sn.well_formed) {
-        for (int k = 0; k < ntexts; k++)
+        for (int k = 0; k < nparts; k++)
             CHECK(ag_str_eq(ag_buf_str(&sn.got[k]), ag_buf_str(&want[k])));
-        CHECK(replies == ntexts);
+        for (int k = 0; k < ncalls; k++)
+            if (calls[k].streamed)
+                CHECK(ag_str_eq(ag_buf_str(&sn.gotc[k]), ag_buf_str(&calls[k].want)));
+        if (!tool_mode)
+            CHECK(replies == ntexts);
     }
     seen_dispose(&sn);
     ag_buf_dispose(&out);
     for (int k = 0; k < MAX_TEXTS; k++) {
         ag_buf_dispose(&texts[k]);
         ag_buf_dispose(&want[k]);
+        ag_buf_dispose(&calls[k].input);
+        ag_buf_dispose(&calls[k].want);
     }
     ag_buf_dispose(&g.sse);
     ag_buf_dispose(&g.j);

@@ -11,7 +11,12 @@
 # expected.jsonl from what the binary does: review the diff before committing it.
 # For every case this runs
 #   BINARY rewrite --rules RULES --log LOG CASE/input.md
-# and compares stdout with the expected bytes using cmp. A case also fails when the binary exits
+# and compares stdout with the expected bytes using cmp.
+# A tool-call case has tool.txt instead: its first line is the tool's name, its optional second
+# line the --input kind (args, text, patch-create:PATH, patch-update:PATH); the input is
+# input.json (or input.txt), the expected output expected.json (or expected.txt), and the
+# command
+#   BINARY rewrite --tool NAME [--input KIND] --rules RULES --log LOG CASE/input.json A case also fails when the binary exits
 # non-zero (sanitizer reports, crashes) or runs longer than GOLDEN_TIMEOUT seconds (default 30).
 # FILTER, if given, runs only the cases whose folder name contains it.
 # Output: "ok N - name" / "not ok N - name" with a diff (CR shown as ^M, tab as ^I, line ends as $),
@@ -73,27 +78,38 @@ for dir in tests/golden/*/; do
         esac
     fi
     n=$((n + 1))
-    if [ ! -f "$dir/input.md" ]; then
-        fail=$((fail + 1))
-        echo "not ok $n - $name # no input.md"
-        continue
-    fi
     rules=rules/mastra.yaml
     [ -f "$dir/rules.yaml" ] && rules=$dir/rules.yaml
-    want=$dir/expected.md
-    [ -f "$want" ] || want=$dir/input.md
+    ext=md
+    if [ -f "$dir/tool.txt" ]; then
+        ext=json
+        [ -f "$dir/input.json" ] || ext=txt
+        tool=$(sed -n 1p "$dir/tool.txt")
+        kind=$(sed -n 2p "$dir/tool.txt")
+        set -- --tool "$tool" --input "${kind:-args}"
+    else
+        set --
+    fi
+    input=$dir/input.$ext
+    if [ ! -f "$input" ]; then
+        fail=$((fail + 1))
+        echo "not ok $n - $name # no ${input##*/}"
+        continue
+    fi
+    want=$dir/expected.$ext
+    [ -f "$want" ] || want=$input
 
     : >"$tmp/log"
-    $runner "$bin" rewrite --rules "$rules" --log "$tmp/log" "$dir/input.md" \
+    $runner "$bin" rewrite "$@" --rules "$rules" --log "$tmp/log" "$input" \
         >"$tmp/out" 2>"$tmp/err" </dev/null
     rc=$?
     # the audit lines without what changes from run to run
     sed -e 's/^{"time":"[^"]*",/{/' -e 's/^{"file":"[^"]*",/{/' "$tmp/log" >"$tmp/audit"
     if [ "${GOLDEN_BLESS:-0}" = 1 ] && [ "$rc" -eq 0 ]; then
-        if cmp -s "$dir/input.md" "$tmp/out"; then rm -f "$dir/expected.md"; else cp "$tmp/out" "$dir/expected.md"; fi
+        if cmp -s "$input" "$tmp/out"; then rm -f "$dir/expected.$ext"; else cp "$tmp/out" "$dir/expected.$ext"; fi
         cp "$tmp/audit" "$dir/expected.jsonl"
-        want=$dir/expected.md
-        [ -f "$want" ] || want=$dir/input.md
+        want=$dir/expected.$ext
+        [ -f "$want" ] || want=$input
     fi
     audit_ok=1
     if [ -f "$dir/expected.jsonl" ] && ! cmp -s "$dir/expected.jsonl" "$tmp/audit"; then
@@ -108,7 +124,7 @@ for dir in tests/golden/*/; do
     fail=$((fail + 1))
     echo "not ok $n - $name"
     [ -f "$dir/note.txt" ] && echo "#   checks: $(cat "$dir/note.txt")"
-    echo "#   command: $bin rewrite --rules $rules --log LOG $dir/input.md"
+    echo "#   command: $bin rewrite $* --rules $rules --log LOG $input"
     if [ "$rc" -eq 124 ] && [ -n "$runner" ]; then
         echo "#   timed out after ${limit}s"
     elif [ "$rc" -ne 0 ]; then

@@ -2,7 +2,10 @@
  * kept; streamed, realistic event sequences fed in random splits: the text of each text block
  * (its start text and its text_deltas) adds up to the engine's rewrite, held code goes out in a
  * content_block_delta before the block's stop, every event keeps its event line, and every other
- * event is the upstream's, byte for byte. */
+ * event is the upstream's, byte for byte. Code in tool calls: tool_use inputs rewritten in place
+ * (not streamed); streamed, a known tool's input_json_delta events held until the block's stop
+ * and then sent as the rewrite or as they came (CRLF, several data lines, interleaved blocks), a
+ * block rule, the hold limit, a cut stream. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -12,6 +15,7 @@
 #include <dirent.h>
 
 #include "api/api.h"
+#include "toolcode.h"
 #include "json.h"
 #include "jsonscan.h"
 #include "rules.h"
@@ -71,12 +75,26 @@ typedef struct sink {
     int replies;
     int results;
     int reply_index[16];
+    int skips;     /* tool calls passed through (on_tool_skip) */
+    char why[128]; /* the last skip's reason */
+    char tool[64]; /* the tool of the last result about a tool call */
+    ag_api_env_t *env;
 } sink_t;
 
 static void on_result(void *ud, int index, const ag_result_t *res)
 {
     sink_t *s = ud;
     s->results++;
+    if (s->env && s->env->tool)
+        snprintf(s->tool, sizeof(s->tool), "%.*s", (int)s->env->tool->call->name.len,
+                 s->env->tool->call->name.ptr);
+}
+
+static void on_tool_skip(void *ud, int index, const ag_tool_call_t *call, const char *why)
+{
+    sink_t *s = ud;
+    s->skips++;
+    snprintf(s->why, sizeof(s->why), "%s", why);
 }
 
 static void on_reply(void *ud, int index, const ag_reply_summary_t *sum)
@@ -94,7 +112,9 @@ static void env_init(ag_api_env_t *env, ag_engine_t *e, sink_t *s)
     env->engine = e;
     env->on_result = on_result;
     env->on_reply = on_reply;
+    env->on_tool_skip = on_tool_skip;
     env->ud = s;
+    s->env = env;
 }
 
 static char model[256];
@@ -825,6 +845,443 @@ static void test_foreign_framing(void **state)
     ag_buf_dispose(&out);
 }
 
+/* ---- code in tool calls ---- */
+
+static const char *AGENT_TS =
+    "import { Agent } from '@mastra/core/agent';\n"
+    "import { openai } from '@ai-sdk/openai';\n\n"
+    "// R\xc3\xa9ponse \xe2\x80\x94 \"quoted\" \xf0\x9f\x9a\x80\n"
+    "export const a = new Agent({\n  name: \"W \\\"x\\\"\",\n  instructions: `tab\there`,\n"
+    "  model: openai('gpt-4o'),\n});\n";
+
+/* {"file_path": file, "content": code} (JSON.stringify's escaping, or \u escapes) */
+static void write_input(ag_buf_t *j, const char *file, const char *code, unsigned style)
+{
+    put(j, "{\"file_path\": \"");
+    put(j, file);
+    put(j, "\", \"content\": \"");
+    assert_int_equal(ag_jscan_escape(j, ag_cstr(code), style), AG_OK);
+    put(j, "\"}");
+}
+
+/* What ag_toolcode_rewrite makes of a call's input (the input when it passes through). */
+static void tool_want(ag_engine_t *e, const ag_tools_t *tools, const char *name, ag_str_t input,
+                      ag_buf_t *out)
+{
+    ag_tool_call_t call;
+    memset(&call, 0, sizeof(call));
+    call.name = ag_cstr(name);
+    call.input = AG_TOOL_IN_ARGS;
+    bool changed = false;
+    ag_buf_reset(out);
+    if (ag_toolcode_rewrite(e, tools, &call, input, out, &changed, NULL, NULL) != AG_OK) {
+        ag_buf_reset(out);
+        assert_int_equal(ag_buf_append(out, input.ptr, input.len), AG_OK);
+    }
+}
+
+static void test_tool_body(void **state)
+{
+    ag_tools_t tools = {0};
+    ag_tools_presets(&tools);
+    ag_buf_t in, body, want, out, w;
+    ag_buf_init(&in, 1u << 20);
+    ag_buf_init(&body, 1u << 20);
+    ag_buf_init(&want, 1u << 20);
+    ag_buf_init(&out, 1u << 20);
+    ag_buf_init(&w, 1u << 20);
+    for (unsigned style = 0; style < 2; style++) {
+        ag_buf_reset(&in);
+        write_input(&in, "src/a.ts", AGENT_TS, style ? AG_JSCAN_ESC_ASCII : 0);
+        tool_want(engine, &tools, "Write", ag_buf_str(&in), &w);
+        assert_non_null(memmem(w.ptr, w.len, "openai('gpt-4.1-nano')", 22));
+        /* a Write (rewritten), a tool we do not know and a server tool (both left alone) */
+        for (int k = 0; k < 2; k++) {
+            ag_buf_t *b = k ? &want : &body;
+            ag_buf_reset(b);
+            put(b, "{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":"
+                   "\"claude-x\","
+                   "\"content\":[{\"type\":\"text\",\"text\":\"Here.\"},{\"type\":\"tool_use\","
+                   "\"id\":\"toolu_1\",\"name\":\"Write\",\"input\": ");
+            assert_int_equal(ag_buf_append(b, k ? w.ptr : in.ptr, k ? w.len : in.len), AG_OK);
+            put(b, "},{\"input\":");
+            assert_int_equal(ag_buf_append(b, in.ptr, in.len), AG_OK);
+            put(b, ",\"type\":\"tool_use\",\"id\":\"toolu_2\",\"name\":\"write_file\"},"
+                   "{\"type\":\"server_tool_use\",\"id\":\"srvtoolu_1\",\"name\":\"Write\","
+                   "\"input\":");
+            assert_int_equal(ag_buf_append(b, in.ptr, in.len), AG_OK);
+            put(b, "}],\"stop_reason\":\"tool_use\"}");
+        }
+        ag_api_env_t env;
+        sink_t sink;
+        env_init(&env, engine, &sink);
+        env.tools = &tools;
+        ag_api_stats_t st;
+        memset(&st, 0, sizeof(st));
+        ag_buf_reset(&out);
+        assert_int_equal(ag_api_anthropic.rewrite_body(&env, ag_buf_str(&body), &out, &st), AG_OK);
+        assert_int_equal(out.len, want.len);
+        assert_memory_equal(out.ptr, want.ptr, want.len);
+        assert_true(st.rewrites > 0);
+        assert_string_equal(sink.tool, "Write");
+        /* without tools, nothing changes */
+        env.tools = NULL;
+        ag_buf_reset(&out);
+        memset(&st, 0, sizeof(st));
+        assert_int_equal(ag_api_anthropic.rewrite_body(&env, ag_buf_str(&body), &out, &st), AG_OK);
+        assert_int_equal(out.len, body.len);
+        assert_memory_equal(out.ptr, body.ptr, body.len);
+    }
+    ag_buf_dispose(&in);
+    ag_buf_dispose(&body);
+    ag_buf_dispose(&want);
+    ag_buf_dispose(&out);
+    ag_buf_dispose(&w);
+    ag_tools_dispose(&tools);
+}
+
+/* One streamed call: its events appended to per-block lists, interleaved later. */
+typedef struct tcall {
+    int index;
+    const char *name;
+    ag_buf_t ev;  /* its events, in order */
+    size_t *ends; /* end offset of each event in ev */
+    size_t n;
+} tcall_t;
+
+static void tc_event(tcall_t *c, ag_buf_t *j, const char *type, const char *eol, bool split)
+{
+    put(&c->ev, "event: ");
+    put(&c->ev, type);
+    put(&c->ev, eol);
+    put(&c->ev, "data: ");
+    const char *cut = split ? strstr(j->ptr, ",\"delta\"") : NULL;
+    if (cut) { /* two data lines, joined with "\n": whitespace in the JSON */
+        assert_int_equal(ag_buf_append(&c->ev, j->ptr, (size_t)(cut - j->ptr) + 1), AG_OK);
+        put(&c->ev, eol);
+        put(&c->ev, "data: ");
+        put(&c->ev, cut + 1);
+    } else {
+        assert_int_equal(ag_buf_append(&c->ev, j->ptr, j->len), AG_OK);
+    }
+    put(&c->ev, eol);
+    put(&c->ev, eol);
+    c->ends = realloc(c->ends, (c->n + 1) * sizeof(*c->ends));
+    c->ends[c->n++] = c->ev.len;
+}
+
+/* A tool_use block for input, its partial_json cut at random points (inside escapes too, never
+ * inside a UTF-8 character; some pieces empty). */
+static void tc_gen(tcall_t *c, int index, const char *name, ag_str_t input, const char *eol)
+{
+    memset(c, 0, sizeof(*c));
+    c->index = index;
+    c->name = name;
+    ag_buf_init(&c->ev, 1u << 24);
+    ag_buf_t j;
+    ag_buf_init(&j, 1u << 24);
+    assert_int_equal(ag_buf_appendf(&j,
+                                    "{\"type\":\"content_block_start\",\"index\":%d,"
+                                    "\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_%d\","
+                                    "\"name\":\"%s\",\"input\":{}}}",
+                                    index, index, name),
+                     AG_OK);
+    tc_event(c, &j, "content_block_start", eol, false);
+    for (size_t pos = 0; pos < input.len;) {
+        size_t next = pos + rng() % 9;
+        if (next > input.len)
+            next = input.len;
+        while (next < input.len && ((unsigned char)input.ptr[next] & 0xc0) == 0x80)
+            next++;
+        ag_buf_reset(&j);
+        assert_int_equal(
+            ag_buf_appendf(&j,
+                           "{\"type\":\"content_block_delta\",\"index\":%d,"
+                           "\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":",
+                           index),
+            AG_OK);
+        put_json(&j, ag_str(input.ptr + pos, next - pos));
+        put(&j, "}}");
+        tc_event(c, &j, "content_block_delta", eol, rng() % 4 == 0);
+        pos = next;
+    }
+    ag_buf_reset(&j);
+    assert_int_equal(ag_buf_appendf(&j, "{\"type\":\"content_block_stop\",\"index\":%d}", index),
+                     AG_OK);
+    tc_event(c, &j, "content_block_stop", eol, false);
+    ag_buf_dispose(&j);
+}
+
+static void tc_dispose(tcall_t *c)
+{
+    ag_buf_dispose(&c->ev);
+    free(c->ends);
+}
+
+/* The calls' events interleaved at random (each call's in order) between a message_start and
+ * the message's end. */
+static void tc_stream(tcall_t *c, int n, const char *eol, ag_buf_t *sse)
+{
+    size_t next[8] = {0};
+    ag_buf_reset(sse);
+    assert_int_equal(ag_buf_appendf(sse,
+                                    "event: message_start%sdata: {\"type\":\"message_start\","
+                                    "\"message\":{\"model\":\"claude-x\",\"content\":[]}}%s%s",
+                                    eol, eol, eol),
+                     AG_OK);
+    for (;;) {
+        int open = 0;
+        for (int k = 0; k < n; k++)
+            open += next[k] < c[k].n;
+        if (open == 0)
+            break;
+        int k = (int)(rng() % (unsigned)n);
+        if (next[k] == c[k].n)
+            continue;
+        size_t from = next[k] ? c[k].ends[next[k] - 1] : 0;
+        assert_int_equal(ag_buf_append(sse, c[k].ev.ptr + from, c[k].ends[next[k]] - from), AG_OK);
+        next[k]++;
+    }
+    assert_int_equal(ag_buf_appendf(sse,
+                                    "event: message_delta%sdata: {\"type\":\"message_delta\","
+                                    "\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":"
+                                    "{\"output_tokens\":9}}%s%sevent: message_stop%sdata: "
+                                    "{\"type\":\"message_stop\"}%s%s",
+                                    eol, eol, eol, eol, eol, eol),
+                     AG_OK);
+}
+
+/* Raw SSE events split by whether they are a given block's input_json_delta. */
+typedef struct split {
+    int index;
+    ag_buf_t rest;  /* every other event, raw, in order */
+    ag_buf_t held;  /* that block's input_json_delta events, raw, in order */
+    ag_buf_t input; /* their partial_json, decoded and joined */
+    bool stopped;   /* its content_block_stop was seen */
+    bool late;      /* an input_json_delta came after it */
+} split_t;
+
+static int split_cb(void *ud, const ag_sse_item_t *it)
+{
+    split_t *sp = ud;
+    ag_buf_t s;
+    ag_buf_init(&s, 1u << 24);
+    uint64_t index = UINT64_MAX;
+    bool is_delta = it->kind == AG_SSE_EVENT && get_num(it->data, "index", &index) &&
+                    (int)index == sp->index &&
+                    get_str(it->data, "delta{type=input_json_delta}.partial_json", &s);
+    if (is_delta) {
+        sp->late |= sp->stopped;
+        assert_int_equal(ag_buf_append(&sp->held, it->raw.ptr, it->raw.len), AG_OK);
+        assert_int_equal(ag_buf_append(&sp->input, s.ptr, s.len), AG_OK);
+    } else {
+        if (index != UINT64_MAX && (int)index == sp->index &&
+            type_is(it->data, "content_block_stop"))
+            sp->stopped = true;
+        assert_int_equal(ag_buf_append(&sp->rest, it->raw.ptr, it->raw.len), AG_OK);
+    }
+    ag_buf_dispose(&s);
+    return AG_OK;
+}
+
+static void split_events(ag_str_t sse, int index, split_t *sp)
+{
+    memset(sp, 0, sizeof(*sp));
+    sp->index = index;
+    ag_buf_init(&sp->rest, 1u << 26);
+    ag_buf_init(&sp->held, 1u << 26);
+    ag_buf_init(&sp->input, 1u << 26);
+    ag_sse_parser_t p;
+    ag_sse_init(&p, 0);
+    assert_int_equal(ag_sse_feed(&p, sse, split_cb, sp), AG_OK);
+    assert_int_equal(ag_sse_finish(&p, split_cb, sp), AG_OK);
+    ag_sse_dispose(&p);
+}
+
+static void split_dispose(split_t *sp)
+{
+    ag_buf_dispose(&sp->rest);
+    ag_buf_dispose(&sp->held);
+    ag_buf_dispose(&sp->input);
+}
+
+static bool buf_eq(const ag_buf_t *a, const ag_buf_t *b)
+{
+    return ag_str_eq(ag_buf_str(a), ag_buf_str(b));
+}
+
+/* Streamed, interleaved: a Write of a Mastra agent (rewritten), a tool astgate does not know, and
+ * an Edit of a file that is not code (held, then sent as it came); LF and CRLF, several data
+ * lines, random feeds. */
+static void test_tool_stream(void **state)
+{
+    ag_tools_t tools = {0};
+    ag_tools_presets(&tools);
+    ag_buf_t write, edit, want, sse, out;
+    ag_buf_init(&write, 1u << 20);
+    ag_buf_init(&edit, 1u << 20);
+    ag_buf_init(&want, 1u << 20);
+    ag_buf_init(&sse, 1u << 26);
+    ag_buf_init(&out, 1u << 26);
+    put(&edit, "{\"file_path\":\"notes.txt\",\"old_string\":\"a\",\"new_string\":\"model: "
+               "openai('gpt-4o')\\n\\u00e9\"}");
+    for (uint32_t seed = 0; seed < 24; seed++) {
+        rng_state = seed * 7919 + 1;
+        const char *eol = seed % 2 ? "\r\n" : "\n";
+        ag_buf_reset(&write);
+        write_input(&write, "src/a.ts", AGENT_TS, seed % 3 == 0 ? AG_JSCAN_ESC_ASCII : 0);
+        tool_want(engine, &tools, "Write", ag_buf_str(&write), &want);
+        assert_false(buf_eq(&want, &write));
+        tcall_t c[3];
+        tc_gen(&c[0], 0, "Write", ag_buf_str(&write), eol);
+        tc_gen(&c[1], 1, "Bash", AG_STR_LIT("{\"command\":\"echo \\\"hi\\\"\"}"), eol);
+        tc_gen(&c[2], 2, "Edit", ag_buf_str(&edit), eol);
+        tc_stream(c, 3, eol, &sse);
+        ag_api_env_t env;
+        sink_t sink;
+        env_init(&env, engine, &sink);
+        env.tools = &tools;
+        ag_api_stats_t st;
+        memset(&st, 0, sizeof(st));
+        ag_buf_reset(&out);
+        assert_false(run_stream(&env, &st, ag_buf_str(&sse), 1 + seed * 11, &out));
+        /* the Write: its input rewritten, all of it before its stop; every other event as it
+         * came, in order, but the Edit's deltas, which come back as they came at its stop */
+        split_t in0, out0, in2, out2;
+        split_events(ag_buf_str(&sse), 0, &in0);
+        split_events(ag_buf_str(&out), 0, &out0);
+        assert_true(buf_eq(&in0.input, &write));
+        assert_true(buf_eq(&out0.input, &want));
+        assert_false(out0.late);
+        split_events(ag_buf_str(&in0.rest), 2, &in2);
+        split_events(ag_buf_str(&out0.rest), 2, &out2);
+        assert_true(buf_eq(&in2.held, &out2.held));
+        assert_false(out2.late);
+        assert_true(buf_eq(&in2.rest, &out2.rest));
+        assert_true(st.rewrites > 0);
+        assert_int_equal(sink.skips, 0);
+        split_dispose(&in0);
+        split_dispose(&out0);
+        split_dispose(&in2);
+        split_dispose(&out2);
+        for (int k = 0; k < 3; k++)
+            tc_dispose(&c[k]);
+    }
+    ag_buf_dispose(&write);
+    ag_buf_dispose(&edit);
+    ag_buf_dispose(&want);
+    ag_buf_dispose(&sse);
+    ag_buf_dispose(&out);
+    ag_tools_dispose(&tools);
+}
+
+/* What passes through unchanged does so byte for byte: input that is not JSON (reported), a call
+ * past the hold limit (reported), a stream cut before the stop (reported, with the last event's
+ * blank line added). */
+static void test_tool_pass_through(void **state)
+{
+    ag_tools_t tools = {0};
+    ag_tools_presets(&tools);
+    ag_buf_t write, sse, out;
+    ag_buf_init(&write, 1u << 20);
+    ag_buf_init(&sse, 1u << 26);
+    ag_buf_init(&out, 1u << 26);
+    for (uint32_t seed = 0; seed < 12; seed++) {
+        rng_state = seed + 100;
+        const char *eol = seed % 2 ? "\r\n" : "\n";
+        int mode = seed % 3; /* 0: not JSON, 1: past max_held, 2: cut */
+        ag_buf_reset(&write);
+        write_input(&write, "src/a.ts", AGENT_TS, 0);
+        if (mode == 0)
+            write.len -= 2; /* cut by max_tokens */
+        tcall_t c;
+        tc_gen(&c, 0, "Write", ag_buf_str(&write), eol);
+        tc_stream(&c, 1, eol, &sse);
+        if (mode == 2) { /* the stream ends inside the last delta's blank line */
+            const char *stop = strstr(sse.ptr, "event: content_block_stop");
+            assert_non_null(stop);
+            sse.len = (size_t)(stop - sse.ptr) - strlen(eol);
+        }
+        ag_api_env_t env;
+        sink_t sink;
+        env_init(&env, engine, &sink);
+        env.tools = &tools;
+        env.max_held = mode == 1 ? 600 : 0;
+        ag_api_stats_t st;
+        memset(&st, 0, sizeof(st));
+        ag_buf_reset(&out);
+        assert_false(run_stream(&env, &st, ag_buf_str(&sse), 1 + seed * 5, &out));
+        if (mode == 2)
+            put(&sse, "\n"); /* the blank line the adapter adds */
+        assert_int_equal(out.len, sse.len);
+        assert_memory_equal(out.ptr, sse.ptr, sse.len);
+        assert_int_equal(sink.skips, 1);
+        assert_non_null(strstr(sink.why, mode == 0   ? "not valid JSON"
+                                         : mode == 1 ? "max_held"
+                                                     : "content_block_stop"));
+        tc_dispose(&c);
+    }
+    ag_buf_dispose(&write);
+    ag_buf_dispose(&sse);
+    ag_buf_dispose(&out);
+    ag_tools_dispose(&tools);
+}
+
+/* A block rule on a call's code: the call never reaches the client; the stream ends with the
+ * error event. */
+static void test_tool_block(void **state)
+{
+    ag_rules_t *r = NULL;
+    ag_diag_t d;
+    assert_int_equal(ag_rules_load_mem(AG_STR_LIT("id: no-eval\nlanguage: ts\n"
+                                                  "message: eval runs arbitrary code\n"
+                                                  "rule: {pattern: eval($X)}\n"
+                                                  "metadata: {astgate: {action: block}}\n"),
+                                       "t.yaml", &r, &d),
+                     AG_OK);
+    ag_engine_t *e = ag_engine_new(r, NULL);
+    ag_tools_t tools = {0};
+    ag_tools_presets(&tools);
+    ag_buf_t write, sse, out, s;
+    ag_buf_init(&write, 1u << 20);
+    ag_buf_init(&sse, 1u << 26);
+    ag_buf_init(&out, 1u << 26);
+    ag_buf_init(&s, 1u << 20);
+    write_input(&write, "src/calc.ts", "export const f = (s: string) => eval(s);\n", 0);
+    for (uint32_t seed = 0; seed < 6; seed++) {
+        rng_state = seed + 200;
+        tcall_t c[2];
+        tc_gen(&c[0], 0, "Bash", AG_STR_LIT("{\"command\":\"ls\"}"), "\n");
+        tc_gen(&c[1], 1, "Write", ag_buf_str(&write), "\n");
+        tc_stream(c, 2, "\n", &sse);
+        ag_api_env_t env;
+        sink_t sink;
+        env_init(&env, e, &sink);
+        env.tools = &tools;
+        ag_api_stats_t st;
+        memset(&st, 0, sizeof(st));
+        ag_buf_reset(&out);
+        assert_true(run_stream(&env, &st, ag_buf_str(&sse), 1 + seed * 7, &out));
+        assert_string_equal(st.blocked_rule, "no-eval");
+        assert_null(memmem(out.ptr, out.len, "eval(", 5));
+        events_t px;
+        parse_events(ag_buf_str(&out), &px);
+        assert_string_equal(px.name[px.n - 1], "error");
+        assert_true(get_str(data_of(&px, px.n - 1), "error.type", &s));
+        assert_string_equal(s.ptr, "astgate_blocked");
+        events_free(&px);
+        for (int k = 0; k < 2; k++)
+            tc_dispose(&c[k]);
+    }
+    ag_buf_dispose(&write);
+    ag_buf_dispose(&sse);
+    ag_buf_dispose(&out);
+    ag_buf_dispose(&s);
+    ag_tools_dispose(&tools);
+    ag_engine_free(e);
+    ag_rules_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -835,6 +1292,10 @@ int main(void)
         cmocka_unit_test(test_body_rewrite),
         cmocka_unit_test(test_block_rule),
         cmocka_unit_test(test_foreign_framing),
+        cmocka_unit_test(test_tool_body),
+        cmocka_unit_test(test_tool_stream),
+        cmocka_unit_test(test_tool_pass_through),
+        cmocka_unit_test(test_tool_block),
     };
     return cmocka_run_group_tests_name("api_anthropic", tests, setup, teardown);
 }

@@ -381,6 +381,175 @@ static void test_tls_errors(void **state)
                      "http:// or https://");
 }
 
+/* ---- tools: ---- */
+
+static const ag_tool_t *tool(const ag_config_t *cfg, const char *name)
+{
+    return ag_tools_find(&cfg->tools, ag_cstr(name));
+}
+
+static void test_tools_presets_by_default(void **state)
+{
+    ag_config_t cfg;
+    ag_diag_t d;
+    assert_int_equal(ag_config_load(NULL, &cfg, &d), AG_OK);
+    const ag_tool_t *t = tool(&cfg, "Write");
+    assert_non_null(t);
+    assert_string_equal(t->file, "file_path");
+    assert_int_equal(t->nfields, 1);
+    assert_string_equal(t->field[0].path, "content");
+    assert_int_equal(t->field[0].kind, AG_TOOL_WHOLE);
+    t = tool(&cfg, "MultiEdit");
+    assert_non_null(t);
+    assert_string_equal(t->field[0].path, "edits[*].new_string");
+    assert_int_equal(t->field[0].kind, AG_TOOL_FRAGMENT);
+    assert_int_equal(tool(&cfg, "replace_in_file")->field[0].kind, AG_TOOL_SEARCH_REPLACE);
+    assert_int_equal(tool(&cfg, "apply_patch")->field[0].kind, AG_TOOL_PATCH);
+    assert_null(tool(&cfg, "write")); /* names are exact */
+    assert_null(tool(&cfg, "get_weather"));
+    uint32_t presets = cfg.tools.n;
+    ag_config_dispose(&cfg);
+    /* a file without tools: has the same set */
+    write_config("listen: 127.0.0.1:0\n");
+    assert_int_equal(ag_config_load(path, &cfg, &d), AG_OK);
+    assert_int_equal(cfg.tools.n, presets);
+    assert_non_null(tool(&cfg, "str_replace_based_edit_tool"));
+    ag_config_dispose(&cfg);
+    unlink(path);
+}
+
+static void test_tools_add_override_off(void **state)
+{
+    write_config("tools:\n"
+                 "  my_write: {file: path, whole: [content]}\n"
+                 "  my_edit:\n"
+                 "    file: file_path\n"
+                 "    fragment: [new_text, 'changes[*].new']\n"
+                 "    whole: body\n"
+                 "  my_diff: {file: path, search_replace: [diff]}\n"
+                 "  my_patch: {patch: [patchText, '']}\n"
+                 "  Edit: {file: target, fragment: [replacement]}\n"
+                 "  Write: off\n"
+                 "  MultiEdit: false\n"
+                 "  apply_patch: 'off'\n");
+    ag_config_t cfg;
+    ag_diag_t d;
+    memset(&d, 0, sizeof(d));
+    if (ag_config_load(path, &cfg, &d) != AG_OK)
+        fail_msg("%u:%u: %s", d.line, d.col, d.msg);
+    const ag_tool_t *t = tool(&cfg, "my_write");
+    assert_non_null(t);
+    assert_string_equal(t->file, "path");
+    assert_int_equal(t->nfields, 1);
+    assert_string_equal(t->field[0].path, "content");
+    assert_int_equal(t->field[0].kind, AG_TOOL_WHOLE);
+    assert_false(t->off);
+    /* fields in the order written, whatever their kind */
+    t = tool(&cfg, "my_edit");
+    assert_non_null(t);
+    assert_string_equal(t->file, "file_path");
+    assert_int_equal(t->nfields, 3);
+    assert_string_equal(t->field[0].path, "new_text");
+    assert_int_equal(t->field[0].kind, AG_TOOL_FRAGMENT);
+    assert_string_equal(t->field[1].path, "changes[*].new");
+    assert_int_equal(t->field[1].kind, AG_TOOL_FRAGMENT);
+    assert_string_equal(t->field[2].path, "body"); /* a single string is a list of one */
+    assert_int_equal(t->field[2].kind, AG_TOOL_WHOLE);
+    assert_int_equal(tool(&cfg, "my_diff")->field[0].kind, AG_TOOL_SEARCH_REPLACE);
+    t = tool(&cfg, "my_patch");
+    assert_non_null(t);
+    assert_string_equal(t->file, ""); /* no file argument: a patch names its files */
+    assert_int_equal(t->nfields, 2);
+    assert_string_equal(t->field[1].path, ""); /* a custom tool's free-text input */
+    assert_int_equal(t->field[1].kind, AG_TOOL_PATCH);
+    /* an entry replaces the preset of its name as a whole */
+    t = tool(&cfg, "Edit");
+    assert_non_null(t);
+    assert_string_equal(t->file, "target");
+    assert_int_equal(t->nfields, 1);
+    assert_string_equal(t->field[0].path, "replacement");
+    /* off (or false) turns a preset off */
+    assert_null(tool(&cfg, "Write"));
+    assert_null(tool(&cfg, "MultiEdit"));
+    assert_null(tool(&cfg, "apply_patch"));
+    /* the other presets stay */
+    assert_non_null(tool(&cfg, "write_to_file"));
+    assert_non_null(tool(&cfg, "mastra_workspace_write_file"));
+    ag_config_dispose(&cfg);
+    unlink(path);
+}
+
+/* every load is a new set (a SIGHUP reload builds a new ag_config_t): nothing leaks from one load
+ * into the next, and command-line rules leave the tools alone */
+static void test_tools_per_load(void **state)
+{
+    write_config("tools: {Write: off, mine: {file: f, whole: [c]}}\n");
+    ag_config_t a, b;
+    ag_diag_t d;
+    assert_int_equal(ag_config_load(path, &a, &d), AG_OK);
+    assert_int_equal(ag_config_add_rules(&a, "x.yaml", true, &d), AG_OK);
+    assert_null(tool(&a, "Write"));
+    assert_non_null(tool(&a, "mine"));
+    assert_int_equal(ag_config_load(NULL, &b, &d), AG_OK);
+    assert_non_null(tool(&b, "Write"));
+    assert_null(tool(&b, "mine"));
+    ag_config_dispose(&b);
+    assert_int_equal(ag_config_load(path, &b, &d), AG_OK);
+    assert_int_equal(b.tools.n, a.tools.n);
+    assert_null(tool(&b, "Write"));
+    ag_config_dispose(&a);
+    ag_config_dispose(&b);
+    unlink(path);
+}
+
+static void test_tools_errors(void **state)
+{
+    expect_error("tools: [Write]\n", 1, 8, "`tools` must map tool names");
+    expect_error("tools:\n  mine: {file: path, wohle: [content]}\n", 2, 22,
+                 "unknown key `wohle` in tools.mine, expected one of file, whole, fragment, "
+                 "search_replace, patch");
+    expect_error("tools:\n  mine: {file: path}\n", 2, 9, "`tools.mine` names no code field");
+    expect_error("tools:\n  mine: {whole: []}\n", 2, 9, "`tools.mine` names no code field");
+    expect_error("tools:\n  mine: yes\n", 2, 9, "`tools.mine` must be a mapping");
+    expect_error("tools:\n  mine:\n", 2, 8, "`tools.mine` must be a mapping");
+    expect_error("tools:\n  mine: [content]\n", 2, 9, "`tools.mine` must be a mapping");
+    expect_error("tools:\n  write: off\n", 2, 3, "there is no built-in tool `write`");
+    expect_error("tools:\n  mine: {file: [path], whole: c}\n", 2, 16,
+                 "`tools.mine.file` must be an argument name or path");
+    expect_error("tools:\n  mine: {file: '', whole: c}\n", 2, 16,
+                 "`tools.mine.file` must name an argument");
+    expect_error("tools:\n  mine: {whole: {content: 1}}\n", 2, 17,
+                 "`tools.mine.whole` must be a list of argument paths, not a mapping");
+    expect_error("tools:\n  mine: {whole: [content, [x]]}\n", 2, 27,
+                 "`tools.mine.whole` must be an argument name or path");
+    expect_error("tools:\n  mine: {whole: [content, ~]}\n", 2, 27,
+                 "`tools.mine.whole` must be an argument name or path");
+    /* paths must compile as ag_jscan paths */
+    expect_error("tools:\n  mine: {fragment: ['edits[x].new']}\n", 2, 21,
+                 "`tools.mine.fragment`: `edits[x].new` is not an argument path");
+    expect_error("tools:\n  mine: {file: 'a..b', whole: c}\n", 2, 16,
+                 "`tools.mine.file`: `a..b` is not an argument path");
+    expect_error("tools:\n  mine: {whole: ['a[*][*][*][*][*]']}\n", 2, 18,
+                 "has too many steps, arrays or filters");
+    expect_error("tools:\n  mine: {whole: ['a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q']}\n", 2, 18,
+                 "has too many steps");
+    expect_error("tools:\n  mine: {whole: "
+                 "[aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa]}\n",
+                 2, 18, "`tools.mine.whole`: the path is too long (at most 63 bytes)");
+    expect_error("tools:\n  mine: {whole: [a, b, c, d], fragment: [e, f, g, h, i]}\n", 2, 54,
+                 "`tools.mine` has too many code fields (at most 8)");
+    expect_error("tools:\n  mine: {whole: [a], fragment: [a]}\n", 2, 33,
+                 "`tools.mine`: the field `a` is listed twice");
+    expect_error("tools:\n  "
+                 "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn: {whole: c}\n",
+                 2, 3, "a tool name must be 1 to 63 bytes");
+    expect_error("tools:\n  '': {whole: c}\n", 2, 3, "a tool name must be 1 to 63 bytes");
+    /* an error after entries were taken frees them (LSan) */
+    expect_error("tools:\n  a: {whole: c}\n  Write: off\n  b: [x]\n", 4, 6,
+                 "`tools.b` must be a mapping");
+    expect_error("tools: {a: {whole: c}}\nroutes: {/x: nowhere}\n", 2, 14, "unknown upstream");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -396,6 +565,10 @@ int main(void)
                                         tls_teardown),
         cmocka_unit_test_setup_teardown(test_tls_per_upstream_merge, tls_setup, tls_teardown),
         cmocka_unit_test_setup_teardown(test_tls_errors, tls_setup, tls_teardown),
+        cmocka_unit_test(test_tools_presets_by_default),
+        cmocka_unit_test(test_tools_add_override_off),
+        cmocka_unit_test(test_tools_per_load),
+        cmocka_unit_test(test_tools_errors),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <unistd.h>
 
@@ -215,6 +216,238 @@ static void test_completion_and_batch_records(void **state)
     assert_counts(&st->all, 1, 3, 2, 0);
 }
 
+/* ---- tool calls ---- */
+
+/* JSON text of a flat object of string members: k1, v1, k2, v2, ..., NULL. */
+static char *args(const char *k, ...)
+{
+    json_t *o = json_object();
+    va_list ap;
+    va_start(ap, k);
+    for (; k; k = va_arg(ap, const char *))
+        json_object_set_new(o, k, json_string(va_arg(ap, const char *)));
+    va_end(ap);
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return text;
+}
+
+/* A Chat tool call {id, type: function, function: {name, arguments}}; takes text. */
+static json_t *fn_call(const char *id, const char *name, char *text)
+{
+    json_t *c = json_pack("{s:s,s:s,s:{s:s,s:s}}", "id", id, "type", "function", "function", "name",
+                          name, "arguments", text);
+    free(text);
+    return c;
+}
+
+/* The record as one JSONL line, judged; takes rec. */
+static const ag_eval_stats_t *run_record(fx_t *fx, json_t *rec)
+{
+    assert_non_null(rec);
+    char *line = json_dumps(rec, JSON_COMPACT);
+    json_decref(rec);
+    ag_eval_text(fx->ev, ag_cstr(line));
+    free(line);
+    return ag_eval_stats(fx->ev);
+}
+
+static void assert_replies(const ag_eval_stats_t *st, uint64_t replies, uint64_t calls,
+                           uint64_t no_code, uint64_t with_code)
+{
+    if (st->replies != replies || st->calls != calls || st->no_code != no_code ||
+        st->with_code != with_code)
+        fail_msg("replies %" PRIu64 ", calls %" PRIu64 ", no code %" PRIu64 ", with code %" PRIu64
+                 "; want %" PRIu64 ", %" PRIu64 ", %" PRIu64 ", %" PRIu64
+                 " (ag_toolcode_rewrite still a stub?)",
+                 st->replies, st->calls, st->no_code, st->with_code, replies, calls, no_code,
+                 with_code);
+}
+
+/* Chat: function calls and a custom call next to the text; tools without code are not replies */
+static void test_tool_calls_chat(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx, TWO_RULES);
+    json_t *calls = json_array();
+    json_array_append_new(
+        calls, fn_call("call_1", "Write",
+                       args("file_path", "src/a.ts", "content", "const a = oldName;\n", NULL)));
+    json_array_append_new(calls,
+                          fn_call("call_2", "Write",
+                                  args("file_path", "notes.py", "content", "oldName = 1\n", NULL)));
+    json_array_append_new(calls, fn_call("call_3", "get_weather", args("city", "Paris", NULL)));
+    json_array_append_new(calls, json_pack("{s:s,s:s,s:{s:s,s:s}}", "id", "call_4", "type",
+                                           "custom", "custom", "name", "apply_patch", "input",
+                                           "*** Begin Patch\n*** Add File: src/b.ts\n+eval(x);\n"
+                                           "*** End Patch\n"));
+    json_t *edit = json_array();
+    json_array_append_new(edit, fn_call("call_5", "Edit",
+                                        args("file_path", "src/c.ts", "old_string", "x",
+                                             "new_string", "ok();", NULL)));
+    const ag_eval_stats_t *st = run_record(
+        fx, json_pack("{s:s,s:[{s:i,s:{s:s,s:s,s:o}},{s:i,s:{s:s,s:n,s:o}}]}", "object",
+                      "chat.completion", "choices", "index", 0, "message", "role", "assistant",
+                      "content", "I'll write the files.", "tool_calls", calls, "index", 1,
+                      "message", "role", "assistant", "content", "tool_calls", edit));
+    assert_int_equal(st->used, 1);
+    assert_int_equal(st->bad, 0);
+    /* the text (no code), Write src/a.ts, apply_patch, Edit */
+    assert_replies(st, 4, 3, 1, 3);
+    assert_counts(&st->all, 1, 2, 1, 1);
+    assert_int_equal(st->all.flagged, 1);
+    assert_counts(&st->rule[rule_of(st, "rename")], 2, 3, 1, 0);
+    assert_counts(&st->rule[rule_of(st, "no-eval")], 2, 2, 0, 1);
+    assert_int_equal(st->unfixable_lines[0], 1);
+    assert_has_line(table(fx, NULL), "  tool calls                   3   of the replies: calls to "
+                                     "tools that carry code\n");
+    assert_int_equal(jint(summary(fx, NULL), "tool_calls"), 3);
+}
+
+/* Fine-tuning records: an assistant message's tool_calls and legacy function_call (arguments
+ * written as an object too); fragments that do not parse on their own are flags */
+static void test_tool_calls_fine_tuning(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx, TWO_RULES);
+    json_t *multi = json_pack("{s:s,s:[{s:s,s:s},{s:s,s:s}]}", "file_path", "src/m.ts", "edits",
+                              "old_string", "a", "new_string", "oldName();", "old_string", "b",
+                              "new_string", "if (x) {\n  oldName();");
+    char *multi_text = json_dumps(multi, JSON_COMPACT);
+    json_decref(multi);
+    json_t *rec = json_pack(
+        "{s:[{s:s,s:s},{s:s,s:n,s:[o]},{s:s,s:s,s:s},{s:s,s:n,s:[o]},{s:s,s:n,s:{s:s,s:{s:s,"
+        "s:s}}},{s:s,s:s}]}",
+        "messages", "role", "user", "content", "Fix it.", /* */
+        "role", "assistant", "content", "tool_calls",
+        fn_call("c1", "read_file", args("path", "src/m.ts", NULL)),    /* no code: one reply */
+        "role", "tool", "tool_call_id", "c1", "content", "oldName();", /* not a reply */
+        "role", "assistant", "content", "tool_calls",
+        fn_call("c2", "MultiEdit", multi_text), /* one rewrite, one fragment flagged */
+        "role", "assistant", "content", "function_call", "name", "write_to_file", "arguments",
+        "path", "src/b.tsx", "content", "export const B = () => <div>{oldName}</div>;\n", "role",
+        "assistant", "content", "Done.");
+    const ag_eval_stats_t *st = run_record(fx, rec);
+    assert_int_equal(st->used, 1);
+    assert_replies(st, 4, 2, 2, 2);
+    assert_counts(&st->all, 0, 1, 2, 1);
+    assert_int_equal(st->all.flagged, 1);
+}
+
+/* Responses: function_call, custom_tool_call and apply_patch_call items, each a reply of its own
+ * next to the output text */
+static void test_tool_calls_responses(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx, TWO_RULES);
+    char *write = args("file_path", "src/a.ts", "content", "ok();\n", NULL);
+    json_t *rec = json_pack(
+        "{s:s,s:[{s:s,s:s,s:[{s:s,s:s}]},{s:s,s:s,s:s,s:s},{s:s,s:s,s:s,s:s},"
+        "{s:s,s:s,s:s,s:{s:s,s:s,s:s}},{s:s,s:s,s:s,s:{s:s,s:s,s:s}},"
+        "{s:s,s:s,s:s,s:{s:s,s:s}},{s:s,s:s,s:s,s:s}]}",
+        "object", "response", "output",
+        /* the text: one reply, no code */
+        "type", "message", "role", "assistant", "content", "type", "output_text", "text", "Here.",
+        /* compliant as written */
+        "type", "function_call", "call_id", "c1", "name", "Write", "arguments", write,
+        /* an Update hunk: its + line is rewritten */
+        "type", "custom_tool_call", "call_id", "c2", "name", "apply_patch", "input",
+        "*** Begin Patch\n*** Update File: src/a.ts\n@@\n-old();\n+oldName();\n*** End Patch\n",
+        /* the native apply_patch: a new file, and an update the flag rule catches */
+        "type", "apply_patch_call", "call_id", "c3", "status", "completed", "operation", "type",
+        "create_file", "path", "src/n.ts", "diff", "+const n = oldName;\n", /* */
+        "type", "apply_patch_call", "call_id", "c4", "status", "completed", "operation", "type",
+        "update_file", "path", "src/u.ts", "diff", "@@ function f() {\n-  a();\n+  eval(y);\n",
+        /* no code */
+        "type", "apply_patch_call", "call_id", "c5", "status", "completed", "operation", "type",
+        "delete_file", "path", "src/old.ts", /* */
+        "type", "function_call", "call_id", "c6", "name", "shell", "arguments", "{\"cmd\":\"ls\"}");
+    free(write);
+    const ag_eval_stats_t *st = run_record(fx, rec);
+    assert_int_equal(st->used, 1);
+    assert_replies(st, 5, 4, 1, 4);
+    assert_counts(&st->all, 1, 3, 2, 1);
+    assert_int_equal(st->all.flagged, 1);
+}
+
+/* Arguments that are not JSON: a reply nobody judged (the proxy passes them through) */
+static void test_tool_call_not_json(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx, TWO_RULES);
+    ag_tool_call_t call;
+    memset(&call, 0, sizeof(call));
+    call.name = ag_cstr("Write");
+    call.input = AG_TOOL_IN_ARGS;
+    assert_int_equal(
+        ag_eval_call(fx->ev, &call, ag_cstr("{\"file_path\": \"a.ts\", \"content\": \"oldN"), 1),
+        AG_OK);
+    const ag_eval_stats_t *st = ag_eval_stats(fx->ev);
+    assert_int_equal(st->replies, 1);
+    assert_int_equal(st->calls, 1);
+    assert_int_equal(st->unjudged, 1);
+    assert_int_equal(st->with_code, 0);
+    /* a tool that carries no code is not a reply at all */
+    call.name = ag_cstr("get_weather");
+    assert_int_equal(ag_eval_call(fx->ev, &call, ag_cstr("{\"city\": \"Paris\"}"), 2), AG_ENOENT);
+    assert_int_equal(st->replies, 1);
+}
+
+/* A message whose only output is calls that carry no code: one reply without code, not a bad
+ * line */
+static void test_calls_without_code(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx, TWO_RULES);
+    json_t *calls = json_array();
+    json_array_append_new(calls, fn_call("c1", "get_weather", args("city", "Paris", NULL)));
+    json_array_append_new(calls, fn_call("c2", "get_time", args("tz", "UTC", NULL)));
+    const ag_eval_stats_t *st =
+        run_record(fx, json_pack("{s:[{s:{s:s,s:n,s:o}}]}", "choices", "message", "role",
+                                 "assistant", "content", "tool_calls", calls));
+    assert_int_equal(st->used, 1);
+    assert_int_equal(st->bad, 0);
+    assert_replies(st, 1, 0, 1, 0);
+    st = run_record(fx, json_pack("{s:[{s:s,s:s,s:s,s:s}]}", "output", "type", "function_call",
+                                  "call_id", "c3", "name", "get_weather", "arguments", "{}"));
+    assert_int_equal(st->used, 2);
+    assert_replies(st, 2, 0, 2, 0);
+}
+
+/* astgate.yaml's tools (ag_eval_set_tools): a preset turned off, a tool of one's own */
+static void test_tools_from_config(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx, TWO_RULES);
+    ag_tools_t tools;
+    memset(&tools, 0, sizeof(tools));
+    ag_tools_presets(&tools);
+    ag_tool_t t;
+    memset(&t, 0, sizeof(t));
+    snprintf(t.name, sizeof(t.name), "Write");
+    t.off = true;
+    ag_tools_set(&tools, &t);
+    snprintf(t.name, sizeof(t.name), "my_write");
+    snprintf(t.file, sizeof(t.file), "path");
+    snprintf(t.field[0].path, sizeof(t.field[0].path), "body");
+    t.field[0].kind = AG_TOOL_WHOLE;
+    t.nfields = 1;
+    t.off = false;
+    ag_tools_set(&tools, &t);
+    ag_eval_set_tools(fx->ev, &tools);
+    ag_tools_dispose(&tools); /* the evaluator keeps a copy */
+    json_t *calls = json_array();
+    json_array_append_new(
+        calls, fn_call("c1", "Write", args("file_path", "a.ts", "content", "oldName;\n", NULL)));
+    json_array_append_new(
+        calls, fn_call("c2", "my_write", args("path", "b.ts", "body", "oldName;\n", NULL)));
+    const ag_eval_stats_t *st =
+        run_record(fx, json_pack("{s:[{s:{s:s,s:n,s:o}}]}", "choices", "message", "role",
+                                 "assistant", "content", "tool_calls", calls));
+    assert_replies(st, 1, 1, 0, 1);
+    assert_counts(&st->all, 0, 1, 1, 0);
+}
+
 /* ---- bad lines ---- */
 
 static void test_bad_lines_numbered(void **state)
@@ -242,7 +475,8 @@ static void test_bad_lines_numbered(void **state)
     assert_non_null(strstr(st->bad_list[0].msg, "invalid JSON"));
     assert_string_equal(st->bad_list[1].msg, "not a JSON object");
     assert_non_null(strstr(st->bad_list[2].msg, "not a known record"));
-    assert_string_equal(st->bad_list[3].msg, "no assistant message with text content");
+    assert_string_equal(st->bad_list[3].msg,
+                        "no assistant message with text content or tool calls");
     assert_string_equal(st->bad_list[4].msg, "\"completion\" is not a string");
     assert_non_null(strstr(st->bad_list[5].msg, "invalid JSON"));
     assert_int_equal(st->replies, 1);
@@ -453,6 +687,7 @@ static void test_per_rule_rows(void **state)
                     "  no-eval    50.0%       50.0%      +0.0 pp           0           2         "
                     "2\n");
     assert_has_line(t, "  lines 5: 5 used, 0 bad\n");
+    assert_null(strstr(t, "tool calls")); /* no line for them without any */
 
     json_t *j = summary(fx, &info);
     assert_int_equal(jint(j, "version"), 1);
@@ -472,6 +707,7 @@ static void test_per_rule_rows(void **state)
     assert_int_equal(jint(j, "unfixable"), 2);
     assert_int_equal(jint(j, "flagged"), 2);
     assert_int_equal(jint(j, "unjudged"), 0);
+    assert_int_equal(jint(j, "tool_calls"), 0);
     assert_float_equal(jnum(j, "raw_accuracy_pct"), 25.0, 1e-9);
     assert_float_equal(jnum(j, "corrected_accuracy_pct"), 50.0, 1e-9);
     assert_float_equal(jnum(j, "difference_pp"), 25.0, 1e-9);
@@ -711,6 +947,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_chat_completion_object, setup, teardown),
         cmocka_unit_test_setup_teardown(test_responses_object, setup, teardown),
         cmocka_unit_test_setup_teardown(test_completion_and_batch_records, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tool_calls_chat, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tool_calls_fine_tuning, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tool_calls_responses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tool_call_not_json, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_calls_without_code, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tools_from_config, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_lines_numbered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_line_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_code_counted_apart, setup, teardown),

@@ -495,8 +495,11 @@ static void test_truncated_reply(void **state)
     assert_int_equal(fx->res.rewrites, 0);
     assert_idempotent(fx);
     /* brackets inside a regex literal are not code to close */
-    check(fx, "```ts\nconst re = /[(]/, p = /\\(/, b = /[{]/;\nconst a = new Agent({ model: 'gpt-4o', name: 'x",
-          "```ts\nconst re = /[(]/, p = /\\(/, b = /[{]/;\nconst a = new Agent({ model: 'nano', name: 'x");
+    check(fx,
+          "```ts\nconst re = /[(]/, p = /\\(/, b = /[{]/;\nconst a = new Agent({ model: 'gpt-4o', "
+          "name: 'x",
+          "```ts\nconst re = /[(]/, p = /\\(/, b = /[{]/;\nconst a = new Agent({ model: 'nano', "
+          "name: 'x");
     assert_int_equal(fx->res.rewrites, 1);
     /* a '/' after an operand divides: the bracket after it is code */
     check(fx,
@@ -782,6 +785,151 @@ static void test_idempotent_when_an_edit_moves_error_recovery(void **state)
     assert_idempotent(fx);
 }
 
+/* ---- code without fences (tool calls) ---- */
+
+/* Rewrites code as a piece labelled label into fx->out; fx->res holds the result. */
+static ag_str_t rewrite_code(fx_t *fx, const char *code, const char *label, bool fragment)
+{
+    ag_buf_reset(&fx->out);
+    memset(&fx->res, 0, sizeof(fx->res));
+    assert_int_equal(
+        ag_engine_rewrite_code(fx->e, ag_cstr(code), ag_cstr(label), fragment, &fx->out, &fx->res),
+        AG_OK);
+    return ag_buf_str(&fx->out);
+}
+
+static void test_code_whole(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx, RENAME, NULL);
+    assert_str_eq(rewrite_code(fx, "let a = 1;\n  oldName();\n", "ts", false),
+                  "let a = 1;\n  newName();\n");
+    assert_int_equal(fx->res.blocks, 1);
+    assert_int_equal(fx->res.rewrites, 1);
+    const ag_event_t *ev = event_of(fx, "rename", 0);
+    assert_int_equal(ev->block, 0);
+    assert_int_equal(ev->line, 2);
+    assert_int_equal(ev->col, 3);
+    assert_int_equal(ev->offset, 13);
+    assert_true(ag_str_eqc(ev->before, "oldName"));
+    /* the origin is added as for replies */
+    ag_engine_set_origin(fx->e, 3, 10, 100);
+    rewrite_code(fx, "oldName;\n", "ts", false);
+    ag_engine_set_origin(fx->e, 0, 0, 0);
+    assert_int_equal(fx->res.events[0].block, 3);
+    assert_int_equal(fx->res.events[0].line, 11);
+    assert_int_equal(fx->res.events[0].offset, 100);
+    /* a whole file that does not parse is rewritten where it can be, as a block would be */
+    assert_str_eq(rewrite_code(fx, "oldName; (\n", "ts", false), "newName; (\n");
+    /* no fence is looked for: fence lines are code here */
+    const char *md = "```ts\noldName;\n```\n";
+    rewrite_code(fx, md, "ts", false);
+    assert_int_equal(fx->res.blocks, 1);
+}
+
+static void test_code_label_picks_rules_and_grammar(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx,
+              "id: rename\nlanguage: ts\nrule: {pattern: oldName}\nfix: newName\n"
+              "metadata: {astgate: {fences: [tsx, jsx]}}\n",
+              NULL);
+    const char *jsx = "const v = <div>{oldName}</div>;\n";
+    assert_str_eq(rewrite_code(fx, jsx, "ts", false), jsx);
+    assert_int_equal(fx->res.blocks, 0); /* no rule looks at ts */
+    assert_int_equal(fx->res.nevents, 0);
+    assert_str_eq(rewrite_code(fx, jsx, "tsx", false), "const v = <div>{newName}</div>;\n");
+    assert_int_equal(fx->res.blocks, 1);
+    assert_str_eq(rewrite_code(fx, jsx, "JSX", false), "const v = <div>{newName}</div>;\n");
+    assert_str_eq(rewrite_code(fx, jsx, "py", false), jsx);
+    assert_int_equal(fx->res.blocks, 0);
+    /* the default fence set: every name of the TypeScript family */
+    use_rules(fx, RENAME, NULL);
+    static const char *const labels[] = {"ts", "mts", "cts", "js", "mjs", "cjs", "jsx", "tsx"};
+    for (size_t i = 0; i < sizeof(labels) / sizeof(labels[0]); i++) {
+        assert_str_eq(rewrite_code(fx, "oldName;\n", labels[i], false), "newName;\n");
+        assert_int_equal(fx->res.blocks, 1);
+    }
+    assert_str_eq(rewrite_code(fx, "oldName;\n", "vue", false), "oldName;\n");
+}
+
+static void test_code_fragment_sound_is_rewritten(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx, PIN, NULL);
+    assert_str_eq(
+        rewrite_code(fx, "  return new Agent({ name: 'a', model: 'big' });\n", "ts", true),
+        "  return new Agent({ name: 'a', model: 'nano' });\n");
+    assert_int_equal(fx->res.rewrites, 1);
+    assert_int_equal(fx->res.flags, 0);
+    /* a fragment that is an expression, or statements, parses on its own */
+    assert_str_eq(rewrite_code(fx, "new Agent({ model: 'big' })", "ts", true),
+                  "new Agent({ model: 'nano' })");
+}
+
+static void test_code_fragment_unsound_is_flagged(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx, PIN, NULL);
+    /* left open: parses only completed */
+    const char *open = "const a = new Agent({\n  model: 'big',\n";
+    assert_str_eq(rewrite_code(fx, open, "ts", true), open);
+    assert_int_equal(fx->res.blocks, 1);
+    assert_int_equal(fx->res.rewrites, 0);
+    assert_int_equal(fx->res.dropped, 0);
+    assert_int_equal(fx->res.flags, 1);
+    assert_int_equal(fx->res.nevents, 1);
+    const ag_event_t *ev = &fx->res.events[0];
+    assert_int_equal(ev->action, AG_ACTION_FLAG);
+    assert_false(ev->applied);
+    assert_string_equal(ev->reason, "fragment");
+    assert_string_equal(ev->message, "pin the model");
+    assert_true(ag_str_eqc(ev->before, "'big'"));
+    assert_int_equal(ev->after.len, 0);
+    assert_int_equal(ev->line, 2);
+    assert_int_equal(ev->col, 10);
+    /* a stray closer: an ERROR node */
+    const char *stray = "new Agent({ model: 'big' });\n  }\n}\n";
+    assert_str_eq(rewrite_code(fx, stray, "ts", true), stray);
+    assert_int_equal(fx->res.flags, 1);
+    assert_string_equal(fx->res.events[0].reason, "fragment");
+    /* the same code as a whole file is rewritten where it can be */
+    assert_str_eq(rewrite_code(fx, open, "ts", false), "const a = new Agent({\n  model: 'nano',\n");
+    /* a flag rule's flag stays what it is */
+    use_rules(fx,
+              "id: no-eval\nlanguage: ts\nmessage: do not eval\nrule: {pattern: \"eval($X)\"}\n",
+              NULL);
+    rewrite_code(fx, "eval(x);\n}\n", "ts", true);
+    assert_int_equal(fx->res.flags, 1);
+    assert_string_equal(fx->res.events[0].reason, "");
+}
+
+static void test_code_markdown(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx, RENAME, NULL);
+    assert_str_eq(rewrite_code(fx, "# T\n\n```ts\noldName;\n```\n", "md", false),
+                  "# T\n\n```ts\nnewName;\n```\n");
+    assert_int_equal(fx->res.blocks, 1);
+    assert_int_equal(fx->res.events[0].line, 4);
+    /* never bare code, whatever the engine's bare option */
+    ag_engine_opts_t o;
+    memset(&o, 0, sizeof(o));
+    o.bare = true;
+    use_rules(fx, RENAME, &o);
+    assert_str_eq(rewrite_code(fx, "const x = oldName;\n", "mdx", false), "const x = oldName;\n");
+    assert_int_equal(fx->res.blocks, 0);
+    /* a fragment of Markdown: a block it cuts off is a fragment */
+    use_rules(fx, PIN, NULL);
+    const char *cut = "text\n```ts\nconst a = new Agent({ model: 'big',\n";
+    assert_str_eq(rewrite_code(fx, cut, "markdown", true), cut);
+    assert_int_equal(fx->res.flags, 1);
+    assert_string_equal(fx->res.events[0].reason, "fragment");
+    /* ... while a whole document's cut block is completed, as a reply's */
+    assert_str_eq(rewrite_code(fx, cut, "md", false),
+                  "text\n```ts\nconst a = new Agent({ model: 'nano',\n");
+}
+
 /* ---- the audit line ---- */
 
 /* A strict JSON checker for one value; records the raw body of top-level string `want_key`. */
@@ -1023,6 +1171,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_idempotent_when_an_edit_moves_error_recovery, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_audit_line_is_one_json_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_code_whole, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_code_label_picks_rules_and_grammar, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_code_fragment_sound_is_rewritten, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_code_fragment_unsound_is_flagged, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_code_markdown, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
