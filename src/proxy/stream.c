@@ -24,6 +24,8 @@ typedef struct key_state {
 
 struct ag_stream {
     ag_engine_t *engine;
+    ag_stream_hold_t hold;
+    ag_stream_hold_stats_t stats;
     size_t max_text;
     ag_stream_result_cb cb;
     void *ud;
@@ -41,6 +43,16 @@ ag_stream_t *ag_stream_new(ag_engine_t *engine, size_t max_text, ag_stream_resul
     s->ud = ud;
     ag_buf_init(&s->scratch, s->max_text * 2 + 65536);
     return s;
+}
+
+void ag_stream_set_hold(ag_stream_t *s, ag_stream_hold_t hold)
+{
+    s->hold = hold;
+}
+
+void ag_stream_hold_stats(const ag_stream_t *s, ag_stream_hold_stats_t *st)
+{
+    *st = s->stats;
 }
 
 void ag_stream_free(ag_stream_t *s)

@@ -35,6 +35,24 @@ AG_MUSTCHECK int ag_stream_push(ag_stream_t *s, uint64_t key, ag_str_t delta, ag
 AG_MUSTCHECK int ag_stream_finish(ag_stream_t *s, uint64_t key, ag_buf_t *out,
                                   ag_stream_status_t *status);
 
+/* How much of an open code block is held. */
+typedef enum ag_stream_hold {
+    AG_STREAM_HOLD_BLOCK = 0,   /* the whole block, until its closing fence */
+    AG_STREAM_HOLD_MINIMAL = 1, /* only from the first place a rule could still edit (see
+                                   hold.h); everything before it goes out as it arrives */
+} ag_stream_hold_t;
+
+/* Sets the hold policy for keys that start after the call (default AG_STREAM_HOLD_BLOCK). */
+void ag_stream_set_hold(ag_stream_t *s, ag_stream_hold_t hold);
+
+/* What the hold did over the stream's life, for metrics and the rewrite log. */
+typedef struct ag_stream_hold_stats {
+    uint64_t held_max;   /* most bytes held at once by one key */
+    uint64_t violations; /* blocks whose rewrite changed bytes already sent (a bug in the hold
+                            analysis: counted and logged, never expected) */
+} ag_stream_hold_stats_t;
+void ag_stream_hold_stats(const ag_stream_t *s, ag_stream_hold_stats_t *st);
+
 /* Bytes currently held back for key (0 when nothing is). */
 size_t ag_stream_held(const ag_stream_t *s, uint64_t key);
 
