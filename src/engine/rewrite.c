@@ -1154,3 +1154,40 @@ int ag_engine_rewrite_code(ag_engine_t *e, ag_str_t code, ag_str_t label, bool f
     }
     return finish(e, out, res);
 }
+
+/* ---- for the streaming hold (hold.c) ---- */
+
+uint32_t ag_engine_probe_edits(ag_engine_t *e, ag_str_t code, ag_lang_t lang, const bool *active)
+{
+    begin(e, code);
+    if (code.len >= UINT32_MAX / 2 || e->rules->n == 0)
+        return (uint32_t)code.len;
+    memcpy(e->active, active, e->rules->n * sizeof(bool));
+    e->cur_block = 0;
+    process_block(e, 0, (uint32_t)code.len, lang, false, true, false);
+    uint32_t min = (uint32_t)code.len;
+    for (uint32_t i = 0; i < e->nedits; i++)
+        if (e->edits[i].start < min)
+            min = e->edits[i].start;
+    e->nedits = 0;
+    e->nevents = 0;
+    return min;
+}
+
+TSTree *ag_engine_parse_completed(ag_engine_t *e, ag_str_t code, ag_lang_t lang)
+{
+    ag_buf_reset(&e->code);
+    if (code.len >= UINT32_MAX / 2 || ag_buf_append(&e->code, code.ptr, code.len) != AG_OK)
+        return NULL;
+    close_open(e, (uint32_t)code.len);
+    TSParser *p = e->parser[lang];
+    TSTree *t = ts_parser_parse_string(p, NULL, e->code.ptr, (uint32_t)e->code.len);
+    if (t == NULL)
+        ts_parser_reset(p);
+    return t;
+}
+
+int ag_engine_block_rules(const ag_engine_t *e, const ag_block_t *blk, bool *active)
+{
+    return block_lang(e, blk, active);
+}

@@ -90,6 +90,17 @@ void ag_engine_flag(ag_engine_t *e, uint32_t rule, uint32_t node, const char *re
 void ag_engine_line_info(const ag_engine_t *e, uint32_t off, ag_str_t *indent, ag_str_t *eol);
 uint32_t ag_engine_count_errors(TSNode root);
 
+/* For the streaming hold (hold.c). */
+/* Runs the rules active[] over code as the start of a cut-off block (completed for the parse, as
+ * a reply cut by max_tokens is) and returns the smallest offset an edit would start at, kept or
+ * dropped, or code.len when none would; nothing is reported. */
+uint32_t ag_engine_probe_edits(ag_engine_t *e, ag_str_t code, ag_lang_t lang, const bool *active);
+/* Parses code completed the same way into a new tree over e->code (NULL when the parse ran out of
+ * time); the caller deletes it. */
+TSTree *ag_engine_parse_completed(ag_engine_t *e, ag_str_t code, ag_lang_t lang);
+/* The grammar for blk (-1: no rule looks at it), and which rules do (active[rule]). */
+int ag_engine_block_rules(const ag_engine_t *e, const ag_block_t *blk, bool *active);
+
 /* Kind and field ids for every grammar (an array of AG_LANG_COUNT); free with free(). */
 struct kinds *ag_ensure_kinds_new(void);
 /* Runs metadata.astgate.ensure for every match in e->ens[0..nens) of the block in e->flat

@@ -1,0 +1,307 @@
+/* The streaming hold (hold.h): the bytes of a code block still arriving that no rule can edit. */
+#include "hold.h"
+
+#include "flat.h"
+#include "lang.h"
+#include "rewrite_int.h"
+#include "rules_int.h"
+
+#define MAX_KEYS 8
+#define MAX_IMPORTS 8
+
+/* What the rules looking at a block may do, as far as the hold needs it. */
+typedef struct needs {
+    bool whole;             /* some rule's edits cannot be bounded: hold the whole block */
+    bool edits;             /* some rule edits at all */
+    ag_str_t key[MAX_KEYS]; /* the properties ensure rules pin */
+    uint32_t nkeys;
+    ag_str_t import[MAX_IMPORTS]; /* names an ensure may import */
+    uint32_t nimports;
+} needs_t;
+
+static void add_str(ag_str_t *arr, uint32_t *n, uint32_t cap, ag_str_t s, bool *overflow)
+{
+    for (uint32_t i = 0; i < *n; i++)
+        if (ag_str_eq(arr[i], s))
+            return;
+    if (*n == cap) {
+        *overflow = true;
+        return;
+    }
+    arr[(*n)++] = s;
+}
+
+static void case_imports(needs_t *nd, const ag_ensure_case_t *c)
+{
+    if (c->import_name)
+        add_str(nd->import, &nd->nimports, MAX_IMPORTS, ag_str(c->import_name, c->import_name_len),
+                &nd->whole);
+    for (uint32_t i = 0; i < c->ncases; i++)
+        case_imports(nd, &c->cases[i]);
+    for (uint32_t i = 0; i < c->nsteps; i++)
+        case_imports(nd, &c->steps[i]);
+    for (uint32_t i = 0; i < c->nmissing; i++)
+        case_imports(nd, &c->missing[i]);
+}
+
+static void rule_needs(const ag_engine_t *e, const bool *active, needs_t *nd)
+{
+    memset(nd, 0, sizeof(*nd));
+    for (uint32_t r = 0; r < e->rules->n; r++) {
+        const ag_rule_def_t *def = &e->rules->rules[r];
+        if (!active[r] || def->shadow || e->opts.shadow)
+            continue;
+        if (def->action == AG_ACTION_BLOCK) {
+            nd->whole = true; /* a blocked block must never have gone out */
+            continue;
+        }
+        if (def->action == AG_ACTION_FLAG && def->ensure == NULL && def->fix == NULL)
+            continue;
+        if (def->ensure == NULL) {
+            if (def->fix)
+                nd->whole = true; /* a fix lands on whatever matches: not bounded here */
+            continue;
+        }
+        const ag_ensure_case_t *root = &def->ensure->root;
+        if (def->ensure->target < 0 || root->step != AG_STEP_KEY || root->key == NULL) {
+            nd->whole = true;
+            continue;
+        }
+        nd->edits = true;
+        add_str(nd->key, &nd->nkeys, MAX_KEYS, ag_str(root->key, root->key_len), &nd->whole);
+        case_imports(nd, root);
+    }
+}
+
+typedef struct hold {
+    ag_engine_t *e;
+    const ag_flat_t *f;
+    ag_lang_t lang;
+    uint32_t len; /* bytes of code received (the rest of the source is the completion) */
+    const needs_t *nd;
+    TSSymbol program, import_statement, export_statement, statement_block, class_body, switch_case,
+        variable_declarator, function_declaration, generator_function_declaration,
+        class_declaration, pair, shorthand, spread, object, computed, identifier, property_id,
+        string, string_fragment, arguments;
+} hold_t;
+
+static TSSymbol sym(ag_lang_t l, const char *n)
+{
+    return ag_lang_kind(l, ag_cstr(n));
+}
+
+static bool is(const hold_t *h, uint32_t i, TSSymbol s)
+{
+    return s != 0 && h->f->nodes[i].sym == s;
+}
+
+static ag_str_t text(const hold_t *h, uint32_t i)
+{
+    return ag_flat_text(h->f, i);
+}
+
+static bool is_key(const hold_t *h, ag_str_t t)
+{
+    if (t.len >= 2 && (t.ptr[0] == '\'' || t.ptr[0] == '"') && t.ptr[t.len - 1] == t.ptr[0])
+        t = ag_str(t.ptr + 1, t.len - 2);
+    for (uint32_t k = 0; k < h->nd->nkeys; k++)
+        if (ag_str_eq(t, h->nd->key[k]))
+            return true;
+    return false;
+}
+
+/* A name being typed at the end of the code that may still become a key: "mo" of "model". */
+static bool key_prefix(const hold_t *h, uint32_t i)
+{
+    const ag_fnode_t *n = &h->f->nodes[i];
+    if (n->start >= h->len)
+        return false;
+    ag_str_t t = ag_str(h->f->src + n->start, h->len - n->start);
+    if (t.len && (t.ptr[0] == '\'' || t.ptr[0] == '"' || t.ptr[0] == '`'))
+        t = ag_str(t.ptr + 1, t.len - 1);
+    for (uint32_t k = 0; k < h->nd->nkeys; k++)
+        if (t.len <= h->nd->key[k].len && memcmp(t.ptr, h->nd->key[k].ptr, t.len) == 0)
+            return true;
+    return false;
+}
+
+/* The scope a declaration at i lives in (as ensure.c resolves names), and whether that scope is
+ * still open: more code may still come into it and refer to the declaration. */
+static bool scope_open(const hold_t *h, uint32_t i)
+{
+    for (uint32_t a = h->f->nodes[i].parent; a != AG_NONE; a = h->f->nodes[a].parent) {
+        if (is(h, a, h->program))
+            return true;
+        if (is(h, a, h->statement_block) || is(h, a, h->class_body) || is(h, a, h->switch_case))
+            return h->f->nodes[a].end > h->len || h->f->nodes[a].missing;
+    }
+    return true;
+}
+
+/* Whether the declaration at i is exported (`export const`, `export function`): ensure never
+ * follows an exported binding into its initializer. */
+static bool exported(const hold_t *h, uint32_t i)
+{
+    uint32_t a = h->f->nodes[i].parent;
+    if (is(h, i, h->variable_declarator) && a != AG_NONE)
+        a = h->f->nodes[a].parent; /* the declarator's lexical/variable declaration */
+    return a != AG_NONE && is(h, a, h->export_statement);
+}
+
+/* The end of the line of the import at i, before its line ending: where ensure adds one. */
+static uint32_t import_point(const hold_t *h, uint32_t i)
+{
+    uint32_t le = h->f->nodes[i].end;
+    while (le < h->len && h->f->src[le] != '\n')
+        le++;
+    if (le > h->f->nodes[i].end && h->f->src[le - 1] == '\r')
+        le--;
+    return le;
+}
+
+/* Whether some import statement binds name. */
+static bool import_binds(const hold_t *h, ag_str_t name)
+{
+    for (uint32_t c = h->f->nodes[0].first_child; c != AG_NONE; c = h->f->nodes[c].next_sib) {
+        if (!is(h, c, h->import_statement))
+            continue;
+        for (uint32_t i = c + 1; i < h->f->nodes[c].subtree_end; i++)
+            if (is(h, i, h->identifier) && ag_str_eq(text(h, i), name))
+                return true;
+    }
+    return false;
+}
+
+static uint32_t structural(hold_t *h)
+{
+    const ag_flat_t *f = h->f;
+    uint32_t fr = h->len;
+    /* the import section: where a missing import would go */
+    bool need_import = false;
+    for (uint32_t k = 0; k < h->nd->nimports; k++)
+        if (!import_binds(h, h->nd->import[k]))
+            need_import = true;
+    if (need_import) {
+        uint32_t last = AG_NONE, first = AG_NONE;
+        for (uint32_t c = f->nodes[0].first_child; c != AG_NONE; c = f->nodes[c].next_sib) {
+            if (!f->nodes[c].named || f->nodes[c].extra)
+                continue;
+            if (first == AG_NONE)
+                first = c;
+            if (is(h, c, h->import_statement))
+                last = c;
+        }
+        uint32_t at = 0;
+        if (last != AG_NONE) {
+            at = import_point(h, last);
+        } else if (first != AG_NONE) {
+            at = f->nodes[first].start;
+            while (at > 0 && f->src[at - 1] != '\n')
+                at--;
+        }
+        if (at < fr)
+            fr = at;
+    }
+    for (uint32_t i = 1; i < f->count; i++) {
+        const ag_fnode_t *n = &f->nodes[i];
+        if (n->start >= fr)
+            continue;
+        if ((n->error || n->missing) && n->start < h->len) {
+            fr = n->start; /* the code does not parse here yet: nothing after it is known */
+            continue;
+        }
+        /* properties a rule pins, and spreads (the pinned property may come through them) */
+        if ((is(h, i, h->pair) && is_key(h, text(h, ag_flat_named_child(f, i, 0) == AG_NONE
+                                                        ? i
+                                                        : ag_flat_named_child(f, i, 0)))) ||
+            (is(h, i, h->shorthand) && is_key(h, text(h, i))) || is(h, i, h->spread) ||
+            is(h, i, h->computed)) {
+            fr = n->start;
+            continue;
+        }
+        /* a name still being typed that may become one */
+        if (n->end >= h->len &&
+            (is(h, i, h->shorthand) || is(h, i, h->property_id) || is(h, i, h->identifier) ||
+             is(h, i, h->string)) &&
+            key_prefix(h, i)) {
+            fr = n->start;
+            continue;
+        }
+        /* declarations a later value may still refer to (ensure follows them) */
+        if ((is(h, i, h->variable_declarator) || is(h, i, h->function_declaration) ||
+             is(h, i, h->generator_function_declaration) || is(h, i, h->class_declaration)) &&
+            !exported(h, i) && scope_open(h, i)) {
+            uint32_t at = n->start;
+            uint32_t p = n->parent;
+            if (is(h, i, h->variable_declarator) && p != AG_NONE)
+                at = f->nodes[p].start; /* from `const` on */
+            if (at < fr)
+                fr = at;
+        }
+    }
+    return fr;
+}
+
+uint32_t ag_hold_frontier(ag_engine_t *e, const ag_block_t *blk, ag_str_t code)
+{
+    if (code.len >= UINT32_MAX / 2)
+        return 0;
+    bool *active = ag_xcalloc(e->rules->n ? e->rules->n : 1, sizeof(bool));
+    int lang = ag_engine_block_rules(e, blk, active);
+    uint32_t fr = (uint32_t)code.len;
+    needs_t nd;
+    if (lang < 0)
+        goto out;
+    rule_needs(e, active, &nd);
+    if (nd.whole) {
+        fr = 0;
+        goto out;
+    }
+    if (!nd.edits)
+        goto out; /* only flags: nothing ever changes */
+    /* where the rules would edit the code as it stands */
+    uint32_t now = ag_engine_probe_edits(e, code, (ag_lang_t)lang, active);
+    if (now < fr)
+        fr = now;
+    TSTree *tree = ag_engine_parse_completed(e, code, (ag_lang_t)lang);
+    if (tree == NULL) {
+        fr = 0;
+        goto out;
+    }
+    ag_flat_build(&e->flat, tree, e->code.ptr, (uint32_t)e->code.len);
+    hold_t h;
+    memset(&h, 0, sizeof(h));
+    h.e = e;
+    h.f = &e->flat;
+    h.lang = (ag_lang_t)lang;
+    h.len = (uint32_t)code.len;
+    h.nd = &nd;
+    ag_lang_t l = h.lang;
+    h.program = sym(l, "program");
+    h.import_statement = sym(l, "import_statement");
+    h.export_statement = sym(l, "export_statement");
+    h.statement_block = sym(l, "statement_block");
+    h.class_body = sym(l, "class_body");
+    h.switch_case = sym(l, "switch_case");
+    h.variable_declarator = sym(l, "variable_declarator");
+    h.function_declaration = sym(l, "function_declaration");
+    h.generator_function_declaration = sym(l, "generator_function_declaration");
+    h.class_declaration = sym(l, "class_declaration");
+    h.pair = sym(l, "pair");
+    h.shorthand = sym(l, "shorthand_property_identifier");
+    h.spread = sym(l, "spread_element");
+    h.object = sym(l, "object");
+    h.computed = sym(l, "computed_property_name");
+    h.identifier = sym(l, "identifier");
+    h.property_id = sym(l, "property_identifier");
+    h.string = sym(l, "string");
+    h.string_fragment = sym(l, "string_fragment");
+    h.arguments = sym(l, "arguments");
+    uint32_t st = structural(&h);
+    if (st < fr)
+        fr = st;
+    ts_tree_delete(tree);
+out:
+    free(active);
+    return fr;
+}

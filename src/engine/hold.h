@@ -1,0 +1,31 @@
+/* The streaming hold: how much of a code block that is still arriving can be sent before it
+ * closes, because no rule can edit it whatever comes next. */
+#ifndef AG_HOLD_H
+#define AG_HOLD_H
+
+#include "fence.h"
+#include "rewrite.h"
+
+/*
+ * The number of leading bytes of code (the block's code received so far, blk its fence) that the
+ * block's final rewrite leaves as they are, whatever text follows: every edit of the final
+ * rewrite starts at or after it. 0 = hold it all (today's whole-block hold).
+ *
+ * Derived from the rules that look at the block (shadow and flag-only rules never edit):
+ *  - a rule with action block, or one that edits with `fix`, or an `ensure` whose target is not
+ *    a property (`key:`) of the matched value: 0 (where such rules edit cannot be bounded);
+ *  - `ensure` rules with a key K (the Mastra pack: `model`) edit only (1) inside a property K or a
+ *    spread of an object (and what K's value refers to), (2) right after the last property of a
+ *    matched object (a missing K inserted), (3) the initializer of a declaration that a value
+ *    they follow refers to, (4) the import section (an `import:` for a name no import binds).
+ *    So the code is held from the earliest of: the start of any property K (or one being typed
+ *    whose name is a prefix of K) or spread in an object; the start of any top-level declaration
+ *    that is not exported (a later value may still refer to it); the end of the last import's
+ *    line when some `import:` name is not bound yet; where the rules, run on the code so far
+ *    (completed as a cut-off block), would edit now; and the first syntax error;
+ * Assumes imports come before the code that uses them (a later import could make a call a
+ * match). Runs the engine on the code: not for use inside a rewrite.
+ */
+uint32_t ag_hold_frontier(ag_engine_t *e, const ag_block_t *blk, ag_str_t code);
+
+#endif
