@@ -138,6 +138,18 @@ static bool scope_open(const hold_t *h, uint32_t i)
     return true;
 }
 
+/* Whether the declaration at i is in the program's own scope. */
+static bool scope_top(const hold_t *h, uint32_t i)
+{
+    for (uint32_t a = h->f->nodes[i].parent; a != AG_NONE; a = h->f->nodes[a].parent) {
+        if (is(h, a, h->program))
+            return true;
+        if (is(h, a, h->statement_block) || is(h, a, h->class_body) || is(h, a, h->switch_case))
+            return false;
+    }
+    return true;
+}
+
 /* Whether the declaration at i is exported (`export const`, `export function`): ensure never
  * follows an exported binding into its initializer. */
 static bool exported(const hold_t *h, uint32_t i)
@@ -172,10 +184,13 @@ static bool import_binds(const hold_t *h, ag_str_t name)
     return false;
 }
 
-static uint32_t structural(hold_t *h)
+/* perm: the earliest place held for a reason that lasts until the block closes (a pinned
+ * property, a spread, a top-level declaration, the import point). */
+static uint32_t structural(hold_t *h, uint32_t *perm)
 {
     const ag_flat_t *f = h->f;
     uint32_t fr = h->len;
+    *perm = UINT32_MAX;
     /* the import section: where a missing import would go */
     bool need_import = false;
     for (uint32_t k = 0; k < h->nd->nimports; k++)
@@ -183,6 +198,7 @@ static uint32_t structural(hold_t *h)
             need_import = true;
     if (need_import) {
         uint32_t last = AG_NONE, first = AG_NONE;
+        bool code_after = false; /* a statement follows the imports: the point cannot move */
         for (uint32_t c = f->nodes[0].first_child; c != AG_NONE; c = f->nodes[c].next_sib) {
             if (!f->nodes[c].named || f->nodes[c].extra)
                 continue;
@@ -190,6 +206,8 @@ static uint32_t structural(hold_t *h)
                 first = c;
             if (is(h, c, h->import_statement))
                 last = c;
+            else if (f->nodes[c].end <= h->len && !f->nodes[c].has_error)
+                code_after = true;
         }
         uint32_t at = 0;
         if (last != AG_NONE) {
@@ -201,6 +219,8 @@ static uint32_t structural(hold_t *h)
         }
         if (at < fr)
             fr = at;
+        if (code_after)
+            *perm = at;
     }
     for (uint32_t i = 1; i < f->count; i++) {
         const ag_fnode_t *n = &f->nodes[i];
@@ -217,6 +237,8 @@ static uint32_t structural(hold_t *h)
             (is(h, i, h->shorthand) && is_key(h, text(h, i))) || is(h, i, h->spread) ||
             is(h, i, h->computed)) {
             fr = n->start;
+            if (fr < *perm)
+                *perm = fr;
             continue;
         }
         /* a name still being typed that may become one */
@@ -237,13 +259,43 @@ static uint32_t structural(hold_t *h)
                 at = f->nodes[p].start; /* from `const` on */
             if (at < fr)
                 fr = at;
+            if (at < *perm && scope_top(h, i))
+                *perm = at; /* the program's scope stays open to the end */
         }
     }
     return fr;
 }
 
-uint32_t ag_hold_frontier(ag_engine_t *e, const ag_block_t *blk, ag_str_t code)
+/* Whether the code ends inside a plain string or a line comment (see ag_hold_end_t). */
+static void end_state(const hold_t *h, ag_hold_end_t *end)
 {
+    const ag_flat_t *f = h->f;
+    if (h->len == 0)
+        return;
+    uint32_t deepest = AG_NONE;
+    for (uint32_t i = 1; i < f->count; i++) {
+        const ag_fnode_t *n = &f->nodes[i];
+        if (n->start < h->len && n->end >= h->len && (is(h, i, h->string) || n->extra))
+            deepest = i;
+    }
+    if (deepest == AG_NONE)
+        return;
+    const ag_fnode_t *n = &f->nodes[deepest];
+    const char *src = f->src;
+    if (is(h, deepest, h->string) && n->end > h->len &&
+        (src[n->start] == '\'' || src[n->start] == '"')) {
+        /* completed: the closing quote is the completion's, after a plain character */
+        if (src[h->len - 1] != '\\' && src[n->end - 1] == src[n->start] && n->end == h->len + 1)
+            end->quote = src[n->start];
+    } else if (n->extra && n->end == h->len && n->end - n->start >= 2 && src[n->start] == '/' &&
+               src[n->start + 1] == '/') {
+        end->line_comment = true;
+    }
+}
+
+uint32_t ag_hold_frontier(ag_engine_t *e, const ag_block_t *blk, ag_str_t code, ag_hold_end_t *end)
+{
+    memset(end, 0, sizeof(*end));
     if (code.len >= UINT32_MAX / 2)
         return 0;
     bool *active = ag_xcalloc(e->rules->n ? e->rules->n : 1, sizeof(bool));
@@ -297,9 +349,12 @@ uint32_t ag_hold_frontier(ag_engine_t *e, const ag_block_t *blk, ag_str_t code)
     h.string = sym(l, "string");
     h.string_fragment = sym(l, "string_fragment");
     h.arguments = sym(l, "arguments");
-    uint32_t st = structural(&h);
+    uint32_t perm;
+    uint32_t st = structural(&h, &perm);
     if (st < fr)
         fr = st;
+    end->settled = perm <= fr;
+    end_state(&h, end);
     ts_tree_delete(tree);
 out:
     free(active);

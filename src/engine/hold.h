@@ -26,6 +26,17 @@
  * Assumes imports come before the code that uses them (a later import could make a call a
  * match). Runs the engine on the code: not for use inside a rewrite.
  */
-uint32_t ag_hold_frontier(ag_engine_t *e, const ag_block_t *blk, ag_str_t code);
+/* How the code ends, as the parser sees it: the caller may skip the next analyses while the
+ * text only grows inside the same string or line comment (nothing in there changes the
+ * frontier, and when the frontier was the end, the new text can go out as it comes). */
+typedef struct ag_hold_end {
+    char quote;        /* the code ends inside a '…' or "…" string opened with this quote */
+    bool line_comment; /* ... inside a // comment */
+    bool settled;      /* the frontier cannot move before the block closes (held from a pinned
+                          property, a spread, a top-level declaration or the import point):
+                          no further analysis of this block is needed */
+} ag_hold_end_t;
+
+uint32_t ag_hold_frontier(ag_engine_t *e, const ag_block_t *blk, ag_str_t code, ag_hold_end_t *end);
 
 #endif

@@ -22,6 +22,11 @@ typedef struct key_state {
     bool finished;
     bool blocked;
     ag_stream_hold_t hold; /* the policy when the key started */
+    /* minimal hold, in the open block: the last analysis */
+    uint32_t an_block; /* the block's code start it was made for; UINT32_MAX = none */
+    uint32_t an_len;   /* the text length it saw */
+    uint32_t an_fr;    /* its frontier (absolute) */
+    ag_hold_end_t an_end;
 } key_state_t;
 
 struct ag_stream {
@@ -92,6 +97,7 @@ static key_state_t *get(ag_stream_t *s, uint64_t key)
     k->key = key;
     k->giveup = UINT32_MAX;
     k->hold = s->hold;
+    k->an_block = UINT32_MAX;
     ag_buf_init(&k->text, s->max_text);
     return k;
 }
@@ -168,6 +174,39 @@ static int rewrite_span(ag_stream_t *s, key_state_t *k, uint32_t from, uint32_t 
     return rc;
 }
 
+/* Whether the text added since the last analysis of the block at code stays inside the string
+ * or line comment that analysis ended in (no quote, backslash or line end came). */
+static bool quiet(const key_state_t *k, uint32_t code, ag_str_t all)
+{
+    if (k->an_block != code || all.len < k->an_len || (!k->an_end.quote && !k->an_end.line_comment))
+        return false;
+    for (size_t i = k->an_len; i < all.len; i++) {
+        char c = all.ptr[i];
+        if (c == '\n' || c == '\r' || (k->an_end.quote && (c == k->an_end.quote || c == '\\')))
+            return false;
+    }
+    return true;
+}
+
+#define HOLD_EVERY 32 /* bytes of code after which an analysis is due anyway */
+
+/* Whether to analyse the block again now: the text since the last analysis ends a line or a
+ * construct (where the frontier can move), or is long. Skipping one never releases too much. */
+static bool due(const key_state_t *k, uint32_t code, ag_str_t all)
+{
+    if (k->an_block == code && k->an_end.settled)
+        return false; /* nothing can move the frontier before the block closes */
+    if (k->an_block != code || all.len < k->an_len || all.len - k->an_len >= HOLD_EVERY)
+        return true;
+    for (size_t i = k->an_len; i < all.len; i++) {
+        char c = all.ptr[i];
+        if (c == '\n' || c == ',' || c == ';' || c == '}' || c == ')' || c == ']' || c == '\'' ||
+            c == '"' || c == '`')
+            return true;
+    }
+    return false;
+}
+
 static int advance(ag_stream_t *s, key_state_t *k, bool final, ag_buf_t *out, bool *blocked)
 {
     ag_str_t all = ag_buf_str(&k->text);
@@ -232,7 +271,21 @@ static int advance(ag_stream_t *s, key_state_t *k, bool final, ag_buf_t *out, bo
             /* release what no rule can still edit: the opener line, then the code up to the
              * hold's frontier */
             uint32_t code = k->scan + b.start;
-            uint32_t fr = ag_hold_frontier(s->engine, &b, ag_str(all.ptr + code, all.len - code));
+            if (quiet(k, code, all)) {
+                /* still inside the same string or comment: nothing it holds can change the
+                 * frontier, and text after a frontier at the end goes out as it comes */
+                if (k->an_fr == k->an_len)
+                    k->an_fr = (uint32_t)all.len;
+                k->an_len = (uint32_t)all.len;
+                return emit_to(k, k->an_fr, out);
+            }
+            if (!due(k, code, all))
+                return AG_OK; /* holding less later is as safe as now, and cheaper */
+            uint32_t fr =
+                ag_hold_frontier(s->engine, &b, ag_str(all.ptr + code, all.len - code), &k->an_end);
+            k->an_block = code;
+            k->an_len = (uint32_t)all.len;
+            k->an_fr = code + fr;
             return emit_to(k, code + fr, out);
         }
         uint32_t end = b.closed ? k->scan + b.close_end : (uint32_t)all.len;
