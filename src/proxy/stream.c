@@ -8,7 +8,10 @@
 #include "fence.h"
 #include "hold.h"
 
+#include <time.h>
+
 #define MAX_KEYS 256
+#define MAX_ARRIVALS 256 /* pushes remembered per key while their bytes are held */
 
 typedef struct key_state {
     uint64_t key;
@@ -27,6 +30,11 @@ typedef struct key_state {
     uint32_t an_len;   /* the text length it saw */
     uint32_t an_fr;    /* its frontier (absolute) */
     ag_hold_end_t an_end;
+    /* when the held bytes arrived: arr_off[i] is where the bytes of a push start, arr_ns[i]
+     * when it came (oldest first; only pushes with bytes still held) */
+    uint32_t arr_off[MAX_ARRIVALS];
+    uint64_t arr_ns[MAX_ARRIVALS];
+    uint32_t narr;
 } key_state_t;
 
 struct ag_stream {
@@ -35,6 +43,7 @@ struct ag_stream {
     ag_stream_hold_stats_t stats;
     size_t max_text;
     ag_stream_result_cb cb;
+    ag_stream_wait_cb wait_cb;
     void *ud;
     key_state_t *keys;
     uint32_t nkeys, cap;
@@ -55,6 +64,41 @@ ag_stream_t *ag_stream_new(ag_engine_t *engine, size_t max_text, ag_stream_resul
 void ag_stream_set_hold(ag_stream_t *s, ag_stream_hold_t hold)
 {
     s->hold = hold;
+}
+
+void ag_stream_set_wait(ag_stream_t *s, ag_stream_wait_cb cb)
+{
+    s->wait_cb = cb;
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* After a push or finish: the bytes that went out and had come in an earlier push waited; report
+ * how long the oldest of them did, and forget the arrivals no longer held. */
+static void waited(ag_stream_t *s, key_state_t *k, uint32_t before, uint64_t now)
+{
+    if (k->emitted > before && k->narr && k->arr_off[0] <= before && s->wait_cb) {
+        uint32_t i = 0;
+        while (i + 1 < k->narr && k->arr_off[i + 1] <= before)
+            i++;
+        if (now > k->arr_ns[i])
+            s->wait_cb(s->ud, k->key, now - k->arr_ns[i], k->emitted - before);
+    }
+    uint32_t drop = 0;
+    while (drop + 1 < k->narr && k->arr_off[drop + 1] <= k->emitted)
+        drop++;
+    if (k->narr && k->arr_off[k->narr - 1] < k->text.len && k->emitted >= k->text.len)
+        drop = k->narr; /* nothing held */
+    if (drop) {
+        memmove(k->arr_off, k->arr_off + drop, (k->narr - drop) * sizeof(k->arr_off[0]));
+        memmove(k->arr_ns, k->arr_ns + drop, (k->narr - drop) * sizeof(k->arr_ns[0]));
+        k->narr -= drop;
+    }
 }
 
 void ag_stream_hold_stats(const ag_stream_t *s, ag_stream_hold_stats_t *st)
@@ -316,12 +360,20 @@ int ag_stream_push(ag_stream_t *s, uint64_t key, ag_str_t delta, ag_buf_t *out,
         k->finished = true;
         return rc;
     }
+    uint64_t now = s->wait_cb ? mono_ns() : 0;
+    if (s->wait_cb && k->narr < MAX_ARRIVALS) {
+        k->arr_off[k->narr] = (uint32_t)(k->text.len - delta.len);
+        k->arr_ns[k->narr++] = now;
+    }
+    uint32_t before = k->emitted;
     bool blocked = false;
     int rc = advance(s, k, false, out, &blocked);
     if (blocked) {
         k->blocked = true;
         *status = AG_STREAM_BLOCKED;
     }
+    if (s->wait_cb)
+        waited(s, k, before, now);
     if (k->text.len - k->emitted > s->stats.held_max)
         s->stats.held_max = k->text.len - k->emitted;
     return rc;
@@ -338,6 +390,7 @@ int ag_stream_finish(ag_stream_t *s, uint64_t key, ag_buf_t *out, ag_stream_stat
         return AG_OK;
     }
     int rc = AG_OK;
+    uint32_t before = k->emitted;
     if (!k->finished) {
         bool blocked = false;
         rc = advance(s, k, true, out, &blocked);
@@ -348,6 +401,8 @@ int ag_stream_finish(ag_stream_t *s, uint64_t key, ag_buf_t *out, ag_stream_stat
     } else {
         rc = emit_to(k, (uint32_t)k->text.len, out);
     }
+    if (s->wait_cb)
+        waited(s, k, before, mono_ns());
     k->finished = true;
     return rc;
 }

@@ -45,6 +45,12 @@ typedef enum ag_stream_hold {
 /* Sets the hold policy for keys that start after the call (default AG_STREAM_HOLD_BLOCK). */
 void ag_stream_set_hold(ag_stream_t *s, ag_stream_hold_t hold);
 
+/* Called when text that arrived in an earlier push goes out (a held block, a held line):
+ * wait_ns is how long its oldest byte waited in the core, bytes how many went out. ud is
+ * ag_stream_new's. For astgate_held_seconds. */
+typedef void (*ag_stream_wait_cb)(void *ud, uint64_t key, uint64_t wait_ns, size_t bytes);
+void ag_stream_set_wait(ag_stream_t *s, ag_stream_wait_cb cb);
+
 /* What the hold did over the stream's life, for metrics and the rewrite log. */
 typedef struct ag_stream_hold_stats {
     uint64_t held_max;   /* most bytes held at once by one key */
