@@ -127,6 +127,21 @@ static void build(sample_t *s)
                            "\n\n"));
 }
 
+/* ASTGATE_HOLD=minimal|block: the streaming core's hold policy (ag_stream_set_hold); default
+ * block, as astgate.yaml's `stream.hold` */
+static ag_stream_hold_t hold_policy(const char **name)
+{
+    const char *h = getenv("ASTGATE_HOLD");
+    *name = h && *h ? h : "block";
+    if (strcmp(*name, "minimal") == 0)
+        return AG_STREAM_HOLD_MINIMAL;
+    if (strcmp(*name, "block") != 0) {
+        fprintf(stderr, "ASTGATE_HOLD must be minimal or block, not '%s'\n", *name);
+        exit(2);
+    }
+    return AG_STREAM_HOLD_BLOCK;
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -140,6 +155,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bench_api RULES REPLY...\n");
         return 2;
     }
+    const char *hold_name;
+    ag_stream_hold_t hold = hold_policy(&hold_name);
     const char *rf[] = {argv[1]};
     ag_rules_t *rules;
     ag_diag_t d;
@@ -195,6 +212,7 @@ int main(int argc, char **argv)
                 memset(&env, 0, sizeof(env));
                 env.engine = e;
                 env.max_held = 4u << 20;
+                env.hold = hold;
                 ag_api_stats_t st;
                 memset(&st, 0, sizeof(st));
                 void *s = apis[a]->stream_new(&env, &st);
@@ -213,8 +231,8 @@ int main(int argc, char **argv)
     }
     qsort(t_engine, PASSES, sizeof(uint64_t), cmp_u64);
     double eng = (double)t_engine[PASSES / 2] / n / 1000.0;
-    printf("%d replies, %zu bytes; %d passes, medians; engine alone %.1f us/reply\n", n, bytes,
-           PASSES, eng);
+    printf("%d replies, %zu bytes; %d passes, medians; engine alone %.1f us/reply; hold: %s\n", n,
+           bytes, PASSES, eng, hold_name);
     printf("%-18s %14s %10s %16s %10s %9s\n", "api", "body us/reply", "/ engine",
            "stream us/reply", "/ engine", "rewrites");
     for (int a = 0; a < 3; a++) {

@@ -18,6 +18,21 @@
 #define PASSES 201
 #define DELTA 16
 
+/* ASTGATE_HOLD=minimal|block: the streaming core's hold policy (ag_stream_set_hold); default
+ * block, as astgate.yaml's `stream.hold` */
+static ag_stream_hold_t hold_policy(const char **name)
+{
+    const char *h = getenv("ASTGATE_HOLD");
+    *name = h && *h ? h : "block";
+    if (strcmp(*name, "minimal") == 0)
+        return AG_STREAM_HOLD_MINIMAL;
+    if (strcmp(*name, "block") != 0) {
+        fprintf(stderr, "ASTGATE_HOLD must be minimal or block, not '%s'\n", *name);
+        exit(2);
+    }
+    return AG_STREAM_HOLD_BLOCK;
+}
+
 static uint64_t now_ns(void)
 {
     struct timespec ts;
@@ -256,6 +271,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bench_tools RULES\n");
         return 2;
     }
+    const char *hold_name;
+    ag_stream_hold_t hold = hold_policy(&hold_name);
     const char *rf[] = {argv[1]};
     ag_rules_t *rules;
     ag_diag_t d;
@@ -288,8 +305,8 @@ int main(int argc, char **argv)
     }
     double eng = median_us(t_engine);
     printf("file %zu bytes (%zu-byte deltas); arguments %zu bytes; %d passes, medians; engine "
-           "rewrite of the file (one parse) %.1f us\n",
-           file.len, (size_t)DELTA, args.len, PASSES, eng);
+           "rewrite of the file (one parse) %.1f us; hold: %s\n",
+           file.len, (size_t)DELTA, args.len, PASSES, eng, hold_name);
     printf("%-18s %-6s %8s %12s %10s %12s %10s %9s\n", "api", "as", "events", "adapter us",
            "/ engine", "release us", "/ engine", "rewrites");
     static const char *const names[APIS] = {"chat.completions", "responses", "messages"};
@@ -306,6 +323,7 @@ int main(int argc, char **argv)
                 memset(&env, 0, sizeof(env));
                 env.engine = e;
                 env.max_held = 4u << 20;
+                env.hold = hold;
                 env.tools = &tools;
                 ag_api_stats_t st;
                 memset(&st, 0, sizeof(st));

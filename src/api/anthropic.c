@@ -187,6 +187,12 @@ typedef struct an_stream {
     bool ended; /* a block rule ended the stream */
 } an_stream_t;
 
+static void on_core_wait(void *ud, uint64_t key, uint64_t wait_ns, size_t bytes)
+{
+    an_stream_t *as = ud;
+    ag_api_report_wait(as->env, wait_ns);
+}
+
 static void on_core_result(void *ud, uint64_t key, const ag_result_t *res)
 {
     an_stream_t *as = ud;
@@ -203,6 +209,8 @@ static void *stream_new(ag_api_env_t *env, ag_api_stats_t *st)
     as->st = st;
     ag_sse_init(&as->sse, AG_SSE_MAX_EVENT_DEFAULT);
     as->core = ag_stream_new(env->engine, env->max_held, on_core_result, as);
+    ag_stream_set_hold(as->core, env->hold);
+    ag_stream_set_wait(as->core, on_core_wait);
     ag_buf_init(&as->data, 64u << 20);
     ag_buf_init(&as->text, 64u << 20);
     ag_buf_init(&as->plain, 64u << 20);
@@ -248,6 +256,7 @@ static void stream_free(void *state)
     if (as == NULL)
         return;
     ag_sse_dispose(&as->sse);
+    ag_api_report_hold(as->env, as->core); /* every stream once, however it ended */
     ag_stream_free(as->core);
     ag_buf_dispose(&as->data);
     ag_buf_dispose(&as->text);

@@ -47,6 +47,21 @@ void ag_api_report(ag_api_env_t *env, uint64_t key, const ag_result_t *res, ag_r
         env->on_result(env->ud, (int)(key & 0x7fffffff), res);
 }
 
+void ag_api_report_wait(ag_api_env_t *env, uint64_t wait_ns)
+{
+    if (env->on_held_wait)
+        env->on_held_wait(env->ud, wait_ns);
+}
+
+void ag_api_report_hold(ag_api_env_t *env, const ag_stream_t *core)
+{
+    if (env->on_hold == NULL || core == NULL)
+        return;
+    ag_stream_hold_stats_t st;
+    ag_stream_hold_stats(core, &st);
+    env->on_hold(env->ud, &st);
+}
+
 typedef struct tool_report {
     ag_api_env_t *env;
     ag_api_stats_t *st;

@@ -38,8 +38,9 @@ void ag_reply_summary_add(ag_reply_summary_t *s, const ag_result_t *res);
 
 /* Given by the proxy for each request. */
 typedef struct ag_api_env {
-    ag_engine_t *engine; /* the worker's engine */
-    size_t max_held;     /* ag_stream_new's max_text */
+    ag_engine_t *engine;   /* the worker's engine */
+    size_t max_held;       /* ag_stream_new's max_text */
+    ag_stream_hold_t hold; /* ag_stream_set_hold's policy, set right after ag_stream_new */
     /* called for each engine result (the audit log); index: the choice or content part */
     void (*on_result)(void *ud, int index, const ag_result_t *res);
     /* called once per reply when it is complete (metrics) */
@@ -52,6 +53,14 @@ typedef struct ag_api_env {
     /* a tool call passed through unchanged for a reason worth a log line (arguments that are not
      * JSON); may be NULL */
     void (*on_tool_skip)(void *ud, int index, const ag_tool_call_t *call, const char *why);
+    /* called once per streamed response, when the adapter's state is freed (however the stream
+     * ended: cleanly, blocked, cut off), with its streaming core's hold statistics (metrics);
+     * may be NULL */
+    void (*on_hold)(void *ud, const ag_stream_hold_stats_t *st);
+    /* reply text waited ns in astgate before it was released (astgate_held_seconds): called
+     * through ag_api_report_wait from the streaming core's wait callback (ag_stream_set_wait),
+     * per release of text that arrived in an earlier push; may be NULL */
+    void (*on_held_wait)(void *ud, uint64_t ns);
 } ag_api_env_t;
 
 typedef struct ag_api {
@@ -89,6 +98,12 @@ void ag_api_report(ag_api_env_t *env, uint64_t key, const ag_result_t *res,
 AG_MUSTCHECK int ag_api_tool_rewrite(ag_api_env_t *env, ag_api_stats_t *st, int index,
                                      const ag_tool_call_t *call, ag_str_t input, ag_buf_t *out,
                                      bool *changed);
+
+/* Reports a release's wait (ag_stream_wait_cb's wait_ns) to env->on_held_wait (when set). */
+void ag_api_report_wait(ag_api_env_t *env, uint64_t wait_ns);
+/* Reports core's hold statistics to env->on_hold (when set); core may be NULL (nothing). For an
+ * adapter's stream_free, before it frees core. */
+void ag_api_report_hold(ag_api_env_t *env, const ag_stream_t *core);
 
 /* Adds a rule id to st (once). */
 void ag_api_stats_rule(ag_api_stats_t *st, const char *id);

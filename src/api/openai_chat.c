@@ -246,6 +246,12 @@ enum {
     P_N
 };
 
+static void on_core_wait(void *ud, uint64_t key, uint64_t wait_ns, size_t bytes)
+{
+    chat_stream_t *cs = ud;
+    ag_api_report_wait(cs->env, wait_ns);
+}
+
 static void on_core_result(void *ud, uint64_t key, const ag_result_t *res)
 {
     chat_stream_t *cs = ud;
@@ -262,6 +268,8 @@ static void *stream_new(ag_api_env_t *env, ag_api_stats_t *st)
     cs->st = st;
     ag_sse_init(&cs->sse, AG_SSE_MAX_EVENT_DEFAULT);
     cs->core = ag_stream_new(env->engine, env->max_held, on_core_result, cs);
+    ag_stream_set_hold(cs->core, env->hold);
+    ag_stream_set_wait(cs->core, on_core_wait);
     ag_buf_init(&cs->data, 64u << 20);
     ag_buf_init(&cs->text, 64u << 20);
     ag_buf_init(&cs->decoded, 64u << 20);
@@ -317,6 +325,7 @@ static void stream_free(void *state)
     if (cs == NULL)
         return;
     ag_sse_dispose(&cs->sse);
+    ag_api_report_hold(cs->env, cs->core); /* every stream once, however it ended */
     ag_stream_free(cs->core);
     ag_buf_dispose(&cs->data);
     ag_buf_dispose(&cs->text);

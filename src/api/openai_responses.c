@@ -454,6 +454,12 @@ static void sent_append(part_t *p, ag_str_t text)
         p->lost = true;
 }
 
+static void on_core_wait(void *ud, uint64_t key, uint64_t wait_ns, size_t bytes)
+{
+    resp_stream_t *rs = ud;
+    ag_api_report_wait(rs->env, wait_ns);
+}
+
 static void on_core_result(void *ud, uint64_t key, const ag_result_t *res)
 {
     resp_stream_t *rs = ud;
@@ -471,6 +477,8 @@ static void *stream_new(ag_api_env_t *env, ag_api_stats_t *st)
     rs->st = st;
     ag_sse_init(&rs->sse, AG_SSE_MAX_EVENT_DEFAULT);
     rs->core = ag_stream_new(env->engine, env->max_held, on_core_result, rs);
+    ag_stream_set_hold(rs->core, env->hold);
+    ag_stream_set_wait(rs->core, on_core_wait);
     ag_buf_init(&rs->data, 64u << 20);
     ag_buf_init(&rs->text, 64u << 20);
     ag_buf_init(&rs->plain, 64u << 20);
@@ -532,6 +540,7 @@ static void stream_free(void *state)
     if (rs == NULL)
         return;
     ag_sse_dispose(&rs->sse);
+    ag_api_report_hold(rs->env, rs->core); /* every stream once, however it ended */
     ag_stream_free(rs->core);
     ag_buf_dispose(&rs->data);
     ag_buf_dispose(&rs->text);

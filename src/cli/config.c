@@ -25,7 +25,8 @@ const char ag_config_default_yaml[] =
     "forwarded: append\n"
     "logs: {access: '-', rewrite: '-'}\n"
     "block_status: 422\n"
-    "bare: true\n";
+    "bare: true\n"
+    "stream: {hold: minimal}\n";
 
 static int fail(ag_diag_t *d, const char *file, const ag_ynode_t *n, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -434,11 +435,31 @@ static int check_client_pair(const char *file, const ag_tls_t *t, const tls_src_
     return AG_OK;
 }
 
-/* One entry of `upstreams`: a URL, or {url: URL, tls: {...}} whose tls goes over the top-level
- * one (base). */
+/* A `stream` mapping (where: "stream" or "upstreams.NAME.stream") over *hold. */
+static int parse_stream(const char *file, const ag_ynode_t *n, const char *where,
+                        ag_stream_hold_t *hold, ag_diag_t *d)
+{
+    static const char *const keys[] = {"hold", NULL};
+    if (check_keys(file, n, keys, where, d) != AG_OK)
+        return AG_EINVAL;
+    const ag_ynode_t *x = ag_ymap_get(n, "hold");
+    if (x == NULL)
+        return AG_OK;
+    if (x->type == AG_Y_SCALAR && ag_str_eqc(ag_yscalar_str(x), "minimal"))
+        *hold = AG_STREAM_HOLD_MINIMAL;
+    else if (x->type == AG_Y_SCALAR && ag_str_eqc(ag_yscalar_str(x), "block"))
+        *hold = AG_STREAM_HOLD_BLOCK;
+    else
+        return fail(d, file, x, "`%s.hold` must be minimal or block", where);
+    return AG_OK;
+}
+
+/* One entry of `upstreams`: a URL, or {url: URL, tls: {...}, stream: {...}} whose tls and stream
+ * go over the top-level ones (base, *hold on entry). */
 static int parse_upstream(const char *path, const char *file, const ag_ynode_t *name,
                           const ag_ynode_t *v, const ag_tls_t *base, const tls_src_t *base_src,
-                          char *url, size_t url_cap, ag_tls_t *tls, ag_diag_t *d)
+                          char *url, size_t url_cap, ag_tls_t *tls, ag_stream_hold_t *hold,
+                          ag_diag_t *d)
 {
     char where[128], whose[128], tmp[1024];
     snprintf(where, sizeof(where), "upstreams.%s", name->text);
@@ -447,7 +468,7 @@ static int parse_upstream(const char *path, const char *file, const ag_ynode_t *
     tls_src_t src = *base_src;
     const ag_ynode_t *u = v;
     if (v->type == AG_Y_MAP) {
-        static const char *const keys[] = {"url", "tls", NULL};
+        static const char *const keys[] = {"url", "tls", "stream", NULL};
         if (check_keys(file, v, keys, where, d) != AG_OK)
             return AG_EINVAL;
         if ((u = ag_ymap_get(v, "url")) == NULL)
@@ -457,8 +478,12 @@ static int parse_upstream(const char *path, const char *file, const ag_ynode_t *
         snprintf(tw, sizeof(tw), "%s.tls", where);
         if (t && parse_tls(path, file, t, tw, tls, &src, d) != AG_OK)
             return AG_EINVAL;
+        snprintf(tw, sizeof(tw), "%s.stream", where);
+        if ((t = ag_ymap_get(v, "stream")) != NULL && parse_stream(file, t, tw, hold, d) != AG_OK)
+            return AG_EINVAL;
     } else if (v->type != AG_Y_SCALAR) {
-        return fail(d, file, v, "`%s` must be a base URL or a mapping {url: ..., tls: {...}}",
+        return fail(d, file, v,
+                    "`%s` must be a base URL or a mapping {url: ..., tls: {...}, stream: {...}}",
                     where);
     }
     if (get_str(file, u, tmp, sizeof(tmp), d, "upstream") != AG_OK)
@@ -471,6 +496,7 @@ static int parse_upstream(const char *path, const char *file, const ag_ynode_t *
 typedef struct parsed_upstream {
     char url[1024];
     ag_tls_t tls;
+    ag_stream_hold_t hold;
 } parsed_upstream_t;
 
 /* `upstreams` (every entry checked, used or not) and `routes`. */
@@ -485,10 +511,12 @@ static int apply_routes(const char *path, const char *file, const ag_ynode_t *ro
         return fail(d, file, ups, "`upstreams` must map names to base URLs");
     if (ups && ups->n > 0) {
         pu = ag_xcalloc(ups->n, sizeof(*pu));
-        for (uint32_t i = 0; i < ups->n; i++)
+        for (uint32_t i = 0; i < ups->n; i++) {
+            pu[i].hold = cfg->stream_hold;
             if (parse_upstream(path, file, ups->pairs[i].key, ups->pairs[i].value, &cfg->tls, tsrc,
-                               pu[i].url, sizeof(pu[i].url), &pu[i].tls, d) != AG_OK)
+                               pu[i].url, sizeof(pu[i].url), &pu[i].tls, &pu[i].hold, d) != AG_OK)
                 goto out;
+        }
     }
     if (n != NULL) {
         if (n->type != AG_Y_MAP) {
@@ -521,6 +549,7 @@ static int apply_routes(const char *path, const char *file, const ag_ynode_t *ro
             memcpy(rt->prefix, k->text, k->len + 1);
             memcpy(rt->url, pu[j].url, sizeof(rt->url));
             rt->tls = pu[j].tls;
+            rt->hold = pu[j].hold;
             cfg->nroutes++;
         }
     }
@@ -536,7 +565,7 @@ static int apply(const char *path, const char *file, const ag_ynode_t *root, ag_
     static const char *const top[] = {
         "listen", "upstream",     "rules", "workers", "timeouts", "limits",
         "logs",   "block_status", "bare",  "mode",    "admin",    "upstreams",
-        "routes", "forwarded",    "tls",   "tools",   NULL};
+        "routes", "forwarded",    "tls",   "tools",   "stream",   NULL};
     if (check_keys(file, root, top, "the configuration", d) != AG_OK)
         return AG_EINVAL;
     const ag_ynode_t *n;
@@ -701,7 +730,10 @@ static int apply(const char *path, const char *file, const ag_ynode_t *root, ag_
     }
     if ((n = ag_ymap_get(root, "tools")) != NULL && parse_tools(file, n, &cfg->tools, d) != AG_OK)
         return AG_EINVAL;
-    /* the top-level tls first: named upstreams start from it */
+    /* the top-level stream and tls first: named upstreams start from them */
+    if ((n = ag_ymap_get(root, "stream")) != NULL &&
+        parse_stream(file, n, "stream", &cfg->stream_hold, d) != AG_OK)
+        return AG_EINVAL;
     tls_src_t tsrc = {NULL, NULL};
     if ((n = ag_ymap_get(root, "tls")) != NULL) {
         if (parse_tls(path, file, n, "tls", &cfg->tls, &tsrc, d) != AG_OK)
@@ -785,6 +817,11 @@ const char *ag_config_target_url(const ag_config_t *cfg, uint32_t target)
 const ag_tls_t *ag_config_target_tls(const ag_config_t *cfg, uint32_t target)
 {
     return target == 0 || target > cfg->nroutes ? &cfg->tls : &cfg->routes[target - 1].tls;
+}
+
+ag_stream_hold_t ag_config_target_hold(const ag_config_t *cfg, uint32_t target)
+{
+    return target == 0 || target > cfg->nroutes ? cfg->stream_hold : cfg->routes[target - 1].hold;
 }
 
 uint32_t ag_config_target_for(const ag_config_t *cfg, const char *path)

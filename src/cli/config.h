@@ -2,6 +2,7 @@
 #ifndef AG_CONFIG_H
 #define AG_CONFIG_H
 
+#include "stream.h"
 #include "toolcode.h"
 #include "util.h"
 
@@ -32,10 +33,11 @@ typedef struct ag_tls {
 
 /* A path prefix served by another upstream than the default one. */
 typedef struct ag_route {
-    char prefix[256]; /* e.g. "/v1/messages" */
-    char name[64];    /* the upstream's name in `upstreams` */
-    char url[1024];   /* its base URL */
-    ag_tls_t tls;     /* merged: its own `tls` over the top-level one */
+    char prefix[256];      /* e.g. "/v1/messages" */
+    char name[64];         /* the upstream's name in `upstreams` */
+    char url[1024];        /* its base URL */
+    ag_tls_t tls;          /* merged: its own `tls` over the top-level one */
+    ag_stream_hold_t hold; /* its upstream's `stream.hold`, else the top-level one */
 } ag_route_t;
 
 typedef struct ag_config {
@@ -67,6 +69,8 @@ typedef struct ag_config {
     char access_log[1024];         /* path, "-" = stderr, "off" */
     char rewrite_log[1024];        /* path, "-" = stderr, "off" */
     int block_status;              /* HTTP status for a blocked reply */
+    ag_stream_hold_t stream_hold;  /* `stream.hold`: how much of a streamed code block is held
+                                      back (the default upstream's; routes: ag_route_t.hold) */
     bool bare;                     /* try replies without fences as code */
     bool shadow;                   /* mode: shadow: log and count, change nothing */
     char admin_host[256];          /* /metrics and /healthz listener; empty = on `listen` */
@@ -93,6 +97,8 @@ uint32_t ag_config_target_for(const ag_config_t *cfg, const char *path);
 const char *ag_config_target_url(const ag_config_t *cfg, uint32_t target);
 /* A target's TLS settings (merged; see ag_tls_t). */
 const ag_tls_t *ag_config_target_tls(const ag_config_t *cfg, uint32_t target);
+/* A target's hold policy for streamed code (`stream.hold`, per upstream over the top level). */
+ag_stream_hold_t ag_config_target_hold(const ag_config_t *cfg, uint32_t target);
 
 /* The embedded default as YAML text. */
 extern const char ag_config_default_yaml[];

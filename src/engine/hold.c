@@ -206,8 +206,9 @@ static uint32_t structural(hold_t *h, uint32_t *perm)
                 first = c;
             if (is(h, c, h->import_statement))
                 last = c;
-            else if (f->nodes[c].end <= h->len && !f->nodes[c].has_error)
-                code_after = true;
+            else if (f->nodes[c].end < h->len && !f->nodes[c].has_error)
+                code_after = true; /* complete, and more text follows it: it cannot grow into
+                                      an import */
         }
         uint32_t at = 0;
         if (last != AG_NONE) {
@@ -237,7 +238,8 @@ static uint32_t structural(hold_t *h, uint32_t *perm)
             (is(h, i, h->shorthand) && is_key(h, text(h, i))) || is(h, i, h->spread) ||
             is(h, i, h->computed)) {
             fr = n->start;
-            if (fr < *perm)
+            /* lasting, unless a shorthand name still being typed (it may grow into another) */
+            if (fr < *perm && !(is(h, i, h->shorthand) && n->end >= h->len))
                 *perm = fr;
             continue;
         }
@@ -259,8 +261,10 @@ static uint32_t structural(hold_t *h, uint32_t *perm)
                 at = f->nodes[p].start; /* from `const` on */
             if (at < fr)
                 fr = at;
-            if (at < *perm && scope_top(h, i))
-                *perm = at; /* the program's scope stays open to the end */
+            uint32_t nm = ag_flat_named_child(f, i, 0);
+            if (at < *perm && scope_top(h, i) && nm != AG_NONE && f->nodes[nm].end < h->len)
+                *perm = at; /* the program's scope stays open to the end (once its name is
+                               whole, it stays a declaration) */
         }
     }
     return fr;
@@ -307,10 +311,13 @@ uint32_t ag_hold_frontier(ag_engine_t *e, const ag_block_t *blk, ag_str_t code, 
     rule_needs(e, active, &nd);
     if (nd.whole) {
         fr = 0;
+        end->settled = true;
         goto out;
     }
-    if (!nd.edits)
-        goto out; /* only flags: nothing ever changes */
+    if (!nd.edits) {
+        end->settled = end->free = true; /* only flags: nothing ever changes */
+        goto out;
+    }
     /* where the rules would edit the code as it stands */
     uint32_t now = ag_engine_probe_edits(e, code, (ag_lang_t)lang, active);
     if (now < fr)

@@ -35,6 +35,7 @@ typedef struct ag_hold_end {
     bool settled;      /* the frontier cannot move before the block closes (held from a pinned
                           property, a spread, a top-level declaration or the import point):
                           no further analysis of this block is needed */
+    bool free;         /* no rule edits this block: all of it goes out as it comes */
 } ag_hold_end_t;
 
 uint32_t ag_hold_frontier(ag_engine_t *e, const ag_block_t *blk, ag_str_t code, ag_hold_end_t *end);

@@ -1,22 +1,44 @@
 /* Prometheus text format (version 0.0.4) for the proxy's counters and histograms. */
 #include "metrics.h"
 
-static const double BOUNDS[AG_HISTS][AG_M_BUCKETS] = {
-    /* upstream */
-    {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300},
-    /* added */
-    {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5},
-    /* parse */
-    {0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1,
-     5},
+/* One histogram's exposition: bounds in seconds (bytes for a byte histogram), ascending */
+typedef struct hist_def {
+    const char *name;
+    const char *help;
+    bool bytes; /* observations and bounds in bytes; else nanoseconds observed, seconds shown */
+    int nbounds;
+    double bound[AG_M_BUCKETS];
+} hist_def_t;
+
+static const hist_def_t HIST[AG_HISTS] = {
+    {"astgate_upstream_seconds",
+     "Time from sending a request upstream to the end of its reply.",
+     false,
+     14,
+     {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300}},
+    {"astgate_added_seconds",
+     "Time astgate itself spent on a request (parsing, matching, rewriting, copying).",
+     false,
+     14,
+     {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5}},
+    {"astgate_parse_seconds",
+     "tree-sitter parse time per API reply with code.",
+     false,
+     14,
+     {0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
+      1, 5}},
+    {"astgate_held_seconds",
+     "How long streamed reply text waited in astgate before it was released.",
+     false,
+     14,
+     {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}},
+    {"astgate_held_bytes",
+     "Per streamed response, the most bytes of reply text astgate held back at once.",
+     true,
+     9,
+     {0, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576}},
 };
 
-static const char *const HIST_NAME[AG_HISTS] = {"astgate_upstream_seconds", "astgate_added_seconds",
-                                                "astgate_parse_seconds"};
-static const char *const HIST_HELP[AG_HISTS] = {
-    "Time from sending a request upstream to the end of its reply.",
-    "Time astgate itself spent on a request (parsing, matching, rewriting, copying).",
-    "tree-sitter parse time per API reply with code."};
 static const char *const ROUTE[AG_M_ROUTES] = {"chat.completions", "responses", "messages",
                                                "passthrough"};
 
@@ -102,17 +124,18 @@ void ag_mreg_set_reload(ag_mreg_t *reg, const ag_reload_stats_t *st)
     pthread_mutex_unlock(&reg->lock);
 }
 
-void ag_m_observe(ag_wmetrics_t *m, ag_hist_kind_t h, uint64_t ns)
+void ag_m_observe(ag_wmetrics_t *m, ag_hist_kind_t h, uint64_t v)
 {
+    const hist_def_t *def = &HIST[h];
     ag_hist_t *x = &m->hist[h];
-    double s = (double)ns / 1e9;
-    for (int i = 0; i < AG_M_BUCKETS; i++)
-        if (s <= BOUNDS[h][i]) {
+    double s = def->bytes ? (double)v : (double)v / 1e9;
+    for (int i = 0; i < def->nbounds; i++)
+        if (s <= def->bound[i]) {
             ag_m_inc(&x->bucket[i], 1);
             break;
         }
     ag_m_inc(&x->count, 1);
-    ag_m_inc(&x->sum_ns, ns);
+    ag_m_inc(&x->sum, v);
 }
 
 static uint64_t load(const uint64_t *p)
@@ -233,21 +256,36 @@ int ag_metrics_render(ag_buf_t *o, ag_wmetrics_t *const *ws, uint32_t n, ag_mreg
     ag_reload_stats_t st = reg->reload;
     pthread_mutex_unlock(&reg->lock);
     free(t);
+    if (rc == AG_OK)
+        rc = counter(o, "astgate_hold_violations_total",
+                     "Held code blocks whose rewrite changed bytes already sent to the client (a "
+                     "bug in the hold analysis; expected to stay 0).",
+                     SUM(m->hold_violations));
     for (int h = 0; h < AG_HISTS && rc == AG_OK; h++) {
-        rc = ag_buf_appendf(o, "# HELP %s %s\n# TYPE %s histogram\n", HIST_NAME[h], HIST_HELP[h],
-                            HIST_NAME[h]);
+        const hist_def_t *def = &HIST[h];
+        rc = ag_buf_appendf(o, "# HELP %s %s\n# TYPE %s histogram\n", def->name, def->help,
+                            def->name);
         uint64_t cum = 0;
-        for (int b = 0; b < AG_M_BUCKETS && rc == AG_OK; b++) {
+        for (int b = 0; b < def->nbounds && rc == AG_OK; b++) {
             cum += SUM(m->hist[h].bucket[b]);
-            rc = ag_buf_appendf(o, "%s_bucket{le=\"%g\"} %llu\n", HIST_NAME[h], BOUNDS[h][b],
-                                (unsigned long long)cum);
+            /* whole bounds as integers (%g would print 1048576 as 1.04858e+06) */
+            double v = def->bound[b];
+            rc = v >= 1 && v == (double)(uint64_t)v
+                     ? ag_buf_appendf(o, "%s_bucket{le=\"%llu\"} %llu\n", def->name,
+                                      (unsigned long long)v, (unsigned long long)cum)
+                     : ag_buf_appendf(o, "%s_bucket{le=\"%g\"} %llu\n", def->name, v,
+                                      (unsigned long long)cum);
         }
         uint64_t count = SUM(m->hist[h].count);
-        uint64_t sum = SUM(m->hist[h].sum_ns);
+        uint64_t sum = SUM(m->hist[h].sum);
         if (rc == AG_OK)
-            rc = ag_buf_appendf(o, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9f\n%s_count %llu\n",
-                                HIST_NAME[h], (unsigned long long)count, HIST_NAME[h],
-                                (double)sum / 1e9, HIST_NAME[h], (unsigned long long)count);
+            rc = ag_buf_appendf(o, "%s_bucket{le=\"+Inf\"} %llu\n", def->name,
+                                (unsigned long long)count);
+        if (rc == AG_OK)
+            rc = def->bytes ? ag_buf_appendf(o, "%s_sum %llu\n", def->name, (unsigned long long)sum)
+                            : ag_buf_appendf(o, "%s_sum %.9f\n", def->name, (double)sum / 1e9);
+        if (rc == AG_OK)
+            rc = ag_buf_appendf(o, "%s_count %llu\n", def->name, (unsigned long long)count);
     }
     if (rc == AG_OK) {
         int64_t v = 0;

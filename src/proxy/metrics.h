@@ -14,13 +14,15 @@ enum { AG_M_ROUTE_CHAT, AG_M_ROUTE_RESPONSES, AG_M_ROUTE_MESSAGES, AG_M_ROUTE_PA
 typedef struct ag_hist {
     uint64_t bucket[AG_M_BUCKETS]; /* cumulative counts are computed at render time */
     uint64_t count;
-    uint64_t sum_ns;
+    uint64_t sum; /* nanoseconds; bytes for AG_HIST_HELD_BYTES */
 } ag_hist_t;
 
 typedef enum ag_hist_kind {
-    AG_HIST_UPSTREAM, /* upstream exchange, seconds */
-    AG_HIST_ADDED,    /* time astgate added to a request */
-    AG_HIST_PARSE,    /* tree-sitter parse time per reply */
+    AG_HIST_UPSTREAM,   /* upstream exchange, seconds */
+    AG_HIST_ADDED,      /* time astgate added to a request */
+    AG_HIST_PARSE,      /* tree-sitter parse time per reply */
+    AG_HIST_HELD,       /* how long streamed reply text waited in astgate before its release */
+    AG_HIST_HELD_BYTES, /* per streamed response, the most bytes held back at once (bytes) */
     AG_HISTS
 } ag_hist_kind_t;
 
@@ -31,6 +33,7 @@ typedef struct ag_wmetrics {
     uint64_t replies_raw_ok;             /* ... with code, that no rule would change or flag */
     uint64_t replies_corrected_ok;       /* ... with code, compliant once rewritten */
     uint64_t replies_unjudged;           /* ... with code too broken to judge (never compliant) */
+    uint64_t hold_violations;            /* held blocks whose rewrite changed bytes already sent */
     ag_hist_t hist[AG_HISTS];
     int64_t streams_in_flight;
 } ag_wmetrics_t;
@@ -41,7 +44,9 @@ static inline void ag_m_inc(uint64_t *c, uint64_t n)
 {
     __atomic_fetch_add(c, n, __ATOMIC_RELAXED);
 }
-void ag_m_observe(ag_wmetrics_t *m, ag_hist_kind_t h, uint64_t ns);
+/* Counts one observation into histogram h: v in nanoseconds, or in bytes for
+ * AG_HIST_HELD_BYTES. Only from m's worker. */
+void ag_m_observe(ag_wmetrics_t *m, ag_hist_kind_t h, uint64_t v);
 
 /* Per-rule counters. A rule set lives until a reload replaces it, but its rules' counters must
  * not restart: they are kept by rule id in a registry (one per process). Each worker counts into

@@ -323,6 +323,21 @@ static void on_reply(void *ud, int index, const ag_reply_summary_t *s)
     ag_m_observe(m, AG_HIST_PARSE, s->parse_ns);
 }
 
+static void on_hold(void *ud, const ag_stream_hold_stats_t *st)
+{
+    preq_t *r = ud;
+    ag_wmetrics_t *m = &r->w->m;
+    ag_m_observe(m, AG_HIST_HELD_BYTES, st->held_max);
+    if (st->violations)
+        ag_m_inc(&m->hold_violations, st->violations);
+}
+
+static void on_held_wait(void *ud, uint64_t ns)
+{
+    preq_t *r = ud;
+    ag_m_observe(&r->w->m, AG_HIST_HELD, ns);
+}
+
 static void on_result(void *ud, int index, const ag_result_t *res)
 {
     preq_t *r = ud;
@@ -1403,9 +1418,12 @@ static void on_request(void *ud, ag_http_req_t *req)
     r->env.on_reply = on_reply;
     r->env.on_tool_skip = on_tool_skip;
     r->env.tools = &cfg->tools;
+    r->env.on_hold = on_hold;
+    r->env.on_held_wait = on_held_wait;
     r->env.ud = r;
 
     r->target = ag_config_target_for(cfg, r->path);
+    r->env.hold = ag_config_target_hold(cfg, r->target);
     const char *base = ag_config_target_url(cfg, r->target);
     /* the URL: the target's base, then exactly the path routing saw (sent as is) */
     char *url = NULL;

@@ -323,14 +323,17 @@ static int advance(ag_stream_t *s, key_state_t *k, bool final, ag_buf_t *out, bo
                 k->an_len = (uint32_t)all.len;
                 return emit_to(k, k->an_fr, out);
             }
+            if (k->an_block == code && k->an_end.free)
+                return emit_to(k, (uint32_t)all.len, out);
             if (!due(k, code, all))
                 return AG_OK; /* holding less later is as safe as now, and cheaper */
             uint32_t fr =
                 ag_hold_frontier(s->engine, &b, ag_str(all.ptr + code, all.len - code), &k->an_end);
             k->an_block = code;
             k->an_len = (uint32_t)all.len;
-            k->an_fr = code + fr;
-            return emit_to(k, code + fr, out);
+            k->an_fr = fr ? code + fr : open; /* nothing: not even the opener line (a block
+                                                 rule may replace the whole block) */
+            return emit_to(k, k->an_fr, out);
         }
         uint32_t end = b.closed ? k->scan + b.close_end : (uint32_t)all.len;
         rc = rewrite_span(s, k, open, end, out, blocked);

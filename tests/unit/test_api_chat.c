@@ -562,6 +562,73 @@ static void test_stream_block(void **state)
     ag_buf_dispose(&out);
 }
 
+/* ---- the hold policy's plumbing ---- */
+
+static uint32_t hold_reports;
+static ag_stream_hold_stats_t hold_last;
+static uint32_t hold_waits;
+
+static void on_held_wait(void *ud, uint64_t ns)
+{
+    (void)ud;
+    (void)ns;
+    hold_waits++;
+}
+
+static void on_hold(void *ud, const ag_stream_hold_stats_t *st)
+{
+    (void)ud;
+    hold_reports++;
+    hold_last = *st;
+}
+
+/* Each adapter reports its core's hold statistics once, when its stream is freed: after a clean
+ * end, and after a stream cut short (no stream_end) too; the wait of held text reaches
+ * on_held_wait. */
+static void test_stream_hold_report(void **state)
+{
+    (void)state;
+    const ag_api_t *apis[] = {&ag_api_openai_chat, &ag_api_openai_responses, &ag_api_anthropic};
+    ag_buf_t sse, out;
+    ag_buf_init(&sse, 1u << 20);
+    ag_buf_init(&out, 1u << 22);
+    chunk(&sse, "{\"index\":0,\"delta\":{\"content\":\"Here:\\n```ts\\nnew Agent({ model: "
+                "'openai/gpt-4o' });\\n\"}}");
+    chunk(&sse, "{\"index\":0,\"delta\":{\"content\":\"```\\n\"},\"finish_reason\":\"stop\"}");
+    put(&sse, "data: [DONE]\n\n");
+    for (size_t a = 0; a < sizeof(apis) / sizeof(apis[0]); a++) {
+        for (int cut = 0; cut < 2; cut++) {
+            sink_t s;
+            env_init(&s, 1u << 20);
+            env.hold = AG_STREAM_HOLD_MINIMAL;
+            env.on_hold = on_hold;
+            env.on_held_wait = on_held_wait;
+            hold_reports = 0;
+            hold_waits = 0;
+            memset(&hold_last, 0xff, sizeof(hold_last));
+            ag_api_stats_t st;
+            memset(&st, 0, sizeof(st));
+            void *p = apis[a]->stream_new(&env, &st);
+            bool ended = false;
+            ag_buf_reset(&out);
+            if (a == 0) /* chat: a reply with a code block */
+                assert_int_equal(apis[a]->stream_feed(p, ag_buf_str(&sse), &out, &ended), AG_OK);
+            if (!cut)
+                assert_int_equal(apis[a]->stream_end(p, &out), AG_OK);
+            assert_int_equal(hold_reports, 0);
+            apis[a]->stream_free(p);
+            assert_int_equal(hold_reports, 1);
+            assert_int_equal(hold_last.violations, 0);
+            if (a == 0) {
+                assert_non_null(strstr(out.ptr, "gpt-4.1-nano"));
+                assert_true(hold_waits > 0); /* the held block waited for its closing fence */
+            }
+        }
+    }
+    ag_buf_dispose(&sse);
+    ag_buf_dispose(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -571,6 +638,7 @@ int main(void)
         cmocka_unit_test(test_stream_interleaved),
         cmocka_unit_test(test_stream_max_held),
         cmocka_unit_test(test_stream_block),
+        cmocka_unit_test(test_stream_hold_report),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

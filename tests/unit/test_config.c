@@ -165,6 +165,57 @@ static void test_routes(void **state)
     expect_error("upstreams: {a: 'ftp://x'}\nroutes: {/x: a}\n", 1, 16, "http://");
 }
 
+/* stream.hold: minimal by default; minimal or block at the top level and per named upstream, which
+ * starts from the top-level value and reaches requests through its routes */
+static void test_stream_hold(void **state)
+{
+    ag_config_t cfg;
+    ag_diag_t d;
+    assert_int_equal(ag_config_load(NULL, &cfg, &d), AG_OK);
+    assert_int_equal(cfg.stream_hold, AG_STREAM_HOLD_MINIMAL);
+    assert_int_equal(ag_config_target_hold(&cfg, 0), AG_STREAM_HOLD_MINIMAL);
+    ag_config_dispose(&cfg);
+
+    write_config("stream: {hold: minimal}\n"
+                 "upstreams:\n"
+                 "  plain: https://plain.example\n"
+                 "  held: {url: 'https://held.example', stream: {hold: block}}\n"
+                 "  empty: {url: 'https://empty.example', stream: {}}\n"
+                 "routes: {/p: plain, /h: held, /e: empty}\n");
+    assert_int_equal(ag_config_load(path, &cfg, &d), AG_OK);
+    assert_int_equal(cfg.stream_hold, AG_STREAM_HOLD_MINIMAL);
+    assert_int_equal(ag_config_target_hold(&cfg, ag_config_target_for(&cfg, "/v1/responses")),
+                     AG_STREAM_HOLD_MINIMAL);
+    assert_int_equal(ag_config_target_hold(&cfg, ag_config_target_for(&cfg, "/p/v1/messages")),
+                     AG_STREAM_HOLD_MINIMAL); /* inherited */
+    assert_int_equal(ag_config_target_hold(&cfg, ag_config_target_for(&cfg, "/h/v1/messages")),
+                     AG_STREAM_HOLD_BLOCK); /* its own */
+    assert_int_equal(ag_config_target_hold(&cfg, ag_config_target_for(&cfg, "/e")),
+                     AG_STREAM_HOLD_MINIMAL);
+    ag_config_dispose(&cfg);
+    unlink(path);
+
+    /* the other way round: block at the top, minimal for one upstream */
+    write_config("stream: {hold: block}\n"
+                 "upstreams: {fast: {url: 'https://fast.example', stream: {hold: minimal}}}\n"
+                 "routes: {/f: fast}\n");
+    assert_int_equal(ag_config_load(path, &cfg, &d), AG_OK);
+    assert_int_equal(ag_config_target_hold(&cfg, 0), AG_STREAM_HOLD_BLOCK);
+    assert_int_equal(ag_config_target_hold(&cfg, 1), AG_STREAM_HOLD_MINIMAL);
+    ag_config_dispose(&cfg);
+    unlink(path);
+
+    expect_error("stream: {hold: some}\n", 1, 16, "`stream.hold` must be minimal or block");
+    expect_error("stream:\n  hold: [minimal]\n", 2, 9, "`stream.hold` must be minimal or block");
+    expect_error("stream:\n  hold: block\n  held: 1\n", 3, 3, "unknown key `held` in stream");
+    expect_error("stream: minimal\n", 1, 9, "`stream` must be a mapping");
+    expect_error("upstreams:\n  a:\n    url: 'https://a.example'\n    stream: {hold: all}\n"
+                 "routes: {/a: a}\n",
+                 4, 20, "`upstreams.a.stream.hold` must be minimal or block");
+    expect_error("upstreams: {a: {url: 'https://a.example', stream: {hodl: block}}}\n", 1, 52,
+                 "unknown key `hodl` in upstreams.a.stream");
+}
+
 /* TLS: a temp dir with PEM files, and configs written into it so relative paths resolve there */
 static char tls_dir[64];
 static char tls_cfg[128];
@@ -559,6 +610,7 @@ int main(void)
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_overrides),
         cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_stream_hold),
         cmocka_unit_test(test_front_end_limits),
         cmocka_unit_test_setup_teardown(test_tls_defaults, tls_setup, tls_teardown),
         cmocka_unit_test_setup_teardown(test_tls_paths_relative_to_the_config, tls_setup,

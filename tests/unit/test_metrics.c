@@ -113,11 +113,57 @@ static void test_reload_figures(void **state)
     ag_mreg_dispose(&reg);
 }
 
+/* The hold's figures: held bytes per streamed response (bytes, whole bounds, le="0" for nothing
+ * held), held seconds (nanoseconds in, seconds out) and the violations counter, summed over
+ * workers. */
+static void test_hold_figures(void **state)
+{
+    (void)state;
+    ag_mreg_t reg;
+    ag_mreg_init(&reg);
+    ag_wmetrics_t w0, w1;
+    ag_wmetrics_init(&w0);
+    ag_wmetrics_init(&w1);
+    ag_m_observe(&w0, AG_HIST_HELD_BYTES, 0);
+    ag_m_observe(&w0, AG_HIST_HELD_BYTES, 64);
+    ag_m_observe(&w1, AG_HIST_HELD_BYTES, 65);
+    ag_m_observe(&w1, AG_HIST_HELD_BYTES, 2000000);  /* past the last bound: +Inf only */
+    ag_m_observe(&w0, AG_HIST_HELD, 2000000);        /* 2 ms */
+    ag_m_observe(&w1, AG_HIST_HELD, 40000000000ull); /* 40 s */
+    ag_m_inc(&w1.hold_violations, 2);
+    ag_wmetrics_t *ws[2] = {&w0, &w1};
+    ag_buf_t o;
+    ag_buf_init(&o, 1 << 20);
+    assert_int_equal(ag_metrics_render(&o, ws, 2, &reg), AG_OK);
+    assert_non_null(strstr(o.ptr, "# TYPE astgate_held_bytes histogram\n"));
+    assert_true(value(&o, "astgate_held_bytes_bucket{le=\"0\"}") == 1);
+    assert_true(value(&o, "astgate_held_bytes_bucket{le=\"64\"}") == 2);
+    assert_true(value(&o, "astgate_held_bytes_bucket{le=\"256\"}") == 3);
+    assert_true(value(&o, "astgate_held_bytes_bucket{le=\"1048576\"}") == 3);
+    assert_true(value(&o, "astgate_held_bytes_bucket{le=\"+Inf\"}") == 4);
+    assert_true(value(&o, "astgate_held_bytes_sum") == 0 + 64 + 65 + 2000000);
+    assert_true(value(&o, "astgate_held_bytes_count") == 4);
+    assert_null(strstr(o.ptr, "astgate_held_bytes_bucket{le=\"512\"}"));
+    assert_true(value(&o, "astgate_held_seconds_bucket{le=\"0.001\"}") == 0);
+    assert_true(value(&o, "astgate_held_seconds_bucket{le=\"0.0025\"}") == 1);
+    assert_true(value(&o, "astgate_held_seconds_bucket{le=\"30\"}") == 1);
+    assert_true(value(&o, "astgate_held_seconds_bucket{le=\"+Inf\"}") == 2);
+    assert_true(value(&o, "astgate_held_seconds_sum") == 40.002);
+    assert_true(value(&o, "astgate_hold_violations_total") == 2);
+    assert_non_null(strstr(o.ptr, "# TYPE astgate_hold_violations_total counter\n"));
+    /* the time histograms are unchanged: seconds, as %g */
+    assert_true(value(&o, "astgate_upstream_seconds_bucket{le=\"0.005\"}") == 0);
+    assert_true(value(&o, "astgate_upstream_seconds_bucket{le=\"300\"}") == 0);
+    ag_buf_dispose(&o);
+    ag_mreg_dispose(&reg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counts_survive_a_reload_by_rule_id),
         cmocka_unit_test(test_reload_figures),
+        cmocka_unit_test(test_hold_figures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
