@@ -43,7 +43,7 @@ void ag_reply_summary_add(ag_reply_summary_t *s, const ag_result_t *res)
 void ag_api_report(ag_api_env_t *env, uint64_t key, const ag_result_t *res, ag_reply_summary_t *sum)
 {
     ag_reply_summary_add(sum, res);
-    if (env->on_result && res->nevents)
+    if (env->on_result && (res->nevents || res->held_max))
         env->on_result(env->ud, (int)(key & 0x7fffffff), res);
 }
 

@@ -54,6 +54,9 @@ typedef struct ag_result {
     const ag_event_t *events; /* borrowed, valid until the next ag_engine_rewrite */
     uint32_t nevents;
     uint64_t parse_ns, match_ns, splice_ns; /* time spent, for benchmarks */
+    uint32_t held_max;   /* streamed: bytes held back at once at most while this block was open
+                            (set by the streaming core; 0 otherwise) */
+    uint32_t held_block; /* ... and that block's index in the reply */
 } ag_result_t;
 
 /* rules is borrowed and must outlive the engine. opts may be NULL for defaults. */

@@ -362,6 +362,23 @@ static void on_result(void *ud, int index, const ag_result_t *res)
             break;
         log_end(r->w, LOG_REWRITE, mark, ag_audit_format(b, &res->events[i], &ctx, 0));
     }
+    if (res->held_max) {
+        /* how much of this streamed block astgate held back at once, at most */
+        size_t mark;
+        ag_buf_t *b = log_begin(r->w, LOG_REWRITE, &mark);
+        if (b == NULL)
+            return;
+        int rc = ag_audit_begin(b, 0);
+        if (rc == AG_OK)
+            rc = ag_buf_appendf(
+                b, ",\"type\":\"hold\",\"request_id\":\"%s\",\"route\":", r->request_id);
+        if (rc == AG_OK)
+            rc = ag_json_append_str(b, ag_cstr(r->path));
+        if (rc == AG_OK)
+            rc = ag_buf_appendf(b, ",\"choice\":%d,\"block\":%u,\"held_max\":%u}\n", index,
+                                res->held_block, res->held_max);
+        log_end(r->w, LOG_REWRITE, mark, rc);
+    }
 }
 
 /* A tool call passed through unchanged (its arguments are not JSON): a line in the rewrite log,

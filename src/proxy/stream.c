@@ -35,6 +35,7 @@ typedef struct key_state {
     uint32_t arr_off[MAX_ARRIVALS];
     uint64_t arr_ns[MAX_ARRIVALS];
     uint32_t narr;
+    uint32_t held_max; /* bytes held at once at most since the last block was rewritten */
 } key_state_t;
 
 struct ag_stream {
@@ -198,6 +199,11 @@ static int rewrite_span(ag_stream_t *s, key_state_t *k, uint32_t from, uint32_t 
             return rc;
         memset(&res, 0, sizeof(res));
     }
+    if (to - k->emitted > k->held_max)
+        k->held_max = to - k->emitted;
+    res.held_max = k->held_max;
+    res.held_block = k->blocks;
+    k->held_max = 0;
     if (s->cb)
         s->cb(s->ud, k->key, &res);
     if (res.blocked) {
@@ -377,6 +383,8 @@ int ag_stream_push(ag_stream_t *s, uint64_t key, ag_str_t delta, ag_buf_t *out,
     }
     if (s->wait_cb)
         waited(s, k, before, now);
+    if (k->text.len - k->emitted > k->held_max)
+        k->held_max = (uint32_t)(k->text.len - k->emitted);
     if (k->text.len - k->emitted > s->stats.held_max)
         s->stats.held_max = k->text.len - k->emitted;
     return rc;

@@ -134,7 +134,7 @@ async function heldAtMarker(t, mode) {
     const res = await fetch(`${t.origin}/v1/chat/completions`, {
         method: 'POST',
         signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-        headers: jsonHeaders(),
+        headers: jsonHeaders({ 'x-request-id': `e2e-hold-${mode}` }),
         body: chatBody({ n: 2, stream: true }),
     });
     assert.equal(res.status, 200);
@@ -168,6 +168,15 @@ async function heldAtMarker(t, mode) {
     assert.equal(got[1], MARKER);
     const want0 = cliRewriteText(PROSE0 + CODE_HEAD + CODE_TAIL + AFTER);
     assert.equal(got[0], want0);
+    if (PROXIED) {
+        // the rewrite log says how much of the block was held back at once, at most
+        const line = await withTimeout(t.proc.waitLine((l) => l.includes('"type":"hold"') && l.includes(`e2e-hold-${mode}`) && l.includes('"choice":0')), 5000, 'the hold line');
+        const hold = JSON.parse(line);
+        assert.equal(hold.block, 0);
+        assert.ok(hold.held_max > 0 && hold.held_max <= want0.length, line);
+        if (mode === 'block') assert.ok(hold.held_max >= CODE_HEAD.length, `a whole-block hold holds the block: ${line}`);
+        else assert.ok(hold.held_max < CODE_HEAD.length + CODE_TAIL.length, line);
+    }
     if (PROXIED && mode === 'minimal') {
         assert.equal(atMarker, PROSE0 + "```ts\nimport { Agent } from '@mastra/core/agent';", 'choice 0 at the marker');
         assert.ok(want0.startsWith(atMarker));
