@@ -1,6 +1,7 @@
 #!/bin/sh
 # Runs every test that `make test` covers: the C unit tests (built with ASan and UBSan), the
-# golden corpus, the real-world shapes corpus (bench/accuracy/shapes, checked against its manifest)
+# golden corpus, the rule packs' tests (`astgate test`, and `ast-grep test` on the extension-free
+# rules), the real-world shapes corpus (bench/accuracy/shapes, checked against its manifest)
 # and the end-to-end tests (official SDKs against `astgate serve` in front of a fake
 # upstream) through the sanitized binary, and the deploy/ checks (tests/deploy/run.sh: Kubernetes
 # manifests, systemd unit, container image). Ends with one summary line; exits 1 on any failure.
@@ -37,6 +38,35 @@ g=$(printf '%s\n' "$golden_out" | sed -n 's/^golden: \([0-9]*\) passed, \([0-9]*
 gp=${g% *}
 gf=${g#* }
 
+# the rule packs' own tests (sgconfig.yml: rules/ against rule-tests/ and their snapshots) through
+# `astgate test`; then the pinned ast-grep CLI (bench/) on the same files for the rules without
+# astgate extensions (rules/examples/), whose snapshots both must agree on
+rt_out=$("$dir/astgate" test -c sgconfig.yml 2>&1)
+rc=$?
+printf '%s\n' "$rt_out" | grep -v '^PASS '
+[ $rc -ne 0 ] && bad=1
+rt=$(printf '%s\n' "$rt_out" | sed -n 's/^test: \([0-9]*\) passed, \([0-9]*\) failed.*/\1 \2/p')
+rtp=${rt% *}
+rtf=${rt#* }
+[ -z "$rt" ] && rtf=1
+sg=bench/node_modules/.bin/ast-grep
+sg_ids=$(sed -n 's/^id: *//p' rules/examples/*.yml | paste -sd '|' -)
+# the pinned CLI (bench/package-lock.json: version and hashes), installed when missing
+if [ ! -x "$sg" ] && command -v npm >/dev/null 2>&1; then
+    (cd bench && npm ci --no-audit --no-fund --loglevel=error) >/dev/null 2>&1 ||
+        echo "rule-tests: npm ci in bench/ failed: ast-grep test is skipped"
+fi
+if [ ! -x "$sg" ]; then
+    parity="skipped: no $sg (npm ci in bench/ failed or npm is missing)"
+elif sg_out=$("$sg" test -c sgconfig.yml --filter "^($sg_ids)\$" --color never 2>&1); then
+    parity=ok
+else
+    printf '%s\n' "$sg_out"
+    parity=failed
+    bad=1
+fi
+echo "rule-tests: ast-grep test on rules/examples: $parity"
+
 # the real-world shapes corpus against its manifest: no silent miss (bench/accuracy/shapes)
 shapes_out=$(node bench/accuracy/shapes/check.mjs "$dir/astgate" 2>&1)
 rc=$?
@@ -67,5 +97,6 @@ df=${dr#* }
 
 echo
 echo "tests: unit ${unit_pass} passed, ${unit_fail} failed; golden ${gp:-0} passed, ${gf:-0} failed;" \
+    "rule-tests ${rtp:-0} passed, ${rtf:-0} failed (ast-grep: ${parity%%:*});" \
     "shapes ${sm} mismatched; e2e ${ep:-0} passed, ${ef:-0} failed; deploy ${dp:-0} passed, ${df:-0} failed"
 exit $bad

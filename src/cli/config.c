@@ -42,17 +42,86 @@ static int fail(ag_diag_t *d, const char *file, const ag_ynode_t *n, const char 
     return AG_EINVAL;
 }
 
+static void free_sets(ag_rules_set_t *sets, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        free((char *)sets[i].name);
+        free((char *)sets[i].value);
+        free((char *)sets[i].file);
+    }
+    free(sets);
+}
+
 static void free_rules(ag_config_t *cfg)
 {
-    for (uint32_t i = 0; i < cfg->nrules; i++)
+    for (uint32_t i = 0; i < cfg->nrules; i++) {
         free(cfg->rules[i]);
+        free_sets(cfg->rule_sets[i], cfg->nrule_sets[i]);
+        cfg->rule_sets[i] = NULL;
+        cfg->nrule_sets[i] = 0;
+    }
     cfg->nrules = 0;
 }
 
 void ag_config_dispose(ag_config_t *cfg)
 {
     free_rules(cfg);
+    free_sets(cfg->sets, cfg->nsets);
+    cfg->sets = NULL;
+    cfg->nsets = 0;
     ag_tools_dispose(&cfg->tools);
+}
+
+static char *xstrdup_or_null(const char *s)
+{
+    return s ? ag_xstrndup(s, strlen(s)) : NULL;
+}
+
+int ag_config_add_set(ag_config_t *cfg, const char *arg, ag_diag_t *d)
+{
+    char name[128];
+    ag_rules_set_t st;
+    if (ag_rules_parse_set(arg, name, sizeof(name), &st, d) != AG_OK)
+        return AG_EINVAL;
+    cfg->sets = ag_xrealloc(cfg->sets, (cfg->nsets + 1) * sizeof(*cfg->sets));
+    ag_rules_set_t *o = &cfg->sets[cfg->nsets++];
+    memset(o, 0, sizeof(*o));
+    o->name = xstrdup_or_null(st.name);
+    o->value = xstrdup_or_null(st.value);
+    return AG_OK;
+}
+
+int ag_config_load_rules(const ag_config_t *cfg, ag_rules_t **out, ag_diag_t *d)
+{
+    ag_rules_src_t srcs[AG_CONFIG_MAX_RULES];
+    memset(srcs, 0, sizeof(srcs));
+    for (uint32_t i = 0; i < cfg->nrules; i++) {
+        srcs[i].path = cfg->rules[i];
+        srcs[i].sets = cfg->rule_sets[i];
+        srcs[i].nsets = cfg->nrule_sets[i];
+    }
+    return ag_rules_load_srcs(srcs, cfg->nrules, cfg->sets, cfg->nsets, out, d);
+}
+
+/* `set: {NAME: VALUE, ...}` of rules entry i: each value a scalar, kept with its place. */
+static int rule_sets(const char *file, const ag_ynode_t *set, ag_config_t *cfg, uint32_t i,
+                     ag_diag_t *d)
+{
+    if (set->type != AG_Y_MAP)
+        return fail(d, file, set, "`set` must be a mapping of parameter names to values");
+    cfg->rule_sets[i] = ag_xcalloc(set->n ? set->n : 1, sizeof(ag_rules_set_t));
+    for (uint32_t j = 0; j < set->n; j++) {
+        const ag_ynode_t *k = set->pairs[j].key, *v = set->pairs[j].value;
+        if (v->type != AG_Y_SCALAR || ag_yscalar_is_null(v) || memchr(v->text, '\0', v->len))
+            return fail(d, file, v, "`set.%s` must be a string, a number or true/false", k->text);
+        ag_rules_set_t *o = &cfg->rule_sets[i][cfg->nrule_sets[i]++];
+        o->name = ag_xstrndup(k->text, k->len);
+        o->value = ag_xstrndup(v->text, v->len);
+        o->file = ag_xstrndup(file, strlen(file));
+        o->line = v->line;
+        o->col = v->col;
+    }
+    return AG_OK;
 }
 
 int ag_config_set_listen(ag_config_t *cfg, const char *hostport, ag_diag_t *d)
@@ -587,12 +656,24 @@ static int apply(const char *path, const char *file, const ag_ynode_t *root, ag_
         if (n->type != AG_Y_SEQ || n->n == 0)
             return fail(d, file, n, "`rules` must be a non-empty list of rule files");
         for (uint32_t i = 0; i < n->n; i++) {
-            if (get_str(file, n->items[i], tmp, sizeof(tmp), d, "rules") != AG_OK)
+            const ag_ynode_t *it = n->items[i], *fn = it, *set = NULL;
+            if (it->type == AG_Y_MAP) { /* {file: PATH, set: {NAME: VALUE}} */
+                static const char *const keys[] = {"file", "set", NULL};
+                if (check_keys(file, it, keys, "a rules entry", d) != AG_OK)
+                    return AG_EINVAL;
+                fn = ag_ymap_get(it, "file");
+                set = ag_ymap_get(it, "set");
+                if (fn == NULL)
+                    return fail(d, file, it, "a rules entry needs `file`");
+            }
+            if (get_str(file, fn, tmp, sizeof(tmp), d, "rules") != AG_OK)
                 return AG_EINVAL;
             char full[2048];
             rel_path(path, tmp, full, sizeof(full));
             if (ag_config_add_rules(cfg, full, i == 0, d) != AG_OK)
                 return fail(d, file, n->items[i], "%s", d->msg);
+            if (set && rule_sets(file, set, cfg, cfg->nrules - 1, d) != AG_OK)
+                return AG_EINVAL;
         }
     }
     if ((n = ag_ymap_get(root, "workers")) != NULL) {

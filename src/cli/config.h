@@ -2,6 +2,7 @@
 #ifndef AG_CONFIG_H
 #define AG_CONFIG_H
 
+#include "rules.h"
 #include "stream.h"
 #include "toolcode.h"
 #include "util.h"
@@ -49,6 +50,10 @@ typedef struct ag_config {
     uint32_t nroutes;
     char *rules[AG_CONFIG_MAX_RULES]; /* owned paths, resolved against the config file's dir */
     uint32_t nrules;
+    ag_rules_set_t *rule_sets[AG_CONFIG_MAX_RULES]; /* rules[i]'s `set:` (owned, strings too) */
+    uint32_t nrule_sets[AG_CONFIG_MAX_RULES];
+    ag_rules_set_t *sets; /* --set NAME=VALUE: every file declaring NAME (owned, strings too) */
+    uint32_t nsets;
     uint32_t workers; /* threads; 0 = one per core */
     uint32_t connect_timeout_ms;
     uint32_t upstream_timeout_ms;  /* whole upstream exchange; 0 = none */
@@ -88,6 +93,10 @@ AG_MUSTCHECK int ag_config_set_listen(ag_config_t *cfg, const char *hostport, ag
 AG_MUSTCHECK int ag_config_set_upstream(ag_config_t *cfg, const char *url, ag_diag_t *d);
 /* Replaces the rule list on the first call, appends on the next ones. */
 AG_MUSTCHECK int ag_config_add_rules(ag_config_t *cfg, const char *path, bool first, ag_diag_t *d);
+/* Adds a --set NAME=VALUE (it wins over the files' `set:`); AG_EINVAL with d when malformed. */
+AG_MUSTCHECK int ag_config_add_set(ag_config_t *cfg, const char *arg, ag_diag_t *d);
+/* Loads cfg's rule files with their `set:` values and the --set ones (ag_rules_load_srcs). */
+AG_MUSTCHECK int ag_config_load_rules(const ag_config_t *cfg, ag_rules_t **out, ag_diag_t *d);
 
 /* The upstream base URL for a request path. */
 const char *ag_config_upstream_for(const ag_config_t *cfg, const char *path);

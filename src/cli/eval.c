@@ -1422,8 +1422,8 @@ out:
 /* ---- command line ---- */
 
 static const char EVAL_USAGE[] =
-    "usage: astgate eval --rules FILE [--rules FILE...] [--config FILE] [--json] [--no-bare]\n"
-    "                    DATA.jsonl\n"
+    "usage: astgate eval --rules FILE [--rules FILE...] [--config FILE] [--set NAME=VALUE...]\n"
+    "                    [--json] [--no-bare] DATA.jsonl\n"
     "       astgate eval --live --upstream URL --model MODEL --prompts FILE [-n K]\n"
     "                    [--temperature T] [--parallel N] [--timeout SECONDS] [--save FILE]\n"
     "                    --rules FILE [--rules FILE...] [--config FILE] [--json] [--no-bare]\n"
@@ -1440,7 +1440,8 @@ static const char EVAL_USAGE[] =
     "K times (default 1) to URL/v1/chat/completions, N at once (default 4), with the key in\n"
     "OPENAI_API_KEY, and judges what comes back. --save FILE keeps every answer as a JSONL\n"
     "line for a later offline run. --timeout applies per request (default 120 s).\n"
-    "--json prints a machine-readable summary instead of the table.\n"
+    "--json prints a machine-readable summary instead of the table. --set NAME=VALUE sets a\n"
+    "rule parameter (metadata.astgate.params) in every rule file that declares it.\n"
     "\n"
     "Exit status: 0 done (whatever the accuracy), 1 unreadable or unusable data, rules that do\n"
     "not load, or every live request failed, 2 usage error.\n";
@@ -1497,6 +1498,9 @@ int ag_eval_main(int argc, char **argv)
 {
     const char *files[MAX_RULE_FILES];
     uint32_t nfiles = 0;
+    static ag_rules_set_t sets[MAX_RULE_FILES]; /* --set NAME=VALUE */
+    static char set_names[MAX_RULE_FILES][128];
+    uint32_t nsets = 0;
     const char *data = NULL, *upstream = NULL, *model = NULL, *prompts = NULL, *save = NULL;
     const char *config = NULL;
     const char *n_arg = NULL, *temp_arg = NULL, *par_arg = NULL, *timeout_arg = NULL;
@@ -1523,6 +1527,17 @@ int ag_eval_main(int argc, char **argv)
             if (nfiles == MAX_RULE_FILES)
                 return usage("too many rule files (at most %s)", "64");
             files[nfiles++] = v;
+            continue;
+        }
+        v = opt_value(argc, argv, &i, "--set", &missing);
+        if (v != NULL) {
+            ag_diag_t sd;
+            if (nsets == MAX_RULE_FILES)
+                return usage("too many --set (at most %s)", "64");
+            if (ag_rules_parse_set(v, set_names[nsets], sizeof(set_names[0]), &sets[nsets], &sd) !=
+                AG_OK)
+                return usage("%s", sd.msg);
+            nsets++;
             continue;
         }
         for (size_t k = 0; k < sizeof(opts) / sizeof(opts[0]) && !taken && !missing; k++) {
@@ -1610,7 +1625,16 @@ int ag_eval_main(int argc, char **argv)
         }
     }
     ag_rules_t *rules = NULL;
-    if (ag_rules_load_files(rule_files, nfiles, &rules, &d) != AG_OK) {
+    ag_rules_src_t srcs[MAX_RULE_FILES];
+    memset(srcs, 0, sizeof(srcs));
+    for (uint32_t i = 0; i < nfiles && i < MAX_RULE_FILES; i++) {
+        srcs[i].path = rule_files[i];
+        if (cfg && rule_files == (const char *const *)cfg->rules) { /* astgate.yaml's `set:` */
+            srcs[i].sets = cfg->rule_sets[i];
+            srcs[i].nsets = cfg->nrule_sets[i];
+        }
+    }
+    if (ag_rules_load_srcs(srcs, nfiles, sets, nsets, &rules, &d) != AG_OK) {
         ag_diag_print(&d, stderr);
         if (cfg)
             ag_config_dispose(cfg);

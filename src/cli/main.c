@@ -6,6 +6,7 @@
 #include "lang.h"
 #include "rewrite.h"
 #include "rules.h"
+#include "ruletest.h"
 #include "toolcode.h"
 #include "tsalloc.h"
 
@@ -20,10 +21,12 @@ static const char USAGE[] =
     "Enforces rules on the TypeScript that language models generate.\n"
     "\n"
     "commands:\n"
-    "  rewrite --rules FILE [--rules FILE...] [--log FILE] [--no-bare] [INPUT]\n"
+    "  rewrite --rules FILE [--rules FILE...] [--set NAME=VALUE...] [--log FILE] [--no-bare]\n"
+    "          [INPUT]\n"
     "      Rewrite one reply (markdown or bare code) from INPUT or stdin to stdout.\n"
     "      Each rewrite, dropped edit and flag is a JSON line on stderr or in --log FILE.\n"
-    "      --no-bare: do not treat a reply without fences as code.\n"
+    "      --no-bare: do not treat a reply without fences as code. --set: a rule parameter\n"
+    "      (metadata.astgate.params) for every file that declares it.\n"
     "  rewrite --tool NAME [--input KIND] --rules FILE... [--log FILE] [INPUT]\n"
     "      Rewrite the input of one call of tool NAME (a built-in preset: Write, Edit,\n"
     "      MultiEdit, apply_patch, ...) as the proxy does. KIND: args (the arguments JSON,\n"
@@ -31,6 +34,7 @@ static const char USAGE[] =
     "      patch-update:PATH (the diff of a Responses apply_patch_call). A call without\n"
     "      code or with arguments that are not JSON comes out unchanged, with a note.\n"
     "  serve [--config FILE] [--listen HOST:PORT] [--upstream URL] [--rules FILE...]\n"
+    "        [--set NAME=VALUE...]\n"
     "      Run the proxy. Without --config: the embedded default (127.0.0.1:8080 in front of\n"
     "      https://api.openai.com with rules/mastra.yaml). --check: validate and exit.\n"
     "  eval --rules FILE... [--json] DATA.jsonl\n"
@@ -39,6 +43,9 @@ static const char USAGE[] =
     "      Measure raw vs corrected rule compliance (astgate eval --help).\n"
     "  check-rules FILE...\n"
     "      Validate rule files and exit: 0 when all are good, 1 with file:line:col: cause.\n"
+    "  test [-c sgconfig.yml] [--filter REGEX] [-U|--update-all]\n"
+    "      Run ast-grep-format rule tests (valid/invalid cases, snapshots) through astgate;\n"
+    "      -U writes the snapshots that are new or differ (astgate test --help).\n"
     "\n"
     "options:\n"
     "  -h, --help     show this help\n"
@@ -71,6 +78,24 @@ static int load_rules(const char **files, uint32_t n, ag_rules_t **out)
         ag_diag_print(&d, stderr);
         return 1;
     }
+    return 0;
+}
+
+/* --set NAME=VALUE arguments of rewrite: names point into names[i], values into argv. */
+typedef struct cli_sets {
+    ag_rules_set_t v[MAX_RULE_FILES];
+    char names[MAX_RULE_FILES][128];
+    uint32_t n;
+} cli_sets_t;
+
+static int add_cli_set(cli_sets_t *s, const char *cmd, const char *arg)
+{
+    ag_diag_t d;
+    if (s->n == MAX_RULE_FILES)
+        return usage_error("%s: too many --set (at most 64)", cmd);
+    if (ag_rules_parse_set(arg, s->names[s->n], sizeof(s->names[0]), &s->v[s->n], &d) != AG_OK)
+        return usage_error("%s", d.msg);
+    s->n++;
     return 0;
 }
 
@@ -175,9 +200,15 @@ static int cmd_rewrite(int argc, char **argv)
     uint32_t nfiles = 0;
     const char *input = "-", *log_path = NULL, *tool = NULL, *kind = "args";
     bool have_input = false, bare = true;
+    static cli_sets_t sets; /* 8 KiB: not on the stack */
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
-        if (strcmp(a, "--tool") == 0 || strcmp(a, "--input") == 0) {
+        if (strcmp(a, "--set") == 0 || strncmp(a, "--set=", 6) == 0) {
+            if (a[5] == '\0' && i + 1 >= argc)
+                return usage_error("rewrite: %s needs NAME=VALUE", a);
+            if (add_cli_set(&sets, "rewrite", a[5] ? a + 6 : argv[++i]))
+                return 2;
+        } else if (strcmp(a, "--tool") == 0 || strcmp(a, "--input") == 0) {
             if (i + 1 >= argc)
                 return usage_error("rewrite: %s needs a value", a);
             if (a[2] == 't')
@@ -226,8 +257,18 @@ static int cmd_rewrite(int argc, char **argv)
     if (tool == NULL && strcmp(kind, "args") != 0)
         return usage_error("rewrite: %s", "--input needs --tool");
     ag_rules_t *rules = NULL;
-    if (check_runtime() || load_rules(files, nfiles, &rules))
+    if (check_runtime())
         return 1;
+    ag_rules_src_t srcs[MAX_RULE_FILES];
+    memset(srcs, 0, sizeof(srcs));
+    for (uint32_t i = 0; i < nfiles; i++)
+        srcs[i].path = files[i];
+    ag_diag_t d;
+    memset(&d, 0, sizeof(d));
+    if (ag_rules_load_srcs(srcs, nfiles, sets.v, sets.n, &rules, &d) != AG_OK) {
+        ag_diag_print(&d, stderr);
+        return 1;
+    }
     int status = 1;
     FILE *log = stderr;
     ag_engine_t *engine = NULL;
@@ -307,7 +348,9 @@ typedef struct serve_args {
     const char *config, *listen, *upstream;
     const char **rules_files;
     uint32_t nrules;
-    long workers; /* -1: the config's */
+    long workers;      /* -1: the config's */
+    const char **sets; /* --set NAME=VALUE */
+    uint32_t nsets;
 } serve_args_t;
 
 /* The configuration and rules of `serve`: the file, then the command line's overrides; errors
@@ -334,9 +377,16 @@ static int serve_load(void *ud, ag_config_t *cfg, ag_rules_t **rules)
             ag_config_dispose(cfg);
             return 1;
         }
+    for (uint32_t i = 0; i < a->nsets; i++)
+        if (ag_config_add_set(cfg, a->sets[i], &d) != AG_OK) {
+            fprintf(stderr, "astgate: %s\n", d.msg);
+            ag_config_dispose(cfg);
+            return 1;
+        }
     if (a->workers >= 0)
         cfg->workers = (uint32_t)a->workers;
-    if (load_rules((const char **)cfg->rules, cfg->nrules, rules)) {
+    if (ag_config_load_rules(cfg, rules, &d) != AG_OK) {
+        ag_diag_print(&d, stderr);
         ag_config_dispose(cfg);
         return 1;
     }
@@ -347,7 +397,8 @@ static int cmd_serve(int argc, char **argv)
 {
     const char *config = NULL, *listen = NULL, *upstream = NULL;
     const char *rules_files[MAX_RULE_FILES];
-    uint32_t nrules = 0;
+    const char *sets[MAX_RULE_FILES];
+    uint32_t nrules = 0, nsets = 0;
     long workers = -1;
     bool check = false;
     for (int i = 0; i < argc; i++) {
@@ -369,6 +420,12 @@ static int cmd_serve(int argc, char **argv)
             if (nrules == MAX_RULE_FILES)
                 return usage_error("serve: too many rule files (at most %s)", "64");
             rules_files[nrules++] = argv[++i];
+        } else if (strcmp(a, "--set") == 0) {
+            if (i + 1 >= argc)
+                return usage_error("serve: %s needs NAME=VALUE", a);
+            if (nsets == MAX_RULE_FILES)
+                return usage_error("serve: too many --set (at most %s)", "64");
+            sets[nsets++] = argv[++i];
         } else if (strcmp(a, "--workers") == 0) {
             if (i + 1 >= argc)
                 return usage_error("serve: %s needs a number", a);
@@ -387,7 +444,7 @@ static int cmd_serve(int argc, char **argv)
     }
     if (check_runtime())
         return 1;
-    serve_args_t sa = {config, listen, upstream, rules_files, nrules, workers};
+    serve_args_t sa = {config, listen, upstream, rules_files, nrules, workers, sets, nsets};
     ag_config_t cfg;
     int status = 1;
     ag_rules_t *rules = NULL;
@@ -433,5 +490,7 @@ int main(int argc, char **argv)
         return cmd_serve(argc - 2, argv + 2);
     if (strcmp(cmd, "check-rules") == 0)
         return cmd_check_rules(argc - 2, argv + 2);
+    if (strcmp(cmd, "test") == 0)
+        return ag_ruletest_main(argc - 2, argv + 2);
     return usage_error("unknown command '%s'", cmd);
 }

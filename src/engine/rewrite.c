@@ -124,6 +124,7 @@ static ag_event_t *event_add(ag_engine_t *e, uint32_t rule, ag_action_t action)
     ev->rule_index = rule;
     ev->action = action;
     ev->message = def->message;
+    ev->params = def->params_json;
     ev->reason = "";
     ev->shadow = e->opts.shadow || def->shadow;
     ev->block = e->block_base + e->cur_block;

@@ -4,6 +4,7 @@
 #include "rules.h"
 
 #include "arena.h"
+#include "json.h"
 #include "rules_int.h"
 #include "yamldoc.h"
 
@@ -25,6 +26,24 @@ typedef struct litset {
     ag_str_t lits[8];
 } litset_t;
 
+typedef enum ptype {
+    PT_STRING,
+    PT_INT,
+    PT_BOOL,
+} ptype_t;
+
+/* A parameter of the file being loaded (metadata.astgate.params). */
+typedef struct fparam {
+    ag_str_t name;          /* in the YAML tree of the file */
+    const ag_ynode_t *decl; /* its first declaration */
+    uint8_t type;           /* ptype_t */
+    const ag_ynode_t *dflt; /* default, NULL = none */
+    const ag_ynode_t *pat;  /* pattern, NULL = none */
+    pcre2_code *re;         /* the pattern compiled (owned by the rule set) */
+    const char *value;      /* in force (arena), NULL until resolved */
+    bool set;               /* given by a set, not the default */
+} fparam_t;
+
 typedef struct ctx {
     const char *file;
     ag_diag_t *d;
@@ -35,9 +54,15 @@ typedef struct ctx {
     ag_rule_def_t *def;
     const ag_ynode_t *utils_node; /* the rule's utils mapping, NULL if none */
     int depth;
-    kindset_t *kinds[AG_LANG_COUNT]; /* per rule index: kinds its top rule can match */
-    struct umemo *memo;              /* per util of the rule being compiled */
-    ag_str_t src;                    /* the text of the file being compiled */
+    kindset_t *kinds[AG_LANG_COUNT];      /* per rule index: kinds its top rule can match */
+    struct umemo *memo;                   /* per util of the rule being compiled */
+    ag_str_t src;                         /* the text of the file being compiled */
+    fparam_t params[AG_RULES_MAX_PARAMS]; /* the file's parameters */
+    uint32_t nparams;
+    uint32_t used;                /* bit k: the rule being compiled declares or uses params[k] */
+    const ag_rules_set_t *global; /* --set values */
+    uint32_t nglobal;
+    bool *global_hit; /* global[j] named a parameter of some file */
 } ctx_t;
 
 /* patterns and regexes are not in the arena: remember them for ag_rules_free */
@@ -698,6 +723,304 @@ static bool util_cycle(const ag_rnode_t *r, const ag_util_t *utils, uint32_t nut
     return util_cycle(r->not_, utils, nutils, state, depth + 1);
 }
 
+/* ---- parameters: metadata.astgate.params, `${{ params.NAME }}` ---- */
+
+static int param_find(const ctx_t *c, ag_str_t name)
+{
+    for (uint32_t k = 0; k < c->nparams; k++)
+        if (ag_str_eq(c->params[k].name, name))
+            return (int)k;
+    return -1;
+}
+
+static bool ident(ag_str_t s)
+{
+    if (s.len == 0 || s.len > 64)
+        return false;
+    for (size_t i = 0; i < s.len; i++) {
+        char ch = s.ptr[i];
+        bool ok = ch == '_' || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (i > 0 && ch >= '0' && ch <= '9');
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+/* Why v is not a value of p, or NULL when it is. */
+static const char *param_bad_value(const fparam_t *p, ag_str_t v)
+{
+    if (memchr(v.ptr, '\0', v.len))
+        return "contains a NUL byte";
+    if (p->type == PT_INT) {
+        size_t i = v.len && (v.ptr[0] == '-' || v.ptr[0] == '+');
+        if (i == v.len || v.len > 19)
+            return "is not a whole number (type int)";
+        for (; i < v.len; i++)
+            if (v.ptr[i] < '0' || v.ptr[i] > '9')
+                return "is not a whole number (type int)";
+    } else if (p->type == PT_BOOL) {
+        if (!ag_str_eqc(v, "true") && !ag_str_eqc(v, "false"))
+            return "is not true or false (type bool)";
+    }
+    if (p->re) {
+        pcre2_match_data *md = pcre2_match_data_create_from_pattern(p->re, NULL);
+        int m = pcre2_match(p->re, (PCRE2_SPTR)v.ptr, v.len, 0, PCRE2_ANCHORED | PCRE2_ENDANCHORED,
+                            md, NULL);
+        pcre2_match_data_free(md);
+        if (m < 0)
+            return "does not match the parameter's pattern";
+    }
+    return NULL;
+}
+
+/* One declaration `NAME: {type, default, pattern, description}` of the document being read. */
+static int param_declare(ctx_t *c, const ag_ynode_t *key, const ag_ynode_t *decl)
+{
+    static const char *const keys[] = {"type", "default", "pattern", "description", NULL};
+    if (!ident(sv(key)))
+        return fail(c, key, "parameter name `%.*s` must be an identifier ([A-Za-z_][A-Za-z0-9_]*)",
+                    (int)key->len, key->text);
+    if (need_map(c, decl, "a parameter declaration") != AG_OK ||
+        check_keys(c, decl, keys, "a parameter declaration") != AG_OK)
+        return AG_EINVAL;
+    fparam_t p;
+    memset(&p, 0, sizeof(p));
+    p.name = sv(key);
+    p.decl = key;
+    const ag_ynode_t *t = ag_ymap_get(decl, "type");
+    if (t) {
+        if (is_scalar(t) && ag_str_eqc(sv(t), "string"))
+            p.type = PT_STRING;
+        else if (is_scalar(t) && ag_str_eqc(sv(t), "int"))
+            p.type = PT_INT;
+        else if (is_scalar(t) && ag_str_eqc(sv(t), "bool"))
+            p.type = PT_BOOL;
+        else
+            return fail(c, t, "parameter type must be string, int or bool");
+    }
+    const ag_ynode_t *desc = ag_ymap_get(decl, "description");
+    if (desc && !is_scalar(desc))
+        return fail(c, desc, "`description` must be a string");
+    p.pat = ag_ymap_get(decl, "pattern");
+    if (p.pat && compile_regex(c, p.pat, &p.re, NULL) != AG_OK)
+        return AG_EINVAL;
+    p.dflt = ag_ymap_get(decl, "default");
+    if (p.dflt) {
+        if (need_scalar(c, p.dflt, "a parameter's default") != AG_OK)
+            return AG_EINVAL;
+        const char *why = param_bad_value(&p, sv(p.dflt));
+        if (why)
+            return fail(c, p.dflt, "the default of parameter `%.*s`, `%.*s`, %s", (int)p.name.len,
+                        p.name.ptr, (int)p.dflt->len, p.dflt->text, why);
+    }
+    int k = param_find(c, p.name);
+    if (k >= 0) { /* declared again in another rule of the file: must say the same */
+        const fparam_t *q = &c->params[k];
+        bool same = q->type == p.type && (q->dflt == NULL) == (p.dflt == NULL) &&
+                    (q->pat == NULL) == (p.pat == NULL) &&
+                    (!p.dflt || ag_str_eq(sv(q->dflt), sv(p.dflt))) &&
+                    (!p.pat || ag_str_eq(sv(q->pat), sv(p.pat)));
+        if (!same)
+            return fail(c, key,
+                        "parameter `%.*s` is declared again with another type, default or "
+                        "pattern (first at line %u)",
+                        (int)p.name.len, p.name.ptr, q->decl->line);
+        return AG_OK;
+    }
+    if (c->nparams == AG_RULES_MAX_PARAMS)
+        return fail(c, key, "too many parameters in one file (at most %d)", AG_RULES_MAX_PARAMS);
+    c->params[c->nparams++] = p;
+    return AG_OK;
+}
+
+static const ag_ynode_t *params_node(const ag_ynode_t *doc)
+{
+    const ag_ynode_t *meta = is_map(doc) ? ag_ymap_get(doc, "metadata") : NULL;
+    const ag_ynode_t *ag = is_map(meta) ? ag_ymap_get(meta, "astgate") : NULL;
+    return is_map(ag) ? ag_ymap_get(ag, "params") : NULL;
+}
+
+/* A set value for parameter k; the set's place for messages. */
+static int param_assign(ctx_t *c, uint32_t k, const ag_rules_set_t *st)
+{
+    fparam_t *p = &c->params[k];
+    const char *why = param_bad_value(p, ag_cstr(st->value));
+    if (why) {
+        if (st->file)
+            ag_diag_set(c->d, st->file, st->line, st->col, "parameter `%s` of %s: `%s` %s",
+                        st->name, c->file, st->value, why);
+        else
+            ag_diag_set(c->d, NULL, 0, 0, "--set %s=%s: parameter `%s` of %s: the value %s",
+                        st->name, st->value, st->name, c->file, why);
+        return AG_EINVAL;
+    }
+    p->value = ag_arena_strndup(c->arena, st->value, strlen(st->value));
+    p->set = true;
+    return AG_OK;
+}
+
+/* Reads every declaration of the file, then gives each parameter its value. */
+static int params_resolve(ctx_t *c, const ag_ydocs_t *docs, const ag_rules_src_t *src)
+{
+    c->nparams = 0;
+    for (uint32_t i = 0; i < docs->n; i++) {
+        const ag_ynode_t *ps = params_node(docs->roots[i]);
+        if (ps == NULL)
+            continue;
+        if (need_map(c, ps, "metadata.astgate.params") != AG_OK)
+            return AG_EINVAL;
+        for (uint32_t j = 0; j < ps->n; j++)
+            if (param_declare(c, ps->pairs[j].key, ps->pairs[j].value) != AG_OK)
+                return AG_EINVAL;
+    }
+    for (uint32_t k = 0; k < c->nparams; k++) {
+        fparam_t *p = &c->params[k];
+        if (p->dflt)
+            p->value = ag_arena_strndup(c->arena, p->dflt->text, p->dflt->len);
+    }
+    for (uint32_t j = 0; src && j < src->nsets; j++) {
+        const ag_rules_set_t *st = &src->sets[j];
+        int k = param_find(c, ag_cstr(st->name));
+        if (k < 0) {
+            char list[256] = "";
+            size_t off = 0;
+            for (uint32_t q = 0; q < c->nparams && off < sizeof(list); q++)
+                off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%.*s", q ? ", " : "",
+                                        (int)c->params[q].name.len, c->params[q].name.ptr);
+            ag_diag_set(c->d, st->file, st->line, st->col,
+                        "`set`: %s declares no parameter `%s` (%s%s)", c->file, st->name,
+                        c->nparams ? "its parameters: " : "it has no parameters",
+                        c->nparams ? list : "");
+            return AG_EINVAL;
+        }
+        if (param_assign(c, (uint32_t)k, st) != AG_OK)
+            return AG_EINVAL;
+    }
+    for (uint32_t j = 0; j < c->nglobal; j++) {
+        int k = param_find(c, ag_cstr(c->global[j].name));
+        if (k < 0)
+            continue;
+        c->global_hit[j] = true;
+        if (param_assign(c, (uint32_t)k, &c->global[j]) != AG_OK)
+            return AG_EINVAL;
+    }
+    for (uint32_t k = 0; k < c->nparams; k++) {
+        const fparam_t *p = &c->params[k];
+        if (p->value == NULL)
+            return fail(c, p->decl,
+                        "parameter `%.*s` has no default and is not set (astgate.yaml: "
+                        "`rules: [{file: %s, set: {%.*s: ...}}]`, or --set %.*s=...)",
+                        (int)p->name.len, p->name.ptr, c->file, (int)p->name.len, p->name.ptr,
+                        (int)p->name.len, p->name.ptr);
+    }
+    return AG_OK;
+}
+
+/* The text of scalar n with every `${{ params.NAME }}` replaced by NAME's value, in the arena. */
+static int expand(ctx_t *c, const ag_ynode_t *n, char **out, uint32_t *out_len)
+{
+    ag_str_t t = sv(n);
+    if (ag_memmem(t, ag_cstr("${{")) == NULL) {
+        *out = ag_arena_strndup(c->arena, t.ptr, t.len);
+        *out_len = (uint32_t)t.len;
+        return AG_OK;
+    }
+    ag_buf_t b;
+    ag_buf_init(&b, 1u << 20);
+    int rc = AG_OK;
+    size_t i = 0;
+    while (i < t.len && rc == AG_OK) {
+        const char *p = ag_memmem(ag_str(t.ptr + i, t.len - i), ag_cstr("${{"));
+        if (p == NULL) {
+            rc = ag_buf_append(&b, t.ptr + i, t.len - i);
+            break;
+        }
+        rc = ag_buf_append(&b, t.ptr + i, (size_t)(p - (t.ptr + i)));
+        size_t j = (size_t)(p - t.ptr) + 3;
+        while (j < t.len && t.ptr[j] == ' ')
+            j++;
+        size_t s = j + 7;
+        bool ok = t.len - j >= 7 && memcmp(t.ptr + j, "params.", 7) == 0;
+        j = ok ? s : j;
+        while (ok && j < t.len &&
+               (t.ptr[j] == '_' || (t.ptr[j] >= 'a' && t.ptr[j] <= 'z') ||
+                (t.ptr[j] >= 'A' && t.ptr[j] <= 'Z') || (t.ptr[j] >= '0' && t.ptr[j] <= '9')))
+            j++;
+        ag_str_t name = ag_str(t.ptr + s, ok ? j - s : 0);
+        while (ok && j < t.len && t.ptr[j] == ' ')
+            j++;
+        if (!ok || name.len == 0 || t.len - j < 2 || memcmp(t.ptr + j, "}}", 2) != 0) {
+            rc = fail(c, n, "`${{` begins a parameter: write `${{ params.NAME }}`");
+            break;
+        }
+        int k = param_find(c, name);
+        if (k < 0) {
+            rc = fail(c, n,
+                      "unknown parameter `%.*s` (declare it under metadata.astgate.params: "
+                      "`%.*s: {type: string, default: ...}`)",
+                      (int)name.len, name.ptr, (int)name.len, name.ptr);
+            break;
+        }
+        c->used |= 1u << k;
+        if (rc == AG_OK)
+            rc = ag_buf_append(&b, c->params[k].value, strlen(c->params[k].value));
+        i = j + 2;
+    }
+    if (rc == AG_ETOOBIG)
+        rc = fail(c, n, "the value is larger than 1 MiB once its parameters are replaced");
+    if (rc == AG_OK) {
+        ag_str_t r = ag_buf_str(&b);
+        *out = ag_arena_strndup(c->arena, r.ptr, r.len);
+        *out_len = (uint32_t)r.len;
+    }
+    ag_buf_dispose(&b);
+    return rc;
+}
+
+/* The rule's parameters (those its document declares or its values use) into def. */
+static void params_store(ctx_t *c, const ag_ynode_t *doc, ag_rule_def_t *def)
+{
+    const ag_ynode_t *ps = params_node(doc);
+    for (uint32_t j = 0; ps && is_map(ps) && j < ps->n; j++) {
+        int k = param_find(c, sv(ps->pairs[j].key));
+        if (k >= 0)
+            c->used |= 1u << k;
+    }
+    uint32_t n = (uint32_t)__builtin_popcount(c->used);
+    if (n == 0)
+        return;
+    def->param_names = ag_arena_alloc(c->arena, n * sizeof(char *));
+    def->param_values = ag_arena_alloc(c->arena, n * sizeof(char *));
+    ag_buf_t json;
+    ag_buf_init(&json, 1u << 20);
+    bool any_set = false;
+    for (uint32_t k = 0; k < c->nparams; k++) {
+        if (!(c->used & (1u << k)))
+            continue;
+        const fparam_t *p = &c->params[k];
+        def->param_names[def->nparams] = ag_arena_strndup(c->arena, p->name.ptr, p->name.len);
+        def->param_values[def->nparams++] = p->value;
+        if (!p->set)
+            continue;
+        int rc = ag_buf_append(&json, any_set ? "," : "{", 1);
+        if (rc == AG_OK)
+            rc = ag_json_append_str(&json, p->name);
+        if (rc == AG_OK)
+            rc = ag_buf_append(&json, ":", 1);
+        if (rc == AG_OK)
+            rc = ag_json_append_str(&json, ag_cstr(p->value));
+        any_set = any_set || rc == AG_OK;
+        if (rc != AG_OK) /* values over 1 MiB in all: the audit line names none */
+            json.len = 0;
+    }
+    if (any_set && json.len && ag_buf_append(&json, "}", 1) == AG_OK) {
+        ag_str_t r = ag_buf_str(&json);
+        def->params_json = ag_arena_strndup(c->arena, r.ptr, r.len);
+    }
+    ag_buf_dispose(&json);
+}
+
 /* ---- metadata.astgate.ensure ---- */
 
 /* import: {name: N, from: MODULE} */
@@ -713,16 +1036,16 @@ static int parse_import(ctx_t *c, const ag_ynode_t *n, ag_ensure_case_t *ec)
     if (need_scalar(c, name, "import name") != AG_OK ||
         need_scalar(c, from, "import from") != AG_OK)
         return AG_EINVAL;
-    if (!ag_js_ident(sv(name)))
+    if (expand(c, name, &ec->import_name, &ec->import_name_len) != AG_OK ||
+        expand(c, from, &ec->import_from, &ec->import_from_len) != AG_OK)
+        return AG_EINVAL;
+    ag_str_t nm = ag_str(ec->import_name, ec->import_name_len);
+    ag_str_t fr = ag_str(ec->import_from, ec->import_from_len);
+    if (!ag_js_ident(nm))
         return fail(c, name, "`import.name` must be a JavaScript identifier");
-    if (from->len == 0 || memchr(from->text, '\'', from->len) ||
-        memchr(from->text, '"', from->len) || memchr(from->text, '\\', from->len) ||
-        memchr(from->text, '\n', from->len))
+    if (fr.len == 0 || memchr(fr.ptr, '\'', fr.len) || memchr(fr.ptr, '"', fr.len) ||
+        memchr(fr.ptr, '\\', fr.len) || memchr(fr.ptr, '\n', fr.len))
         return fail(c, from, "`import.from` must be a module name without quotes or backslashes");
-    ec->import_name = ag_arena_strndup(c->arena, name->text, name->len);
-    ec->import_name_len = (uint32_t)name->len;
-    ec->import_from = ag_arena_strndup(c->arena, from->text, from->len);
-    ec->import_from_len = (uint32_t)from->len;
     return AG_OK;
 }
 
@@ -741,8 +1064,10 @@ static int parse_value(ctx_t *c, const ag_ynode_t *n, ag_ensure_case_t *ec)
             return fail(c, vn, "`code` must not be empty");
         ec->has_string = str != NULL;
         ec->has_code = code != NULL;
-        ec->value = ag_arena_strndup(c->arena, vn->text, vn->len);
-        ec->value_len = (uint32_t)vn->len;
+        if (expand(c, vn, &ec->value, &ec->value_len) != AG_OK)
+            return AG_EINVAL;
+        if (code && ec->value_len == 0)
+            return fail(c, vn, "`code` must not be empty once its parameters are replaced");
     }
     const ag_ynode_t *q = ag_ymap_get(n, "quote");
     if (q) {
@@ -1076,10 +1401,10 @@ static int compile_fix(ctx_t *c, const ag_ynode_t *n)
     }
     if (!is_scalar(t))
         return fail(c, t, "`fix` must be a string template");
-    if (check_template_vars(c, t, sv(t)) != AG_OK)
+    if (expand(c, t, &c->def->fix, &c->def->fix_len) != AG_OK)
         return AG_EINVAL;
-    c->def->fix = ag_arena_strndup(c->arena, t->text, t->len);
-    c->def->fix_len = (uint32_t)t->len;
+    if (check_template_vars(c, t, ag_str(c->def->fix, c->def->fix_len)) != AG_OK)
+        return AG_EINVAL;
     return AG_OK;
 }
 
@@ -1123,7 +1448,7 @@ static int parse_astgate(ctx_t *c, const ag_ynode_t *meta, const ag_ynode_t **en
         return AG_OK;
     if (need_map(c, ag, "metadata.astgate") != AG_OK)
         return AG_EINVAL;
-    static const char *const keys[] = {"action", "fences", "ensure", "mode", NULL};
+    static const char *const keys[] = {"action", "fences", "ensure", "mode", "params", NULL};
     if (check_keys(c, ag, keys, "metadata.astgate") != AG_OK)
         return AG_EINVAL;
     const ag_ynode_t *action = ag_ymap_get(ag, "action");
@@ -1178,6 +1503,7 @@ static int compile_doc(ctx_t *c, const ag_ynode_t *doc, ag_rule_def_t *def)
     if (check_keys(c, doc, TOP_KEYS, NULL) != AG_OK)
         return AG_EINVAL;
     c->def = def;
+    c->used = 0;
     ag_vars_init(&def->vars);
     def->file = ag_arena_strndup(c->arena, c->file, strlen(c->file));
     def->line = doc->line;
@@ -1203,7 +1529,10 @@ static int compile_doc(ctx_t *c, const ag_ynode_t *doc, ag_rule_def_t *def)
     const ag_ynode_t *msg = ag_ymap_get(doc, "message");
     if (msg && !is_scalar(msg))
         return fail(c, msg, "`message` must be a string");
-    def->message = msg ? ag_arena_strndup(c->arena, msg->text, msg->len) : "";
+    def->message = "";
+    uint32_t msg_len = 0;
+    if (msg && expand(c, msg, &def->message, &msg_len) != AG_OK)
+        return AG_EINVAL;
     const ag_ynode_t *sev = ag_ymap_get(doc, "severity");
     def->severity = "";
     if (sev) {
@@ -1312,6 +1641,7 @@ static int compile_doc(ctx_t *c, const ag_ynode_t *doc, ag_rule_def_t *def)
         return AG_EINVAL;
     if (fix && compile_fix(c, fix) != AG_OK)
         return AG_EINVAL;
+    params_store(c, doc, def);
     return AG_OK;
 }
 
@@ -1341,7 +1671,7 @@ static void store_literals(ctx_t *c, ag_rule_def_t *def)
     def->nliterals = l.n;
 }
 
-static int load_text(ctx_t *c, ag_str_t text, uint32_t *cap)
+static int load_text(ctx_t *c, ag_str_t text, const ag_rules_src_t *src, uint32_t *cap)
 {
     c->src = text;
     ag_ydocs_t docs;
@@ -1353,6 +1683,9 @@ static int load_text(ctx_t *c, ag_str_t text, uint32_t *cap)
         rc = fail(c, NULL, "no rules in this file");
         goto out;
     }
+    rc = params_resolve(c, &docs, src);
+    if (rc != AG_OK)
+        goto out;
     for (uint32_t i = 0; i < docs.n; i++) {
         struct ag_rules *rs = c->rules;
         if (rs->n == MAX_RULES) {
@@ -1416,8 +1749,8 @@ static void build_dispatch(ctx_t *c)
     }
 }
 
-static int load(const ag_str_t *texts, const char *const *names, uint32_t n, ag_rules_t **out,
-                ag_diag_t *d)
+static int load(const ag_str_t *texts, const ag_rules_src_t *srcs, uint32_t n,
+                const ag_rules_set_t *global, uint32_t nglobal, ag_rules_t **out, ag_diag_t *d)
 {
     ag_rules_priv_t *priv = ag_xcalloc(1, sizeof(*priv));
     struct ag_rules *rs = &priv->pub;
@@ -1426,6 +1759,9 @@ static int load(const ag_str_t *texts, const char *const *names, uint32_t n, ag_
     c.d = d;
     c.rules = rs;
     c.arena = rs->arena = ag_arena_new(16384);
+    c.global = global;
+    c.nglobal = nglobal;
+    c.global_hit = ag_xcalloc(nglobal ? nglobal : 1, sizeof(bool));
     uint32_t cap = 0;
     int rc = AG_OK;
     for (int li = 0; li < AG_LANG_COUNT; li++) {
@@ -1433,8 +1769,20 @@ static int load(const ag_str_t *texts, const char *const *names, uint32_t n, ag_
         rs->nsyms[li] = ts_language_symbol_count(ag_lang_grammar((ag_lang_t)li));
     }
     for (uint32_t i = 0; i < n && rc == AG_OK; i++) {
-        c.file = names[i];
-        rc = load_text(&c, texts[i], &cap);
+        c.file = srcs[i].path;
+        rc = load_text(&c, texts[i], &srcs[i], &cap);
+    }
+    for (uint32_t j = 0; j < nglobal && rc == AG_OK; j++) {
+        if (c.global_hit[j])
+            continue;
+        const ag_rules_set_t *g = &global[j];
+        if (g->file)
+            ag_diag_set(d, g->file, g->line, g->col, "no rule file declares a parameter `%s`",
+                        g->name);
+        else
+            ag_diag_set(d, NULL, 0, 0, "--set %s: no rule file declares a parameter `%s`", g->name,
+                        g->name);
+        rc = AG_EINVAL;
     }
     if (rc == AG_OK)
         build_dispatch(&c);
@@ -1442,6 +1790,7 @@ static int load(const ag_str_t *texts, const char *const *names, uint32_t n, ag_
         ts_parser_delete(c.parser[li]);
         free(c.kinds[li]);
     }
+    free(c.global_hit);
     if (rc != AG_OK) {
         ag_rules_free(rs);
         return rc;
@@ -1452,22 +1801,38 @@ static int load(const ag_str_t *texts, const char *const *names, uint32_t n, ag_
 
 int ag_rules_load_mem(ag_str_t text, const char *name, ag_rules_t **out, ag_diag_t *d)
 {
-    return load(&text, &name, 1, out, d);
+    ag_rules_src_t src = {.path = name, .text = text};
+    return ag_rules_load_srcs(&src, 1, NULL, 0, out, d);
 }
 
 int ag_rules_load_files(const char *const *paths, uint32_t npaths, ag_rules_t **out, ag_diag_t *d)
+{
+    ag_rules_src_t *srcs = ag_xcalloc(npaths ? npaths : 1, sizeof(*srcs));
+    for (uint32_t i = 0; i < npaths; i++)
+        srcs[i].path = paths[i];
+    int rc = ag_rules_load_srcs(srcs, npaths, NULL, 0, out, d);
+    free(srcs);
+    return rc;
+}
+
+int ag_rules_load_srcs(const ag_rules_src_t *srcs, uint32_t npaths, const ag_rules_set_t *global,
+                       uint32_t nglobal, ag_rules_t **out, ag_diag_t *d)
 {
     ag_buf_t *bufs = ag_xcalloc(npaths ? npaths : 1, sizeof(*bufs));
     ag_str_t *texts = ag_xcalloc(npaths ? npaths : 1, sizeof(*texts));
     int rc = AG_OK;
     for (uint32_t i = 0; i < npaths; i++) {
         ag_buf_init(&bufs[i], 16u << 20);
-        rc = ag_read_file(paths[i], &bufs[i]);
+        if (srcs[i].text.ptr) {
+            texts[i] = srcs[i].text;
+            continue;
+        }
+        rc = ag_read_file(srcs[i].path, &bufs[i]);
         if (rc != AG_OK) {
             if (rc == AG_ETOOBIG)
-                ag_diag_set(d, paths[i], 0, 0, "rule file is larger than 16 MiB");
+                ag_diag_set(d, srcs[i].path, 0, 0, "rule file is larger than 16 MiB");
             else
-                ag_diag_set(d, paths[i], 0, 0, "cannot read rule file: %s", strerror(errno));
+                ag_diag_set(d, srcs[i].path, 0, 0, "cannot read rule file: %s", strerror(errno));
             goto out;
         }
         texts[i] = ag_buf_str(&bufs[i]);
@@ -1477,13 +1842,43 @@ int ag_rules_load_files(const char *const *paths, uint32_t npaths, ag_rules_t **
         rc = AG_EINVAL;
         goto out;
     }
-    rc = load(texts, paths, npaths, out, d);
+    rc = load(texts, srcs, npaths, global, nglobal, out, d);
 out:
     for (uint32_t i = 0; i < npaths; i++)
         ag_buf_dispose(&bufs[i]);
     free(bufs);
     free(texts);
     return rc;
+}
+
+int ag_rules_parse_set(const char *arg, char *name, size_t name_cap, ag_rules_set_t *out,
+                       ag_diag_t *d)
+{
+    const char *eq = strchr(arg, '=');
+    size_t n = eq ? (size_t)(eq - arg) : 0;
+    if (eq == NULL || !ident(ag_str(arg, n)) || n >= name_cap) {
+        ag_diag_set(d, NULL, 0, 0, "--set takes NAME=VALUE with NAME an identifier, not `%s`", arg);
+        return AG_EINVAL;
+    }
+    memcpy(name, arg, n);
+    name[n] = '\0';
+    memset(out, 0, sizeof(*out));
+    out->name = name;
+    out->value = eq + 1;
+    return AG_OK;
+}
+
+uint32_t ag_rules_rule_nparams(const ag_rules_t *r, uint32_t i)
+{
+    return i < r->n ? r->rules[i].nparams : 0;
+}
+
+void ag_rules_rule_param(const ag_rules_t *r, uint32_t i, uint32_t j, const char **name,
+                         const char **value)
+{
+    AG_ASSERT(i < r->n && j < r->rules[i].nparams);
+    *name = r->rules[i].param_names[j];
+    *value = r->rules[i].param_values[j];
 }
 
 void ag_rules_free(ag_rules_t *r)

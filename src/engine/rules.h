@@ -14,6 +14,46 @@ AG_MUSTCHECK int ag_rules_load_files(const char *const *paths, uint32_t npaths, 
                                      ag_diag_t *d);
 /* Same, from memory; name is used in diagnostics. */
 AG_MUSTCHECK int ag_rules_load_mem(ag_str_t text, const char *name, ag_rules_t **out, ag_diag_t *d);
+
+/* ---- parameters (metadata.astgate.params) ----
+ * A rule document declares parameters, `NAME: {type, default, pattern}`; they belong to its file,
+ * and every value of the file's rules (`message`, `fix`, an ensure's `string`/`code`, `import`)
+ * may use them as `${{ params.NAME }}`, replaced once at load time. Values come from, last wins:
+ * the declaration's default, the file's `set` (astgate.yaml), the global sets (--set). */
+#define AG_RULES_MAX_PARAMS 32 /* per file */
+
+/* One NAME=VALUE given for rule files. */
+typedef struct ag_rules_set {
+    const char *name;  /* NUL-terminated */
+    const char *value; /* NUL-terminated */
+    const char *file;  /* where it was given, for messages; NULL = the command line (--set) */
+    unsigned line, col;
+} ag_rules_set_t;
+
+/* One rule file and the values set for it. */
+typedef struct ag_rules_src {
+    const char *path;           /* the file to read; the name in diagnostics when text.ptr is set */
+    ag_str_t text;              /* ptr NULL: read `path` */
+    const ag_rules_set_t *sets; /* borrowed: each must name a parameter the file declares */
+    uint32_t nsets;
+} ag_rules_src_t;
+
+/* As ag_rules_load_files, with parameter values: srcs[i].sets for file i, then `global` (the
+ * command line's) for every file that declares the name. Errors (AG_EINVAL, d at the place that
+ * is wrong): a set naming a parameter the file declares not (`global`: that no file declares), a
+ * value of the wrong type or not matching the pattern, a parameter without default that nothing
+ * sets, a `${{ params.NAME }}` of an undeclared NAME. Everything is borrowed for the call. */
+AG_MUSTCHECK int ag_rules_load_srcs(const ag_rules_src_t *srcs, uint32_t n,
+                                    const ag_rules_set_t *global, uint32_t nglobal,
+                                    ag_rules_t **out, ag_diag_t *d);
+/* Parses "NAME=VALUE" (a --set argument) into *out, pointing into arg (NAME must be an
+ * identifier; AG_EINVAL otherwise, d says why). */
+AG_MUSTCHECK int ag_rules_parse_set(const char *arg, char *name, size_t name_cap,
+                                    ag_rules_set_t *out, ag_diag_t *d);
+/* Parameters rule i declares or uses, and each one's value in force (strings owned by r). */
+uint32_t ag_rules_rule_nparams(const ag_rules_t *r, uint32_t i);
+void ag_rules_rule_param(const ag_rules_t *r, uint32_t i, uint32_t j, const char **name,
+                         const char **value);
 void ag_rules_free(ag_rules_t *r);
 /* Number of rules loaded. */
 uint32_t ag_rules_count(const ag_rules_t *r);

@@ -109,6 +109,11 @@ typedef struct ag_rule_def {
     uint32_t *literal_lens;
     const char *file; /* where it was defined */
     unsigned line;
+    const char **param_names;  /* parameters of its file it declares or uses (arena) */
+    const char **param_values; /* ... their values in force */
+    uint32_t nparams;
+    char *params_json; /* {"NAME":"VALUE",...} of those set by astgate.yaml or --set (not left
+                          at their default), for the audit log; NULL = none */
 } ag_rule_def_t;
 
 struct ag_rules {

@@ -96,6 +96,10 @@ int ag_audit_format(ag_buf_t *b, const ag_event_t *ev, const ag_audit_ctx_t *ctx
         rc = kv_str(b, "kept_rule", ag_cstr(ev->other_rule));
     if (rc == AG_OK && ev->action != AG_ACTION_REWRITE && ev->message && ev->message[0])
         rc = kv_str(b, "message", ag_cstr(ev->message));
+    if (rc == AG_OK && ev->params) /* a JSON object the rule loader made */
+        rc = ag_buf_append(b, ",\"params\":", 10);
+    if (rc == AG_OK && ev->params)
+        rc = ag_buf_append(b, ev->params, strlen(ev->params));
     if (rc == AG_OK)
         rc = ag_buf_append(b, "}\n", 2);
     return rc;

@@ -62,6 +62,7 @@ void ag_mreg_dispose(ag_mreg_t *reg)
         free(reg->ids[i]);
     free(reg->ids);
     free(reg->retired);
+    free(reg->params);
     pthread_mutex_destroy(&reg->lock);
 }
 
@@ -115,6 +116,54 @@ void ag_rmetrics_free(ag_mreg_t *reg, ag_rmetrics_t *rm)
     free(rm->c);
     free(rm->slot);
     free(rm);
+}
+
+/* A Prometheus label value: backslash, double quote and line feed escaped. */
+static int label_value(ag_buf_t *o, const char *v)
+{
+    int rc = AG_OK;
+    for (const char *p = v; *p && rc == AG_OK; p++) {
+        if (*p == '\\' || *p == '"')
+            rc = ag_buf_appendc(o, '\\');
+        if (rc == AG_OK)
+            rc = *p == '\n' ? ag_buf_append(o, "\\n", 2) : ag_buf_appendc(o, *p);
+    }
+    return rc;
+}
+
+void ag_mreg_set_params(ag_mreg_t *reg, const ag_rules_t *rules)
+{
+    ag_buf_t b;
+    ag_buf_init(&b, 4u << 20);
+    int rc = AG_OK;
+    for (uint32_t i = 0; i < ag_rules_count(rules) && rc == AG_OK; i++) {
+        for (uint32_t j = 0; j < ag_rules_rule_nparams(rules, i) && rc == AG_OK; j++) {
+            const char *name, *value;
+            ag_rules_rule_param(rules, i, j, &name, &value);
+            rc = ag_buf_append(&b, "astgate_rule_param_info{rule=\"", 30);
+            if (rc == AG_OK)
+                rc = label_value(&b, ag_rules_rule_id(rules, i));
+            if (rc == AG_OK)
+                rc = ag_buf_append(&b, "\",param=\"", 9);
+            if (rc == AG_OK)
+                rc = label_value(&b, name);
+            if (rc == AG_OK)
+                rc = ag_buf_append(&b, "\",value=\"", 9);
+            if (rc == AG_OK)
+                rc = label_value(&b, value);
+            if (rc == AG_OK)
+                rc = ag_buf_append(&b, "\"} 1\n", 5);
+        }
+    }
+    char *text = NULL;
+    if (rc == AG_OK && b.len) /* past 4 MiB of samples: none rather than some */
+        text = ag_xstrndup(b.ptr, b.len);
+    ag_buf_dispose(&b);
+    pthread_mutex_lock(&reg->lock);
+    char *old = reg->params;
+    reg->params = text;
+    pthread_mutex_unlock(&reg->lock);
+    free(old);
 }
 
 void ag_mreg_set_reload(ag_mreg_t *reg, const ag_reload_stats_t *st)
@@ -299,5 +348,13 @@ int ag_metrics_render(ag_buf_t *o, ag_wmetrics_t *const *ws, uint32_t n, ag_mreg
     }
     if (rc == AG_OK)
         rc = reload_metrics(o, &st);
+    pthread_mutex_lock(&reg->lock);
+    if (rc == AG_OK && reg->params)
+        rc = ag_buf_appendf(o, "# HELP astgate_rule_param_info The value in force of each rule "
+                               "parameter (metadata.astgate.params).\n"
+                               "# TYPE astgate_rule_param_info gauge\n");
+    if (rc == AG_OK && reg->params)
+        rc = ag_buf_append(o, reg->params, strlen(reg->params));
+    pthread_mutex_unlock(&reg->lock);
     return rc;
 }

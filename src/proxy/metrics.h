@@ -85,6 +85,8 @@ typedef struct ag_mreg {
     uint32_t nids, cap;
     ag_rmetrics_t *live;      /* every rule set's counters still counted into */
     ag_reload_stats_t reload; /* written under lock */
+    char *params;             /* astgate_rule_param_info samples of the rule set in force
+                                 (owned, under lock); NULL = no rule has parameters */
 } ag_mreg_t;
 
 void ag_mreg_init(ag_mreg_t *reg);
@@ -100,6 +102,11 @@ static inline void ag_rm_inc(ag_rmetrics_t *rm, uint32_t rule, int kind)
     if (rule < rm->n)
         ag_m_inc(&rm->c[rule][kind], 1);
 }
+
+/* Names the parameter values of rules, the rule set new requests use (at start and after each
+ * successful reload), in /metrics: astgate_rule_param_info{rule,param,value} 1. Thread-safe;
+ * rules is only read during the call. */
+void ag_mreg_set_params(ag_mreg_t *reg, const ag_rules_t *rules);
 
 /* Sets the reload figures (thread-safe). */
 void ag_mreg_set_reload(ag_mreg_t *reg, const ag_reload_stats_t *st);

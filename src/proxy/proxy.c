@@ -1715,6 +1715,7 @@ static void reload(worker_t *ws, uint32_t nw, gen_t **curp, ag_reload_stats_t *s
     st->last_ok_time = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
     st->generation = g->id;
     ag_mreg_set_reload(&g_mreg, st);
+    ag_mreg_set_params(&g_mreg, rules);
     fprintf(stderr,
             "astgate: SIGHUP received: configuration reloaded (%s, %u rule%s, generation %llu); "
             "new requests use it, requests in flight finish with the one they started with\n",
@@ -1813,6 +1814,7 @@ int ag_proxy_run(const ag_config_t *cfg, const ag_rules_t *rules)
         rst.last_ok_time = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
     }
     ag_mreg_set_reload(&g_mreg, &rst);
+    ag_mreg_set_params(&g_mreg, rules);
     /* the caller's configuration and rules: the first generation borrows them */
     gen_t *cur = gen_new((ag_config_t *)cfg, (ag_rules_t *)rules, false, nw, 1);
     admin_loop_t adm;
