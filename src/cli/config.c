@@ -100,7 +100,10 @@ int ag_config_load_rules(const ag_config_t *cfg, ag_rules_t **out, ag_diag_t *d)
         srcs[i].sets = cfg->rule_sets[i];
         srcs[i].nsets = cfg->nrule_sets[i];
     }
-    return ag_rules_load_srcs(srcs, cfg->nrules, cfg->sets, cfg->nsets, out, d);
+    int rc = ag_rules_load_srcs(srcs, cfg->nrules, cfg->sets, cfg->nsets, out, d);
+    if (rc == AG_OK)
+        ag_rules_print_warnings(*out, stderr);
+    return rc;
 }
 
 /* `set: {NAME: VALUE, ...}` of rules entry i: each value a scalar, kept with its place. */

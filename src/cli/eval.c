@@ -1641,6 +1641,7 @@ int ag_eval_main(int argc, char **argv)
         free(cfg);
         return 1;
     }
+    ag_rules_print_warnings(rules, stderr);
     int status = 1;
     FILE *save_f = NULL;
     ag_buf_t report;

@@ -78,6 +78,7 @@ static int load_rules(const char **files, uint32_t n, ag_rules_t **out)
         ag_diag_print(&d, stderr);
         return 1;
     }
+    ag_rules_print_warnings(*out, stderr);
     return 0;
 }
 
@@ -269,6 +270,7 @@ static int cmd_rewrite(int argc, char **argv)
         ag_diag_print(&d, stderr);
         return 1;
     }
+    ag_rules_print_warnings(rules, stderr);
     int status = 1;
     FILE *log = stderr;
     ag_engine_t *engine = NULL;

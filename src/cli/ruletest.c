@@ -572,6 +572,8 @@ static int load_config(run_t *r, const char *cfg, ag_diag_t *d)
         srcs[i].path = rule_files.v[i];
     rc = ag_rules_load_srcs(srcs, rule_files.n, r->sets, r->nsets, &r->rules, d);
     free(srcs);
+    if (rc == AG_OK)
+        ag_rules_print_warnings(r->rules, stderr);
     for (uint32_t i = 0; i < tcs->n && rc == AG_OK; i++)
         rc = load_test_dir(r, cfg, base, tcs->items[i], d);
 out:

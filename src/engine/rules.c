@@ -92,6 +92,30 @@ static int fail(ctx_t *c, const ag_ynode_t *at, const char *fmt, ...)
     return AG_EINVAL;
 }
 
+/* Something ast-grep silently ignores: astgate ignores it too, and says so (once per place: the
+ * rules compile once per grammar). */
+static void warn(ctx_t *c, const ag_ynode_t *at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void warn(ctx_t *c, const ag_ynode_t *at, const char *fmt, ...)
+{
+    ag_rules_t *r = c->rules;
+    unsigned line = at ? at->line : 0, col = at ? at->col : 0;
+    for (uint32_t i = 0; i < r->nwarnings; i++)
+        if (r->warnings[i].line == line && r->warnings[i].col == col &&
+            strcmp(r->warnings[i].file, c->file ? c->file : "") == 0)
+            return;
+    r->warnings = ag_xrealloc(r->warnings, (r->nwarnings + 1) * sizeof(*r->warnings));
+    ag_diag_t *d = &r->warnings[r->nwarnings++];
+    memset(d, 0, sizeof(*d));
+    char msg[sizeof(d->msg)];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    ag_diag_set(d, c->file, line, col, "%s", msg);
+}
+
 static owned_t *owned_of(ctx_t *c)
 {
     return &((ag_rules_priv_t *)c->rules)->owned;
@@ -149,6 +173,14 @@ static int need_map(ctx_t *c, const ag_ynode_t *n, const char *what)
 }
 
 /* Checks every key of map against the allowed list (NULL-terminated). */
+static bool known(ag_str_t key, const char *const *allowed)
+{
+    for (const char *const *a = allowed; *a; a++)
+        if (ag_str_eqc(key, *a))
+            return true;
+    return false;
+}
+
 static int check_keys(ctx_t *c, const ag_ynode_t *map, const char *const *allowed,
                       const char *where)
 {
@@ -525,8 +557,6 @@ static int compile_relation(ctx_t *c, ag_lang_t lang, const ag_ynode_t *n, const
     static const char *const keys[] = {
         "pattern", "kind", "regex", "nthChild", "range",   "inside", "has",   "precedes",
         "follows", "all",  "any",   "not",      "matches", "stopBy", "field", NULL};
-    if (check_keys(c, n, keys, name) != AG_OK)
-        return AG_EINVAL;
     ag_relation_t *rel = ag_arena_alloc(c->arena, sizeof(*rel));
     /* the relation's own rule is the mapping without stopBy/field */
     ag_ynode_t inner = *n;
@@ -556,6 +586,10 @@ static int compile_relation(ctx_t *c, ag_lang_t lang, const ag_ynode_t *n, const
             if (rel->field == 0)
                 return fail(c, v, "`%.*s` is not a field of %s", (int)v->len, v->text,
                             ag_lang_name(lang));
+        } else if (!known(sv(k), keys)) {
+            /* ast-grep ignores an unknown key here (it refuses one at the top and in a rule) */
+            warn(c, k, "warning: unknown field `%.*s` in %s is ignored (as ast-grep does)",
+                 (int)k->len, k->text, name);
         } else {
             inner.pairs[inner.n++] = n->pairs[i];
         }
@@ -1892,6 +1926,7 @@ void ag_rules_free(ag_rules_t *r)
         pcre2_code_free(priv->owned.regexes[i]);
     free(priv->owned.patterns);
     free(priv->owned.regexes);
+    free(r->warnings);
     for (uint32_t i = 0; i < r->n; i++)
         ag_vars_dispose(&r->rules[i].vars);
     free(r->rules);
@@ -1907,4 +1942,10 @@ uint32_t ag_rules_count(const ag_rules_t *r)
 const char *ag_rules_rule_id(const ag_rules_t *r, uint32_t i)
 {
     return i < r->n ? r->rules[i].id : "";
+}
+
+void ag_rules_print_warnings(const ag_rules_t *r, FILE *f)
+{
+    for (uint32_t i = 0; r && i < r->nwarnings; i++)
+        ag_diag_print(&r->warnings[i], f);
 }

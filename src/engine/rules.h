@@ -50,6 +50,9 @@ AG_MUSTCHECK int ag_rules_load_srcs(const ag_rules_src_t *srcs, uint32_t n,
  * identifier; AG_EINVAL otherwise, d says why). */
 AG_MUSTCHECK int ag_rules_parse_set(const char *arg, char *name, size_t name_cap,
                                     ag_rules_set_t *out, ag_diag_t *d);
+/* Prints, one line each (file:line:col: warning: ...), what the files hold that ast-grep ignores
+ * and astgate ignores too (an unknown key inside a relational rule). */
+void ag_rules_print_warnings(const ag_rules_t *r, FILE *f);
 /* Parameters rule i declares or uses, and each one's value in force (strings owned by r). */
 uint32_t ag_rules_rule_nparams(const ag_rules_t *r, uint32_t i);
 void ag_rules_rule_param(const ag_rules_t *r, uint32_t i, uint32_t j, const char **name,

@@ -126,6 +126,8 @@ struct ag_rules {
     uint32_t nsyms[AG_LANG_COUNT];
     bool need_literals;     /* every rule has literals: blocks can be skipped */
     struct ag_arena *arena; /* every allocation of the rule set */
+    ag_diag_t *warnings;    /* what the files hold that ast-grep ignores and so does astgate */
+    uint32_t nwarnings;
 };
 
 #endif
