@@ -350,18 +350,24 @@ static int parse_extras(const ag_ynode_t *m, const char *file, snap_t *s, ag_dia
     return AG_OK;
 }
 
+/* Reads path and parses its YAML documents into docs (text holds the bytes they point into; the
+ * caller disposes of both, whatever the outcome). */
+static int read_yaml(const char *path, ag_buf_t *text, ag_ydocs_t *docs, ag_diag_t *d)
+{
+    memset(docs, 0, sizeof(*docs));
+    ag_buf_init(text, SNAP_FILE_MAX);
+    if (ag_read_file(path, text) != AG_OK) {
+        ag_diag_set(d, path, 0, 0, "cannot read: %s", strerror(errno));
+        return AG_EIO;
+    }
+    return ag_yaml_load(ag_buf_str(text), path, docs, d);
+}
+
 static int load_snapshot_file(run_t *r, const char *path, ag_diag_t *d)
 {
     ag_buf_t text;
     ag_ydocs_t docs;
-    memset(&docs, 0, sizeof(docs));
-    ag_buf_init(&text, SNAP_FILE_MAX);
-    int rc = ag_read_file(path, &text);
-    if (rc != AG_OK) {
-        ag_diag_set(d, path, 0, 0, "cannot read: %s", strerror(errno));
-        goto out;
-    }
-    rc = ag_yaml_load(ag_buf_str(&text), path, &docs, d);
+    int rc = read_yaml(path, &text, &docs, d);
     if (rc != AG_OK)
         goto out;
     rc = AG_EINVAL;
@@ -437,14 +443,7 @@ static int load_test_file(run_t *r, const char *path, const char *snapdir, ag_di
 {
     ag_buf_t text;
     ag_ydocs_t docs;
-    memset(&docs, 0, sizeof(docs));
-    ag_buf_init(&text, SNAP_FILE_MAX);
-    int rc = ag_read_file(path, &text);
-    if (rc != AG_OK) {
-        ag_diag_set(d, path, 0, 0, "cannot read: %s", strerror(errno));
-        goto out;
-    }
-    rc = ag_yaml_load(ag_buf_str(&text), path, &docs, d);
+    int rc = read_yaml(path, &text, &docs, d);
     for (uint32_t k = 0; rc == AG_OK && k < docs.n; k++) {
         const ag_ynode_t *root = docs.roots[k];
         rc = want_type(root, AG_Y_MAP, path, "a rule test", d);
@@ -477,7 +476,6 @@ static int load_test_file(run_t *r, const char *path, const char *snapdir, ag_di
         if (rc == AG_OK && invalid && !ag_yscalar_is_null(invalid))
             rc = parse_codes(invalid, path, "`invalid`", &c->invalid, &c->ninvalid, d);
     }
-out:
     ag_ydocs_dispose(&docs);
     ag_buf_dispose(&text);
     return rc;
@@ -522,14 +520,7 @@ static int load_config(run_t *r, const char *cfg, ag_diag_t *d)
     ag_ydocs_t docs;
     strlist_t rule_files = {0};
     char *base = NULL;
-    memset(&docs, 0, sizeof(docs));
-    ag_buf_init(&text, SNAP_FILE_MAX);
-    int rc = ag_read_file(cfg, &text);
-    if (rc != AG_OK) {
-        ag_diag_set(d, cfg, 0, 0, "cannot read: %s", strerror(errno));
-        goto out;
-    }
-    rc = ag_yaml_load(ag_buf_str(&text), cfg, &docs, d);
+    int rc = read_yaml(cfg, &text, &docs, d);
     if (rc != AG_OK)
         goto out;
     rc = AG_EINVAL;

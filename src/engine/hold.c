@@ -81,8 +81,7 @@ typedef struct hold {
     const needs_t *nd;
     TSSymbol program, import_statement, export_statement, statement_block, class_body, switch_case,
         variable_declarator, function_declaration, generator_function_declaration,
-        class_declaration, pair, shorthand, spread, object, computed, identifier, property_id,
-        string, string_fragment, arguments;
+        class_declaration, pair, shorthand, spread, computed, identifier, property_id, string;
 } hold_t;
 
 static TSSymbol sym(ag_lang_t l, const char *n)
@@ -349,13 +348,10 @@ uint32_t ag_hold_frontier(ag_engine_t *e, const ag_block_t *blk, ag_str_t code, 
     h.pair = sym(l, "pair");
     h.shorthand = sym(l, "shorthand_property_identifier");
     h.spread = sym(l, "spread_element");
-    h.object = sym(l, "object");
     h.computed = sym(l, "computed_property_name");
     h.identifier = sym(l, "identifier");
     h.property_id = sym(l, "property_identifier");
     h.string = sym(l, "string");
-    h.string_fragment = sym(l, "string_fragment");
-    h.arguments = sym(l, "arguments");
     uint32_t perm;
     uint32_t st = structural(&h, &perm);
     if (st < fr)

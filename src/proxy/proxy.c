@@ -338,6 +338,23 @@ static void on_held_wait(void *ud, uint64_t ns)
     ag_m_observe(&r->w->m, AG_HIST_HELD, ns);
 }
 
+/* Starts a rewrite-log line of another kind than an event's: `{"time":...,"type":TYPE,
+ * "request_id":...,"route":...`; NULL when the log is off. *rc: formatting so far; end the line
+ * with log_end. */
+static ag_buf_t *note_begin(preq_t *r, const char *type, size_t *mark, int *rc)
+{
+    ag_buf_t *b = log_begin(r->w, LOG_REWRITE, mark);
+    if (b == NULL)
+        return NULL;
+    *rc = ag_audit_begin(b, 0);
+    if (*rc == AG_OK)
+        *rc = ag_buf_appendf(b, ",\"type\":\"%s\",\"request_id\":\"%s\",\"route\":", type,
+                             r->request_id);
+    if (*rc == AG_OK)
+        *rc = ag_json_append_str(b, ag_cstr(r->path));
+    return b;
+}
+
 static void on_result(void *ud, int index, const ag_result_t *res)
 {
     preq_t *r = ud;
@@ -365,15 +382,10 @@ static void on_result(void *ud, int index, const ag_result_t *res)
     if (res->held_max) {
         /* how much of this streamed block astgate held back at once, at most */
         size_t mark;
-        ag_buf_t *b = log_begin(r->w, LOG_REWRITE, &mark);
+        int rc;
+        ag_buf_t *b = note_begin(r, "hold", &mark, &rc);
         if (b == NULL)
             return;
-        int rc = ag_audit_begin(b, 0);
-        if (rc == AG_OK)
-            rc = ag_buf_appendf(
-                b, ",\"type\":\"hold\",\"request_id\":\"%s\",\"route\":", r->request_id);
-        if (rc == AG_OK)
-            rc = ag_json_append_str(b, ag_cstr(r->path));
         if (rc == AG_OK)
             rc = ag_buf_appendf(b, ",\"choice\":%d,\"block\":%u,\"held_max\":%u}\n", index,
                                 res->held_block, res->held_max);
@@ -387,15 +399,10 @@ static void on_tool_skip(void *ud, int index, const ag_tool_call_t *call, const 
 {
     preq_t *r = ud;
     size_t mark;
-    ag_buf_t *b = log_begin(r->w, LOG_REWRITE, &mark);
+    int rc;
+    ag_buf_t *b = note_begin(r, "tool_call_skipped", &mark, &rc);
     if (b == NULL)
         return;
-    int rc = ag_audit_begin(b, 0);
-    if (rc == AG_OK)
-        rc = ag_buf_appendf(
-            b, ",\"type\":\"tool_call_skipped\",\"request_id\":\"%s\",\"route\":", r->request_id);
-    if (rc == AG_OK)
-        rc = ag_json_append_str(b, ag_cstr(r->path));
     if (rc == AG_OK)
         rc = ag_buf_appendf(b, ",\"choice\":%d,\"tool\":", index);
     if (rc == AG_OK)
