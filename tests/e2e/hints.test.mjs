@@ -14,7 +14,7 @@ import http from 'node:http';
 import path from 'node:path';
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
-import { API_KEY, NEEDS_PROXY, Astgate, assertNoSecrets, rawRequest, tmpDir, withTimeout } from './helpers.mjs';
+import { API_KEY, NEEDS_PROXY, ROOT, RULES, Astgate, assertNoSecrets, rawRequest, tmpDir, withTimeout } from './helpers.mjs';
 
 const GOOD = "```ts\nimport { Agent } from '@mastra/core/agent';\nimport { openai } from '@ai-sdk/openai';\n\nexport const a = new Agent({ name: 'a', model: openai('gpt-4.1-nano') });\n```\n";
 const BAD = GOOD.replace("openai('gpt-4.1-nano')", "openai('gpt-4o')");
@@ -90,13 +90,13 @@ async function getMetrics(origin) {
 }
 
 // Starts astgate with astgate.yaml `yaml` (text) in front of a recording upstream.
-async function harness(yaml) {
+async function harness(yaml, rules = undefined) {
     const up = await RecordingUpstream.start();
     const configPath = path.join(tmpDir(), 'astgate.yaml');
     fs.writeFileSync(configPath, yaml);
     let ag;
     try {
-        ag = await Astgate.start({ upstream: up.url, config: configPath });
+        ag = await Astgate.start({ upstream: up.url, config: configPath, rules });
     } catch (err) {
         await up.close();
         throw err;
@@ -287,8 +287,11 @@ describe('request-side hints', { skip: NEEDS_PROXY }, () => {
         }
     });
 
-    it('SIGHUP picks up a changed `hints` (per named upstream too)', async () => {
-        const h = await harness('workers: 1\n');
+    it('SIGHUP picks up a changed `hints` (per named upstream too) and changed hints in the rules', async () => {
+        const rulesFile = path.join(tmpDir(), 'mastra.yaml');
+        const original = fs.readFileSync(path.join(ROOT, RULES), 'utf8');
+        fs.writeFileSync(rulesFile, original);
+        const h = await harness('workers: 1\n', rulesFile);
         try {
             const first = { model: 'gpt-4o', messages: [{ role: 'user', content: 'u' }] };
             await h.openai.chat.completions.create(first);
@@ -300,7 +303,17 @@ describe('request-side hints', { skip: NEEDS_PROXY }, () => {
             await h.openai.chat.completions.create(first);
             assert.deepEqual(h.up.last().body, h.sent[h.sent.length - 1]);
             await h.anthropic.messages.create({ model: 'claude-x', max_tokens: 8, messages: [{ role: 'user', content: 'u' }] });
-            assert.match(JSON.parse(h.up.last().body).system, /^astgate rules for generated code:/);
+            const hint1 = JSON.parse(h.up.last().body).system;
+            assert.match(hint1, /^astgate rules for generated code:/);
+            assert.ok(hint1.includes("model: openai('gpt-4.1-nano')"), hint1);
+            // the pack's default model changes: the hint, built from it, follows on the next reload
+            fs.writeFileSync(rulesFile, original.replace('default: gpt-4.1-nano', 'default: gpt-4.1-mini'));
+            h.ag.child.kill('SIGHUP');
+            await withTimeout(h.ag.waitLine((l) => l.includes('configuration reloaded') && l.includes('generation 3')), 5000, 'the second reload line');
+            await h.anthropic.messages.create({ model: 'claude-x', max_tokens: 8, messages: [{ role: 'user', content: 'u' }] });
+            const hint2 = JSON.parse(h.up.last().body).system;
+            assert.ok(hint2.includes("model: openai('gpt-4.1-mini')"), hint2);
+            assert.equal(hint2.includes('gpt-4.1-nano'), false);
         } finally {
             await h.close();
         }
