@@ -1091,6 +1091,9 @@ static void ens_init(ens_t *s, ag_engine_t *e, ag_lang_t lang, uint32_t rule, in
     s->lang = lang;
     s->def = &e->rules->rules[rule];
     s->mode = mode;
+    /* a `matches` in a `when` names a util of this rule, while the matcher may still be bound to
+     * the utils of the last rule the block's scan tried */
+    ag_matcher_bind(&e->m, &e->flat, s->def->lang[lang].utils, s->def->lang[lang].nutils);
 }
 
 static void run_match(ag_engine_t *e, ag_lang_t lang, const ag_ens_match_t *m, int mode)

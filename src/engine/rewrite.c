@@ -366,8 +366,10 @@ static bool constraints_ok(ag_engine_t *e, const ag_rule_lang_t *rl, const ag_en
     for (int v = 0; v < AG_MAX_VARS; v++) {
         if (rl->constraints[v] == NULL)
             continue;
+        /* as in ast-grep: a constraint judges a single node; a metavariable the matching branch
+         * left unbound (`any`) or bound to a run of nodes ($$$) is not constrained */
         if (env->s[v].state != AG_SLOT_SINGLE)
-            return false;
+            continue;
         ag_env_t probe = *env;
         if (!ag_match_rnode(&e->m, rl->constraints[v], env->s[v].node, &probe))
             return false;

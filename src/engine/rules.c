@@ -1719,6 +1719,44 @@ static int compile_doc(ctx_t *c, const ag_ynode_t *doc, ag_rule_def_t *def)
 
 /* ---- the rule set ---- */
 
+/* True when every match of r binds variable v to one node: only then may the literals of a
+ * constraint on v join the rule's prefilter (a constraint does not judge a variable the
+ * matching branch left unbound, as in ast-grep). Conservative: false when unsure. */
+static bool pn_binds(const ag_pnode_t *p, int v)
+{
+    if (p->kind == AG_PN_META)
+        return p->mv == AG_MV_CAPTURE && p->var == v;
+    for (uint32_t i = 0; p->kind == AG_PN_INTERNAL && i < p->nkids; i++)
+        if (pn_binds(&p->kids[i], v))
+            return true;
+    return false;
+}
+
+static bool always_binds(const ag_rnode_t *r, const ag_util_t *utils, int v, int depth)
+{
+    if (r == NULL || depth > 32)
+        return false;
+    if (r->pattern && pn_binds(&r->pattern->root, v))
+        return true;
+    for (uint32_t i = 0; i < r->nall; i++)
+        if (always_binds(r->all[i], utils, v, depth + 1))
+            return true;
+    if (r->nany) {
+        uint32_t i = 0;
+        while (i < r->nany && always_binds(r->any[i], utils, v, depth + 1))
+            i++;
+        if (i == r->nany)
+            return true;
+    }
+    if (r->matches >= 0 && always_binds(utils[r->matches].rule, utils, v, depth + 1))
+        return true;
+    const ag_relation_t *rel[] = {r->inside, r->has, r->precedes, r->follows};
+    for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++)
+        if (rel[i] && always_binds(rel[i]->rule, utils, v, depth + 1))
+            return true;
+    return false;
+}
+
 static void store_literals(ctx_t *c, ag_rule_def_t *def)
 {
     litset_t l = lit_none();
@@ -1728,7 +1766,7 @@ static void store_literals(ctx_t *c, ag_rule_def_t *def)
             continue;
         l = lits_of(c->memo, rl->rule, rl->utils, 0);
         for (int v = 0; v < AG_MAX_VARS; v++)
-            if (rl->constraints[v])
+            if (rl->constraints[v] && always_binds(rl->rule, rl->utils, v, 0))
                 l = lit_and(l, lits_of(c->memo, rl->constraints[v], rl->utils, 0));
         break;
     }

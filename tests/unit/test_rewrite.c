@@ -544,6 +544,64 @@ static void test_transforms_in_fix(void **state)
     assert_idempotent(fx);
 }
 
+/* An ensure rule's `when: {matches: UTIL}` looks the util up among its own rule's utils, not
+ * those of whichever rule the block's scan tried last (two packs loaded together broke each
+ * other's rewrites that way). */
+static void test_ensure_when_matches_own_utils(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx,
+              "id: first\n"
+              "language: ts\n"
+              "rule:\n"
+              "  all:\n"
+              "    - kind: call_expression\n"
+              "    - has: {field: function, regex: ^pin$}\n"
+              "    - has: {field: arguments, has: {kind: object, pattern: $OPTS}}\n"
+              "utils:\n"
+              "  is-string: {kind: string}\n"
+              "metadata:\n"
+              "  astgate:\n"
+              "    ensure:\n"
+              "      target: $OPTS\n"
+              "      key: model\n"
+              "      cases:\n"
+              "        - when: {matches: is-string}\n"
+              "          string: right\n"
+              "        - string: wrong\n"
+              "---\n"
+              "id: second\n"
+              "language: ts\n"
+              "rule: {kind: pair}\n"
+              "utils:\n"
+              "  something-else: {kind: number}\n",
+              NULL);
+    check(fx, "```ts\npin({ model: 'm' });\n```\n", "```ts\npin({ model: 'right' });\n```\n");
+    assert_idempotent(fx);
+}
+
+/* A constraint judges a metavariable only where the matching branch bound it to one node (as in
+ * ast-grep): `f($A)` matches though its branch leaves $B unbound, and the constraint's literal
+ * does not keep the rule from a reply that lacks it. */
+static void test_constraint_on_unbound_variable(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx,
+              "id: c\n"
+              "language: ts\n"
+              "rule:\n"
+              "  any:\n"
+              "    - pattern: f($A)\n"
+              "    - pattern: g($A, $B)\n"
+              "constraints:\n"
+              "  B: {regex: ^xyzzy$}\n"
+              "fix: X\n",
+              NULL);
+    check(fx, "```ts\nf(1);\n```\n", "```ts\nX;\n```\n");
+    check(fx, "```ts\nf(1); g(1, xyzzy); g(1, y);\n```\n", "```ts\nX; X; g(1, y);\n```\n");
+    assert_idempotent(fx);
+}
+
 /* ---- events ---- */
 
 static void test_event_fields(void **state)
@@ -1157,6 +1215,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bare_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_reply, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transforms_in_fix, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ensure_when_matches_own_utils, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_constraint_on_unbound_variable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prefilter_regex_alternation_after_class, setup,
                                         teardown),
