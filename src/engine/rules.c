@@ -1473,6 +1473,41 @@ static int parse_language(ctx_t *c, const ag_ynode_t *n, bool langs[AG_LANG_COUN
                 (int)n->len, n->text);
 }
 
+/* metadata.astgate.hint: {text, example}: what the proxy may tell the model before it writes
+ * (hints: on), so that the rule has less to fix. */
+static int parse_hint(ctx_t *c, const ag_ynode_t *h)
+{
+    ag_rule_def_t *def = c->def;
+    if (h == NULL)
+        return AG_OK;
+    if (need_map(c, h, "metadata.astgate.hint") != AG_OK)
+        return AG_EINVAL;
+    static const char *const keys[] = {"text", "example", NULL};
+    if (check_keys(c, h, keys, "metadata.astgate.hint") != AG_OK)
+        return AG_EINVAL;
+    const ag_ynode_t *text = ag_ymap_get(h, "text");
+    const ag_ynode_t *example = ag_ymap_get(h, "example");
+    if (text == NULL)
+        return fail(c, h,
+                    "metadata.astgate.hint needs a `text` (one or two sentences for the "
+                    "model)");
+    if (need_scalar(c, text, "hint `text`") != AG_OK)
+        return AG_EINVAL;
+    if (example && need_scalar(c, example, "hint `example`") != AG_OK)
+        return AG_EINVAL;
+    if (expand(c, text, &def->hint_text, &def->hint_text_len) != AG_OK)
+        return AG_EINVAL;
+    if (def->hint_text_len == 0 || def->hint_text_len > AG_RULES_MAX_HINT)
+        return fail(c, text, "hint `text` must hold 1 to %d bytes, not %u", AG_RULES_MAX_HINT,
+                    def->hint_text_len);
+    if (example && expand(c, example, &def->hint_example, &def->hint_example_len) != AG_OK)
+        return AG_EINVAL;
+    if (example && def->hint_example_len > AG_RULES_MAX_HINT)
+        return fail(c, example, "hint `example` must hold at most %d bytes, not %u",
+                    AG_RULES_MAX_HINT, def->hint_example_len);
+    return AG_OK;
+}
+
 static int parse_astgate(ctx_t *c, const ag_ynode_t *meta, const ag_ynode_t **ensure_node)
 {
     const ag_ynode_t *ag = is_map(meta) ? ag_ymap_get(meta, "astgate") : NULL;
@@ -1482,8 +1517,11 @@ static int parse_astgate(ctx_t *c, const ag_ynode_t *meta, const ag_ynode_t **en
         return AG_OK;
     if (need_map(c, ag, "metadata.astgate") != AG_OK)
         return AG_EINVAL;
-    static const char *const keys[] = {"action", "fences", "ensure", "mode", "params", NULL};
+    static const char *const keys[] = {"action", "fences", "ensure", "mode",
+                                       "params", "hint",   NULL};
     if (check_keys(c, ag, keys, "metadata.astgate") != AG_OK)
+        return AG_EINVAL;
+    if (parse_hint(c, ag_ymap_get(ag, "hint")) != AG_OK)
         return AG_EINVAL;
     const ag_ynode_t *action = ag_ymap_get(ag, "action");
     if (action) {
@@ -1899,6 +1937,60 @@ int ag_rules_parse_set(const char *arg, char *name, size_t name_cap, ag_rules_se
     memset(out, 0, sizeof(*out));
     out->name = name;
     out->value = eq + 1;
+    return AG_OK;
+}
+
+bool ag_rules_rule_hint(const ag_rules_t *r, uint32_t i, ag_str_t *text, ag_str_t *example)
+{
+    if (i >= r->n || r->rules[i].hint_text == NULL)
+        return false;
+    const ag_rule_def_t *def = &r->rules[i];
+    *text = ag_str(def->hint_text, def->hint_text_len);
+    *example = ag_str(def->hint_example, def->hint_example ? def->hint_example_len : 0);
+    return true;
+}
+
+/* A hint already given by an earlier rule (a pack of rules may share one) is given once. */
+static bool hint_seen(const ag_rules_t *r, uint32_t i)
+{
+    ag_str_t t, e, t2, e2;
+    if (!ag_rules_rule_hint(r, i, &t, &e))
+        return true;
+    for (uint32_t j = 0; j < i; j++)
+        if (ag_rules_rule_hint(r, j, &t2, &e2) && ag_str_eq(t, t2) && ag_str_eq(e, e2))
+            return true;
+    return false;
+}
+
+int ag_rules_hint(const ag_rules_t *r, ag_buf_t *out, uint32_t *nrules)
+{
+    size_t old = out->len;
+    uint32_t n = 0;
+    int rc = AG_OK;
+    for (uint32_t i = 0; i < r->n && rc == AG_OK; i++) {
+        if (hint_seen(r, i))
+            continue;
+        const ag_rule_def_t *def = &r->rules[i];
+        if (n++ == 0)
+            rc = ag_buf_appendf(out, "astgate rules for generated code:");
+        if (rc == AG_OK)
+            rc = ag_buf_appendf(out, "\n- %.*s", (int)def->hint_text_len, def->hint_text);
+        size_t elen = def->hint_example ? def->hint_example_len : 0;
+        while (elen && (def->hint_example[elen - 1] == '\n' || def->hint_example[elen - 1] == ' '))
+            elen--;
+        if (rc == AG_OK && elen)
+            rc = ag_buf_appendf(out, "\n```%s\n%.*s\n```",
+                                def->lang[AG_LANG_TS].enabled ? "ts" : "tsx", (int)elen,
+                                def->hint_example);
+    }
+    if (rc != AG_OK) {
+        out->len = old;
+        if (out->ptr)
+            out->ptr[old] = '\0';
+        return rc;
+    }
+    if (nrules)
+        *nrules = n;
     return AG_OK;
 }
 

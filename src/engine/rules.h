@@ -57,6 +57,28 @@ void ag_rules_print_warnings(const ag_rules_t *r, FILE *f);
 uint32_t ag_rules_rule_nparams(const ag_rules_t *r, uint32_t i);
 void ag_rules_rule_param(const ag_rules_t *r, uint32_t i, uint32_t j, const char **name,
                          const char **value);
+
+/* ---- hints (metadata.astgate.hint: {text, example}) ----
+ * A rule may say, for the model that writes the code, what it wants: `text` (a sentence or two)
+ * and `example` (code that complies). Both may use `${{ params.NAME }}`. Loader errors: a hint
+ * that is not a mapping, an unknown key, no `text`, a value that is not a string, an empty text,
+ * more than AG_RULES_MAX_HINT bytes once parameters are replaced. */
+#define AG_RULES_MAX_HINT 4096 /* bytes of a hint's text, and of its example */
+
+/* Rule i's hint (views into r, valid while r lives; example.len 0 = none); false when the rule
+ * has none. */
+bool ag_rules_rule_hint(const ag_rules_t *r, uint32_t i, ag_str_t *text, ag_str_t *example);
+/* Appends the combined hint of every rule that has one, in load order (files, then documents),
+ * a hint equal to an earlier one given once:
+ *   astgate rules for generated code:
+ *   - <text>
+ *   ```ts
+ *   <example, trailing newlines dropped>
+ *   ```
+ *   - <next text> ...
+ * Nothing is appended when no rule has a hint. *nrules (when not NULL) = hints written.
+ * AG_ETOOBIG past out->max, out left as it was. Thread-safe (r is read only). */
+AG_MUSTCHECK int ag_rules_hint(const ag_rules_t *r, ag_buf_t *out, uint32_t *nrules);
 void ag_rules_free(ag_rules_t *r);
 /* Number of rules loaded. */
 uint32_t ag_rules_count(const ag_rules_t *r);

@@ -114,6 +114,10 @@ typedef struct ag_rule_def {
     uint32_t nparams;
     char *params_json; /* {"NAME":"VALUE",...} of those set by astgate.yaml or --set (not left
                           at their default), for the audit log; NULL = none */
+    char *hint_text;   /* metadata.astgate.hint.text, parameters replaced (arena); NULL = none */
+    uint32_t hint_text_len;
+    char *hint_example; /* metadata.astgate.hint.example (code); NULL = none */
+    uint32_t hint_example_len;
 } ag_rule_def_t;
 
 struct ag_rules {
