@@ -4,6 +4,7 @@
 #include "eval.h"
 
 #include "config.h"
+#include "hint.h"
 #include "json.h"
 #include "lang.h"
 #include "report.h"
@@ -1095,6 +1096,8 @@ static void put_header(out_t *o, const ag_eval_stats_t *st, const ag_eval_info_t
             in->model ? in->model : "?", in->upstream ? in->upstream : "?");
         if (in->has_temperature)
             put(o, ", temperature %g", in->temperature);
+        if (in->hint && strcmp(in->hint, "off") != 0)
+            put(o, ", hint %s", in->hint);
         put(o, "\n");
     } else {
         put(o, "astgate eval: %s\n",
@@ -1112,8 +1115,11 @@ static void put_header(out_t *o, const ag_eval_stats_t *st, const ag_eval_info_t
         uint32_t nv = in->variants ? in->variants : 1;
         uint64_t total = st->used * (in->samples ? in->samples : 1) * nv;
         put(o, "prompts %" PRIu64 " x %u", st->used, in->samples ? in->samples : 1);
-        if (nv > 1)
-            put(o, " x %u models", nv);
+        bool both = in->hint && strcmp(in->hint, "both") == 0;
+        if (nv > (both ? 2u : 1u))
+            put(o, " x %u models", both ? nv / 2 : nv);
+        if (both)
+            put(o, " x 2 (without and with the hint)");
         put(o, " = %" PRIu64 " request%s: %" PRIu64 " answered, %" PRIu64 " failed\n", total,
             plural(total, "", "s"), st->requests - st->failed, st->failed);
     }
@@ -1387,6 +1393,7 @@ int ag_eval_format_json(const ag_eval_t *ev, const ag_eval_info_t *info, ag_buf_
         put_json_str(&o, in->upstream);
         put(&o, ",\n    \"model\": ");
         put_json_str(&o, in->model);
+        put(&o, ",\n    \"hint\": \"%s\"", in->hint ? in->hint : "off");
         put(&o, ",\n    \"prompts\": %" PRIu64 ",\n    \"samples\": %u,\n    \"temperature\": ",
             st->used, in->samples);
         if (in->has_temperature)
@@ -1523,6 +1530,8 @@ typedef struct live {
     uint64_t total, next, done, failed;
     uint32_t inflight, parallel;
     uint32_t nvariants; /* models x hint arms */
+    uint32_t narms;     /* 1 or 2 */
+    bool first_on;      /* the first (or only) arm carries the hint */
     uint64_t started_ns;
     progress_t bar;
 } live_t;
@@ -1531,11 +1540,21 @@ typedef struct job {
     live_t *lv;
     CURL *easy;
     uint32_t prompt;
-    uint32_t variant; /* index into the models (x hint arms) */
+    uint32_t variant; /* model (variant / narms) and hint arm (variant % narms) */
     bool too_big;
     char *req; /* the request body (curl reads it in place) */
     ag_buf_t body;
 } job_t;
+
+static const char *variant_model(const live_t *lv, uint32_t v)
+{
+    return lv->o->models[v / lv->narms];
+}
+
+static bool variant_hint(const live_t *lv, uint32_t v)
+{
+    return v % lv->narms == 0 ? lv->first_on : true;
+}
 
 static size_t on_body(char *p, size_t size, size_t n, void *arg)
 {
@@ -1604,7 +1623,7 @@ static void judge_answer(live_t *lv, const job_t *j, long status)
     } else if (lv->o->save) {
         /* the model asked for, so that an offline run groups the lines as this one did */
         if (json_is_object(doc) && !json_is_string(json_object_get(doc, "model")))
-            json_object_set_new(doc, "model", json_string(lv->o->models[j->variant]));
+            json_object_set_new(doc, "model", json_string(variant_model(lv, j->variant)));
         json_dumpf(doc, lv->o->save, JSON_COMPACT);
         fputc('\n', lv->o->save);
     }
@@ -1628,7 +1647,7 @@ static void on_done(CURL *easy, CURLcode result, void *priv)
     job_t *j = priv;
     live_t *lv = j->lv;
     long status = 0;
-    ag_eval_select(lv->ev, lv->o->models[j->variant], false);
+    ag_eval_select(lv->ev, variant_model(lv, j->variant), variant_hint(lv, j->variant));
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
     if (result != CURLE_OK) {
         /* curl's own sentence, not its error buffer: that one carries timings ("after 120097
@@ -1658,6 +1677,29 @@ static void on_done(CURL *easy, CURLcode result, void *priv)
         event_base_loopbreak(lv->base);
 }
 
+/* The job's request with the rules' hint as its system instruction. A request the hint cannot
+ * go into (it always can: eval builds it) counts as a failed request of its group. */
+static int add_hint(live_t *lv, job_t *j)
+{
+    ag_buf_t out;
+    ag_buf_init(&out, MAX_BODY);
+    int rc = ag_hint_apply(AG_HINT_CHAT, ag_cstr(j->req), lv->o->hint, &out, NULL);
+    if (rc == AG_OK)
+        rc = ag_buf_append(&out, "", 1); /* curl reads a C string */
+    if (rc != AG_OK) {
+        ag_buf_dispose(&out);
+        ag_eval_select(lv->ev, variant_model(lv, j->variant), true);
+        job_error(lv, 0, "the hint cannot be added to the request", 39);
+        job_finish(lv);
+        return rc;
+    }
+    free(j->req);
+    j->req = ag_xmalloc(out.len);
+    memcpy(j->req, out.ptr, out.len);
+    ag_buf_dispose(&out);
+    return AG_OK;
+}
+
 static void start_jobs(live_t *lv)
 {
     while (lv->inflight < lv->parallel && lv->next < lv->total) {
@@ -1670,13 +1712,18 @@ static void start_jobs(live_t *lv)
         j->prompt = p;
         j->variant = v;
         json_t *req = json_object();
-        json_object_set_new(req, "model", json_string(lv->o->models[v]));
+        json_object_set_new(req, "model", json_string(variant_model(lv, v)));
         json_object_set(req, "messages", lv->prompts[p].msgs);
         if (lv->o->has_temperature)
             json_object_set_new(req, "temperature", json_real(lv->o->temperature));
         j->req = json_dumps(req, JSON_COMPACT | JSON_REAL_PRECISION(10));
         json_decref(req);
         AG_ASSERT(j->req != NULL); /* the same messages encoded when the prompt was read */
+        if (variant_hint(lv, v) && add_hint(lv, j) != AG_OK) {
+            free(j->req);
+            free(j);
+            continue;
+        }
         ag_buf_init(&j->body, MAX_BODY);
         CURL *e = curl_easy_init();
         AG_ASSERT(e != NULL);
@@ -1697,7 +1744,7 @@ static void start_jobs(live_t *lv)
         curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
         curl_easy_setopt(e, CURLOPT_USERAGENT, "astgate-eval");
         if (ag_upstream_start(lv->up, e) != AG_OK) {
-            ag_eval_select(lv->ev, lv->o->models[v], false);
+            ag_eval_select(lv->ev, variant_model(lv, v), variant_hint(lv, v));
             job_error(lv, 0, "cannot start the transfer", 25);
             curl_easy_cleanup(e);
             ag_buf_dispose(&j->body);
@@ -1731,8 +1778,15 @@ int ag_eval_live(ag_eval_t *ev, const char *prompts_path, const ag_eval_live_opt
     memset(&lv, 0, sizeof(lv));
     AG_ASSERT(o->nmodels >= 1);
     ev->by_record = false; /* the group is the model asked for, not the one the answer names */
-    for (uint32_t i = 0; i < o->nmodels; i++)
-        ag_eval_select(ev, o->models[i], false);
+    bool arm_off = o->arm_off || !o->arm_on;
+    lv.narms = arm_off && o->arm_on ? 2 : 1;
+    lv.first_on = !arm_off;
+    for (uint32_t i = 0; i < o->nmodels; i++) {
+        if (arm_off)
+            ag_eval_select(ev, o->models[i], false);
+        if (o->arm_on)
+            ag_eval_select(ev, o->models[i], true);
+    }
     int rc = each_line(prompts_path, false, prompt_line, &ps);
     if (rc != AG_OK)
         goto out;
@@ -1748,7 +1802,7 @@ int ag_eval_live(ag_eval_t *ev, const char *prompts_path, const ag_eval_live_opt
     lv.o = o;
     lv.prompts = ps.v;
     lv.nprompts = ps.n;
-    lv.nvariants = o->nmodels;
+    lv.nvariants = o->nmodels * lv.narms;
     lv.total = (uint64_t)ps.n * (o->samples ? o->samples : 1) * lv.nvariants;
     lv.started_ns = mono_ns();
     lv.parallel = o->parallel ? o->parallel : 4;
@@ -1794,7 +1848,7 @@ static const char EVAL_USAGE[] =
     "       astgate eval --live --upstream URL --model MODEL[,MODEL...] --prompts FILE [-n K]\n"
     "                    [--temperature T] [--parallel N] [--timeout SECONDS] [--save FILE]\n"
     "                    --rules FILE [--rules FILE...] [--config FILE] [--json] [--html FILE]\n"
-    "                    [--no-bare]\n"
+    "                    [--hint off|on|both] [--no-bare]\n"
     "\n"
     "Measures how many replies follow the rules as written (raw) and after astgate's rewrite\n"
     "(corrected). DATA.jsonl (\"-\" = stdin) holds one record a line: a fine-tuning record\n"
@@ -1808,12 +1862,15 @@ static const char EVAL_USAGE[] =
     "--live sends each prompt of FILE (one a line: plain text, or {\"messages\": [...]})\n"
     "K times (default 1) to each MODEL (--model A,B or --model A --model B: one row each) at\n"
     "URL/v1/chat/completions, N at once (default 4), with the key in OPENAI_API_KEY, and\n"
-    "judges what comes back. --save FILE keeps every answer as a JSONL\n"
-    "line for a later offline run. --timeout applies per request (default 120 s).\n"
+    "judges what comes back. --hint on adds the rules' hints (metadata.astgate.hint) to each\n"
+    "request as its system message; both sends every prompt without and with them (two rows\n"
+    "per model). --save FILE keeps every answer as a JSONL line for a later offline run.\n"
+    "--timeout applies per request (default 120 s).\n"
+    "\n"
     "--json prints a machine-readable summary instead of the table (\"models\": one entry per\n"
     "model). --html FILE also writes a self-contained page: charts, the table, examples.\n"
-    "Percentages are rounded down. --set NAME=VALUE sets a\n"
-    "rule parameter (metadata.astgate.params) in every rule file that declares it.\n"
+    "Percentages are rounded down. --set NAME=VALUE sets a rule parameter\n"
+    "(metadata.astgate.params) in every rule file that declares it.\n"
     "\n"
     "Exit status: 0 done (whatever the accuracy), 1 unreadable or unusable data, rules that do\n"
     "not load, or every live request failed, 2 usage error.\n";
@@ -1933,6 +1990,7 @@ int ag_eval_main(int argc, char **argv)
     const char *data = NULL, *upstream = NULL, *prompts = NULL, *save = NULL, *html = NULL;
     const char *config = NULL;
     const char *n_arg = NULL, *temp_arg = NULL, *par_arg = NULL, *timeout_arg = NULL;
+    const char *hint_arg = NULL;
     bool json = false, live = false, bare = true;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -1949,7 +2007,8 @@ int ag_eval_main(int argc, char **argv)
                     {"--parallel", &par_arg},
                     {"--timeout", &timeout_arg},
                     {"--config", &config},
-                    {"--html", &html}};
+                    {"--html", &html},
+                    {"--hint", &hint_arg}};
         bool taken = false;
         v = opt_value(argc, argv, &i, "--rules", &missing);
         if (v != NULL) {
@@ -2041,6 +2100,9 @@ int ag_eval_main(int argc, char **argv)
             return usage("--parallel takes a whole number from 1 to 64, not '%s'", par_arg);
         if (timeout_arg && !parse_num(timeout_arg, 0.001, 3600, &timeout_s))
             return usage("--timeout takes seconds from 0.001 to 3600, not '%s'", timeout_arg);
+        if (hint_arg && strcmp(hint_arg, "off") != 0 && strcmp(hint_arg, "on") != 0 &&
+            strcmp(hint_arg, "both") != 0)
+            return usage("--hint takes off, on or both, not '%s'", hint_arg);
     } else {
         const char *only_live = upstream      ? "--upstream"
                                 : nmodels     ? "--model"
@@ -2050,6 +2112,7 @@ int ag_eval_main(int argc, char **argv)
                                 : par_arg     ? "--parallel"
                                 : timeout_arg ? "--timeout"
                                 : save        ? "--save"
+                                : hint_arg    ? "--hint"
                                               : NULL;
         if (only_live)
             return usage("%s needs --live", only_live);
@@ -2099,6 +2162,8 @@ int ag_eval_main(int argc, char **argv)
     ag_rules_print_warnings(rules, stderr);
     int status = 1;
     FILE *save_f = NULL;
+    ag_buf_t hint;
+    ag_buf_init(&hint, 1u << 20);
     ag_buf_t report;
     ag_buf_init(&report, 64u << 20);
     ag_engine_opts_t eo;
@@ -2151,7 +2216,24 @@ int ag_eval_main(int argc, char **argv)
         }
         models_joined[ml] = '\0';
         info.model = models_joined;
-        info.variants = nmodels;
+        bool on = hint_arg && strcmp(hint_arg, "off") != 0;
+        bool both = hint_arg && strcmp(hint_arg, "both") == 0;
+        info.variants = nmodels * (both ? 2 : 1);
+        info.hint = hint_arg ? hint_arg : "off";
+        if (on) {
+            uint32_t nh = 0;
+            if (ag_rules_hint(rules, &hint, &nh) != AG_OK) {
+                fprintf(stderr, "astgate: --hint: the rules' hints are larger than 1 MiB\n");
+                goto out;
+            }
+            if (nh == 0) {
+                fprintf(stderr,
+                        "astgate: --hint %s: no loaded rule has a hint "
+                        "(metadata.astgate.hint)\n",
+                        hint_arg);
+                goto out;
+            }
+        }
         info.samples = (uint32_t)samples;
         info.has_temperature = temp_arg != NULL;
         info.temperature = temperature;
@@ -2177,6 +2259,9 @@ int ag_eval_main(int argc, char **argv)
         lo.upstream = upstream;
         lo.models = models;
         lo.nmodels = nmodels;
+        lo.hint = ag_buf_str(&hint);
+        lo.arm_on = hint_arg && strcmp(hint_arg, "off") != 0;
+        lo.arm_off = !lo.arm_on || strcmp(hint_arg, "both") == 0;
         lo.api_key = key;
         lo.samples = (uint32_t)samples;
         lo.has_temperature = temp_arg != NULL;
@@ -2222,6 +2307,7 @@ out:
         status = 1;
     }
     ag_buf_dispose(&report);
+    ag_buf_dispose(&hint);
     ag_eval_free(ev);
     ag_rules_free(rules);
     if (cfg)

@@ -96,6 +96,7 @@ typedef struct ag_eval_info {
     const char *model;    /* live: the models asked for, joined with "," */
     uint32_t samples;     /* live: requests per prompt (-n) and per model (and hint arm) */
     uint32_t variants;    /* live: models x hint arms; 0 = 1 */
+    const char *hint;     /* live: "off", "on" or "both" (--hint); NULL = "off" */
     bool has_temperature; /* live: --temperature given */
     double temperature;
 } ag_eval_info_t;
@@ -198,12 +199,18 @@ typedef struct ag_eval_live_opts {
     uint32_t timeout_ms; /* per request; 0 = 120 s */
     FILE *save;          /* each answered body as one JSONL line; NULL = none */
     bool progress;       /* draw a bar on stderr: requests done, failed, elapsed */
+    ag_str_t hint;       /* the rules' hint text (ag_rules_hint), borrowed; for hint arms */
+    bool arm_off;        /* send each prompt without the hint (one group per model) */
+    bool arm_on;         /* and/or with it, as the system message (ag_hint_apply); both: two
+                            groups per model, "off" first. Neither = arm_off. */
 } ag_eval_live_opts_t;
 
 /* Parses a prompts file (one plain-text prompt per line, or a JSON line {"messages": [...]} whose
  * trailing assistant messages are dropped), sends each prompt samples times to each model at the
  * upstream's /v1/chat/completions (non-streamed) and judges the replies, each in its model's
- * group. --save lines carry the model asked for in "model" when the answer has none. Bad prompt
+ * group. With arm_on the hint goes into each request as Chat's system instruction
+ * (ag_hint_apply: appended to the first system/developer message, or a new first message).
+ * --save lines carry the model asked for in "model" when the answer has none. Bad prompt
  * lines are counted bad. Returns AG_OK when at least one prompt was sent, AG_EIO when the file
  * cannot be read, AG_EINVAL when it has no usable prompt. Upstream failures are counted in the
  * stats, never returned. */

@@ -9,7 +9,7 @@
 
 #define BAR_H 200          /* px: the height of a 100 % bar */
 #define BAR_W 36           /* px */
-#define GROUP_GAP 44       /* px between groups of bars */
+#define GROUP_GAP 56       /* px between groups of bars */
 #define LABEL_MAX 18       /* bytes of a group name under the chart; the bar titles hold it whole */
 #define CHART_TOP 24       /* px above the 100 % line, for the labels */
 #define CHART_BOTTOM 44    /* px below the axis, for the group names */
@@ -168,11 +168,13 @@ static const char STYLE[] =
     "th,td{padding:.25em .7em;border-bottom:1px solid #e3e6ec;text-align:right}"
     "th:first-child,td:first-child,td.name{text-align:left}th{background:#f3f5f8}"
     "svg{display:block;margin:.5em 0;max-width:100%;height:auto}"
-    ".bar.raw{fill:#c8553d}.bar.corrected{fill:#2a9d8f}.axis{stroke:#8a93a3;stroke-width:1}"
+    ".bar.raw{fill:#c8553d}.bar.corrected{fill:#2a9d8f}.bar.raw.hint{fill:#e9a27c}"
+    ".bar.corrected.hint{fill:#8fd3c9}.axis{stroke:#8a93a3;stroke-width:1}"
     ".grid{stroke:#e3e6ec;stroke-width:1}"
     "svg text{font:12px system-ui,sans-serif;fill:#1d2330}svg text.na{fill:#8a93a3}"
     ".key span{display:inline-block;width:.9em;height:.9em;margin:0 .3em 0 1em;"
     "vertical-align:-.1em}.key .raw{background:#c8553d}.key .corrected{background:#2a9d8f}"
+    ".key .raw.hint{background:#e9a27c}.key .corrected.hint{background:#8fd3c9}"
     "pre{background:#f6f8fa;padding:.6em .8em;overflow:auto;font:13px/1.4 ui-monospace,"
     "'SFMono-Regular',Menlo,Consolas,monospace;white-space:pre-wrap;word-break:break-word}"
     ".diff .del{background:#fde8e6;color:#8a1c10;display:block}"
@@ -202,8 +204,9 @@ static void put_bar(page_t *p, double x, const char *series, const char *label_f
     double val = json_number_value(v);
     double clamped = val < 0 ? 0 : val > 100 ? 100 : val;
     double h = clamped * BAR_H / 100.0;
-    putf(p, "<rect class=\"bar %s\" x=\"%.1f\" y=\"%.2f\" width=\"%d\" height=\"%.2f\" ", series, x,
-         base - h, BAR_W, h);
+    bool hinted = strcmp(jstr(m, "hint"), "on") == 0;
+    putf(p, "<rect class=\"bar %s%s\" x=\"%.1f\" y=\"%.2f\" width=\"%d\" height=\"%.2f\" ", series,
+         hinted ? " hint" : "", x, base - h, BAR_W, h);
     putf(p, "data-series=\"%s\" data-value=\"%s\" data-group=\"", series, fig(b, sizeof(b), val));
     if (rule) {
         esc_c(p, rule);
@@ -223,6 +226,9 @@ static void put_bar(page_t *p, double x, const char *series, const char *label_f
 
 static void put_chart(page_t *p, const char *id, const char *title, const bar_group_t *g, size_t n)
 {
+    bool any_hint = false;
+    for (size_t i = 0; i < n; i++)
+        any_hint |= strcmp(jstr(g[i].model, "hint"), "on") == 0;
     double gw = 2 * BAR_W + GROUP_GAP;
     double width = CHART_LEFT + n * gw + 10;
     double height = CHART_TOP + BAR_H + CHART_BOTTOM;
@@ -259,7 +265,11 @@ static void put_chart(page_t *p, const char *id, const char *title, const bar_gr
         put(p, "</text>\n");
     }
     put(p, "</svg>\n<p class=\"key\"><span class=\"raw\"></span>raw (as written)<span "
-           "class=\"corrected\"></span>corrected (after the rewrite)</p>\n");
+           "class=\"corrected\"></span>corrected (after the rewrite)");
+    if (any_hint)
+        put(p, "<span class=\"raw hint\"></span>raw, the rules' hints in the request<span "
+               "class=\"corrected hint\"></span>corrected, with the hints");
+    put(p, "</p>\n");
 }
 
 /* ---- tables ---- */

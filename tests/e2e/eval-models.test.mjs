@@ -231,3 +231,55 @@ test('--html: a file that cannot be written fails with its name and the cause', 
     assert.equal(r.code, 1);
     assert.ok(r.stderr.includes(`astgate: cannot open ${bad}: No such file or directory`), r.stderr);
 });
+
+test('live --hint both: each prompt with and without the rules\' hint; with it the stubborn model\'s raw goes to 100 %', { skip: NEEDS_PROXY }, async () => {
+    const start = fm.requests.length;
+    const r = await runEval(liveArgs(promptsFile(), ['--json', '--hint', 'both']));
+    assertClean(r);
+    assert.equal(r.code, 0, r.stderr);
+    const j = parseJson(r);
+    assert.equal(j.live.hint, 'both');
+    assert.deepEqual(
+        j.models.map((m) => [m.model, m.hint, m.replies, m.raw_accuracy_pct, m.corrected_accuracy_pct]),
+        [
+            ['steady', 'off', 4, 100, 100],
+            ['steady', 'on', 4, 100, 100],
+            ['stubborn', 'off', 4, 0, 100],
+            ['stubborn', 'on', 4, 100, 100],
+            ['prose', 'off', 4, null, null],
+            ['prose', 'on', 4, null, null],
+        ],
+    );
+    // the hint is the request's system message (a new first one: the prompts have none), with the
+    // required value in its example; the other arm's requests are the prompts as they are
+    const sent = fm.requests.slice(start);
+    assert.equal(sent.length, 24);
+    const hinted = sent.filter((b) => b.messages[0].role === 'system');
+    assert.equal(hinted.length, 12);
+    for (const b of hinted) {
+        assert.match(b.messages[0].content, /model: openai\('gpt-4\.1-nano'\)/);
+        assert.equal(b.messages.length, 2);
+        assert.ok(PROMPTS.includes(b.messages[1].content));
+    }
+    for (const b of sent.filter((x) => x.messages[0].role !== 'system')) assert.deepEqual(b.messages.map((m) => m.role), ['user']);
+    const t = await runEval(liveArgs(promptsFile(), ['--hint', 'both']));
+    assert.match(t.stdout, /, hint both\n/);
+    assert.match(t.stdout, /\nprompts 2 x 2 x 3 models x 2 \(without and with the hint\) = 24 requests: 24 answered, 0 failed\n/);
+    assert.match(t.stdout, /\n {2}stubborn +4 +4 +0\.0% +100\.0% +\+100\.0 pp +4 +0 +0 +0\n {2}stubborn \+hint +4 +4 +100\.0% +100\.0% +\+0\.0 pp +0 +0 +0 +0\n/);
+});
+
+test('--hint: on without a rule that has a hint is an error; a bad value or no --live is a usage error', { skip: NEEDS_PROXY }, async () => {
+    const rules = path.join(tmpDir(), 'nohint.yaml');
+    fs.writeFileSync(rules, 'id: no-eval\nlanguage: TypeScript\nmessage: do not eval\nrule: {pattern: "eval($X)"}\n');
+    const start = fm.requests.length;
+    const r = await runEval(['--live', '--upstream', fm.url, '--model', 'steady', '--prompts', promptsFile(), '--rules', rules, '--hint', 'on']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /astgate: --hint on: no loaded rule has a hint \(metadata\.astgate\.hint\)\n/);
+    assert.equal(fm.requests.length, start, 'nothing was sent');
+    const bad = await runEval(['--live', '--upstream', fm.url, '--model', 'steady', '--prompts', promptsFile(), '--rules', RULES, '--hint', 'sometimes']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--hint takes off, on or both, not 'sometimes'/);
+    const off = await runEval(['--rules', RULES, '--hint', 'on', promptsFile()]);
+    assert.equal(off.code, 2);
+    assert.match(off.stderr, /--hint needs --live/);
+});

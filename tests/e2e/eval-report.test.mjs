@@ -1,5 +1,6 @@
 // `astgate eval --html` in a real browser (issue 16): Debian's chromium, headless, driven by the
-// pinned puppeteer-core, opens the page of a live run over the fake models from disk and checks that
+// pinned puppeteer-core, opens the page of a live run over the fake models (each without and with
+// the rules' hints: the hinted bars) from disk and checks that
 // it loads with no console error and no request but the file itself, that every bar is there with a
 // height proportional to its figure and a readable label, and that the table's numbers are those of
 // --json from the same run.
@@ -60,11 +61,12 @@ test('--html: the page loads from disk alone; bars, labels and table match --jso
     const prompts = path.join(dir, 'prompts.txt');
     fs.writeFileSync(prompts, PROMPTS.join('\n') + '\n');
     const html = path.join(dir, 'report.html');
-    const r = await runEval(['--live', '--upstream', fm.url, '--model', MODELS.join(','), '--prompts', prompts, '-n', '2', '--rules', RULES, '--json', '--html', html]);
+    const r = await runEval(['--live', '--upstream', fm.url, '--model', MODELS.join(','), '--prompts', prompts, '-n', '2', '--rules', RULES, '--json', '--hint', 'both', '--html', html]);
     assertClean(r);
     assert.equal(r.code, 0, r.stderr);
     const j = parseJson(r);
-    assert.equal(j.models.length, MODELS.length);
+    assert.equal(j.models.length, MODELS.length * 2, 'each model without and with the hint');
+    const name = (m) => m.model + (m.hint === 'on' ? ' +hint' : '');
 
     const page = await browser.newPage();
     const url = pathToFileURL(html).href;
@@ -86,8 +88,8 @@ test('--html: the page loads from disk alone; bars, labels and table match --jso
     assert.deepEqual(errors, []);
 
     for (const [id, groups] of [
-        ['chart-models', j.models.map((m) => ({ name: m.model, row: m }))],
-        ['chart-rules', j.models[0].rules.flatMap((rule, k) => j.models.map((m) => ({ name: `${rule.id} / ${m.model}`, row: m.rules[k] })))],
+        ['chart-models', j.models.map((m) => ({ name: name(m), row: m, hint: m.hint }))],
+        ['chart-rules', j.models[0].rules.flatMap((rule, k) => j.models.map((m) => ({ name: `${rule.id} / ${name(m)}`, row: m.rules[k], hint: m.hint })))],
     ]) {
         const chart = await page.$eval(`svg#${id}`, (svg) => {
             const num = (el, a) => Number(el.getAttribute(a));
@@ -99,6 +101,7 @@ test('--html: the page loads from disk alone; bars, labels and table match --jso
             });
             const bars = [...svg.querySelectorAll('rect.bar')].map((b) => ({
                 series: b.dataset.series,
+                hinted: b.classList.contains('hint'),
                 group: b.dataset.group,
                 value: Number(b.dataset.value),
                 x: num(b, 'x'),
@@ -126,6 +129,7 @@ test('--html: the page loads from disk alone; bars, labels and table match --jso
                 assert.ok(Math.abs(bar.height - want * perPct) < 0.01, `${id}: ${g.name} ${series} bar is ${bar.height} px high for ${want} %`);
                 assert.ok(Math.abs(bar.y + bar.height - chart.axisY) < 0.01, `${id}: ${g.name} ${series} bar stands on the axis`);
                 assert.ok(bar.shown && bar.width > 0);
+                assert.equal(bar.hinted, g.hint === 'on', `${id}: ${g.name} ${series}: hinted bars are marked`);
                 const label = chart.labels.find((l) => Math.abs(l.x - (bar.x + bar.width / 2)) < 0.01 && l.text !== 'n/a');
                 assert.ok(label, `${id}: ${g.name} ${series} has a label`);
                 assert.equal(figure(label.text), want);
@@ -168,7 +172,7 @@ test('--html: the page loads from disk alone; bars, labels and table match --jso
     const ruleRows = await page.$$eval('table#rules tbody tr', (trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)));
     assert.deepEqual(
         ruleRows.map((c) => [c[0], c[1], figure(c[2]), figure(c[3]), figure(c[4]), Number(c[5]), Number(c[6]), Number(c[7])]),
-        j.models.flatMap((m) => m.rules.map((x) => [x.id, m.model, x.raw_accuracy_pct, x.corrected_accuracy_pct, x.difference_pp, x.rewritten, x.flagged, x.unfixable])),
+        j.models.flatMap((m) => m.rules.map((x) => [x.id, name(m), x.raw_accuracy_pct, x.corrected_accuracy_pct, x.difference_pp, x.rewritten, x.flagged, x.unfixable])),
     );
     // the stubborn model's rewrites, as diffs
     const diffs = await page.$$eval('.example.rewritten', (els) => els.map((e) => ({ title: e.querySelector('h3').textContent, del: e.querySelector('.del')?.textContent, add: e.querySelector('.add')?.textContent })));
