@@ -105,3 +105,18 @@ export class FakeModels {
         await new Promise((resolve) => this.server.close(resolve));
     }
 }
+
+// `node tests/e2e/fake-models.mjs [PORT]`: runs the fake on its own (for the README's
+// reproduction) and prints its URL; SIGINT or SIGTERM stops it.
+if (process.argv[1] && import.meta.url === (await import('node:url')).pathToFileURL(process.argv[1]).href) {
+    const port = Number(process.argv[2] || 0);
+    const fm = new FakeModels();
+    await new Promise((resolve, reject) => {
+        fm.server.once('error', reject);
+        fm.server.listen(port, '127.0.0.1', resolve);
+    });
+    console.log(`http://127.0.0.1:${fm.server.address().port}`);
+    const stop = () => fm.close().then(() => process.exit(0));
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+}
