@@ -2,14 +2,16 @@
 // (fake-models.mjs) reproduces its table (raw 100 % / 0 % / n/a, corrected 100 % / 100 % / n/a) in
 // the printed table and in --json's models[]; --save keeps each answer's model so that an offline
 // run groups the same way; offline, several data files and records' "model" fields are grouped;
-// one model keeps the single-model output; --html writes a page with everything escaped.
+// one model keeps the single-model output; --html writes a page with everything escaped; --hint
+// both adds the rules' hints to every other request; the live bar on a terminal.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { FakeModels, MODELS } from './fake-models.mjs';
-import { BIN, NEEDS_PROXY, RULES, tmpDir } from './helpers.mjs';
+import { API_KEY, BIN, NEEDS_PROXY, ROOT, RULES, tmpDir, withTimeout } from './helpers.mjs';
 import { runEval, assertClean, parseJson, PROMPTS } from './eval-helpers.mjs';
 
 let fm;
@@ -282,4 +284,47 @@ test('--hint: on without a rule that has a hint is an error; a bad value or no -
     const off = await runEval(['--rules', RULES, '--hint', 'on', promptsFile()]);
     assert.equal(off.code, 2);
     assert.match(off.stderr, /--hint needs --live/);
+});
+
+// Runs `BIN eval ARGS` on a terminal (script(1) from util-linux, in every Debian: a pty for stdout
+// and stderr); resolves {code, out} with what the terminal showed.
+function runOnTty(args) {
+    const quote = (s) => `'${String(s).replace(/'/g, `'\\''`)}'`;
+    const child = spawn('script', ['-qefc', [BIN, 'eval', ...args].map(quote).join(' '), '/dev/null'], {
+        cwd: ROOT,
+        env: { ...process.env, OPENAI_API_KEY: API_KEY, TERM: 'dumb' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    const done = new Promise((resolve, reject) => {
+        child.once('error', reject);
+        child.once('close', (code) => resolve({ code, out }));
+    });
+    return withTimeout(done, 60000, 'astgate eval on a terminal').catch((err) => {
+        child.kill('SIGKILL');
+        throw err;
+    });
+}
+
+test('live on a terminal: a bar with requests done of all, failures and elapsed time; none off a terminal', { skip: NEEDS_PROXY }, async () => {
+    // nosuch is a model the fake does not have: its requests fail (404)
+    const args = ['--live', '--upstream', fm.url, '--model', 'steady,nosuch', '--prompts', promptsFile(), '-n', '2', '--rules', RULES];
+    const tty = await runOnTty(args);
+    assert.equal(tty.code, 0, tty.out);
+    const bars = [...tty.out.matchAll(/\r\[([#.]{30})\] +(\d+)% (\d+)\/8 requests, (\d+) failed, (\d+\.\d) s/g)];
+    assert.ok(bars.length > 0, `no bar on the terminal:\n${JSON.stringify(tty.out.slice(0, 2000))}`);
+    const last = bars[bars.length - 1];
+    assert.deepEqual([last[1], last[2], last[3], last[4]], ['#'.repeat(30), '100', '8', '4']);
+    for (let i = 1; i < bars.length; i++) {
+        assert.ok(Number(bars[i][3]) >= Number(bars[i - 1][3]), 'requests done only grow');
+        assert.ok(Number(bars[i][5]) >= Number(bars[i - 1][5]), 'elapsed time only grows');
+    }
+    assert.match(tty.out, /\r\x1b\[K/, 'the bar is cleared before the table');
+    assert.match(tty.out, /\n {2}nosuch +0 +0 +n\/a +n\/a +n\/a +0 +0 +0 +4\r?\n/);
+    const plain = await runEval(args);
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.doesNotMatch(plain.stderr, /\r|requests, \d+ failed/, 'a bar off a terminal');
 });
