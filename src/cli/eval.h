@@ -117,7 +117,8 @@ void ag_eval_select(ag_eval_t *ev, const char *model, bool hint);
  * are not kept). Off by default: it copies every such reply. */
 void ag_eval_keep_examples(ag_eval_t *ev, bool on);
 
-/* The kept examples as a new jansson array (json_t *, NULL when none was kept): objects
+/* The kept examples as a jansson array (json_t *, a reference the caller owns and releases with
+ * json_decref; NULL when none was kept): objects
  * {"kind": "rewritten"|"flagged"|"unfixable", "model", "hint": "off"|"on", "line", "before",
  * "after" (rewritten: the reply after the rewrite), "reasons": ["rule line:col: why", ...],
  * "truncated": bool}. The caller owns it (json_decref). */
