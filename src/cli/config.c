@@ -26,7 +26,8 @@ const char ag_config_default_yaml[] =
     "logs: {access: '-', rewrite: '-'}\n"
     "block_status: 422\n"
     "bare: true\n"
-    "stream: {hold: minimal}\n";
+    "stream: {hold: minimal}\n"
+    "hints: off\n";
 
 static int fail(ag_diag_t *d, const char *file, const ag_ynode_t *n, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -526,12 +527,44 @@ static int parse_stream(const char *file, const ag_ynode_t *n, const char *where
     return AG_OK;
 }
 
-/* One entry of `upstreams`: a URL, or {url: URL, tls: {...}, stream: {...}} whose tls and stream
- * go over the top-level ones (base, *hold on entry). */
+/* `hints` (where: "hints" or "upstreams.NAME.hints"): off | on | {ab: PERCENT}. YAML 1.1
+ * readers take a bare on/off as booleans; astgate's reader does not, and true/false mean on/off. */
+static int parse_hints(const char *file, const ag_ynode_t *n, const char *where, ag_hints_cfg_t *h,
+                       ag_diag_t *d)
+{
+    bool b;
+    if (n->type == AG_Y_SCALAR) {
+        ag_str_t s = ag_yscalar_str(n);
+        if (ag_str_eqc(s, "on") || (ag_yscalar_bool(n, &b) == AG_OK && b))
+            *h = (ag_hints_cfg_t){AG_HINTS_ON, 100};
+        else if (ag_str_eqc(s, "off") || (ag_yscalar_bool(n, &b) == AG_OK && !b))
+            *h = (ag_hints_cfg_t){AG_HINTS_OFF, 0};
+        else
+            return fail(d, file, n, "`%s` must be off, on or {ab: PERCENT}", where);
+        return AG_OK;
+    }
+    if (n->type != AG_Y_MAP)
+        return fail(d, file, n, "`%s` must be off, on or {ab: PERCENT}", where);
+    static const char *const keys[] = {"ab", NULL};
+    if (check_keys(file, n, keys, where, d) != AG_OK)
+        return AG_EINVAL;
+    const ag_ynode_t *ab = ag_ymap_get(n, "ab");
+    if (ab == NULL)
+        return fail(d, file, n, "`%s` needs `ab: PERCENT` (the share of requests that get hints)",
+                    where);
+    long v;
+    if (ab->type != AG_Y_SCALAR || ag_yscalar_int(ab, &v) != AG_OK || v < 0 || v > 100)
+        return fail(d, file, ab, "`%s.ab` must be a whole percentage from 0 to 100", where);
+    *h = (ag_hints_cfg_t){AG_HINTS_AB, (uint8_t)v};
+    return AG_OK;
+}
+
+/* One entry of `upstreams`: a URL, or {url: URL, tls: {...}, stream: {...}, hints: ...} whose
+ * tls, stream and hints go over the top-level ones (base, *hold and *hints on entry). */
 static int parse_upstream(const char *path, const char *file, const ag_ynode_t *name,
                           const ag_ynode_t *v, const ag_tls_t *base, const tls_src_t *base_src,
                           char *url, size_t url_cap, ag_tls_t *tls, ag_stream_hold_t *hold,
-                          ag_diag_t *d)
+                          ag_hints_cfg_t *hints, ag_diag_t *d)
 {
     char where[128], whose[128], tmp[1024];
     snprintf(where, sizeof(where), "upstreams.%s", name->text);
@@ -540,7 +573,7 @@ static int parse_upstream(const char *path, const char *file, const ag_ynode_t *
     tls_src_t src = *base_src;
     const ag_ynode_t *u = v;
     if (v->type == AG_Y_MAP) {
-        static const char *const keys[] = {"url", "tls", "stream", NULL};
+        static const char *const keys[] = {"url", "tls", "stream", "hints", NULL};
         if (check_keys(file, v, keys, where, d) != AG_OK)
             return AG_EINVAL;
         if ((u = ag_ymap_get(v, "url")) == NULL)
@@ -553,9 +586,13 @@ static int parse_upstream(const char *path, const char *file, const ag_ynode_t *
         snprintf(tw, sizeof(tw), "%s.stream", where);
         if ((t = ag_ymap_get(v, "stream")) != NULL && parse_stream(file, t, tw, hold, d) != AG_OK)
             return AG_EINVAL;
+        snprintf(tw, sizeof(tw), "%s.hints", where);
+        if ((t = ag_ymap_get(v, "hints")) != NULL && parse_hints(file, t, tw, hints, d) != AG_OK)
+            return AG_EINVAL;
     } else if (v->type != AG_Y_SCALAR) {
         return fail(d, file, v,
-                    "`%s` must be a base URL or a mapping {url: ..., tls: {...}, stream: {...}}",
+                    "`%s` must be a base URL or a mapping {url: ..., tls: {...}, stream: {...}, "
+                    "hints: ...}",
                     where);
     }
     if (get_str(file, u, tmp, sizeof(tmp), d, "upstream") != AG_OK)
@@ -569,6 +606,7 @@ typedef struct parsed_upstream {
     char url[1024];
     ag_tls_t tls;
     ag_stream_hold_t hold;
+    ag_hints_cfg_t hints;
 } parsed_upstream_t;
 
 /* `upstreams` (every entry checked, used or not) and `routes`. */
@@ -585,8 +623,10 @@ static int apply_routes(const char *path, const char *file, const ag_ynode_t *ro
         pu = ag_xcalloc(ups->n, sizeof(*pu));
         for (uint32_t i = 0; i < ups->n; i++) {
             pu[i].hold = cfg->stream_hold;
+            pu[i].hints = cfg->hints;
             if (parse_upstream(path, file, ups->pairs[i].key, ups->pairs[i].value, &cfg->tls, tsrc,
-                               pu[i].url, sizeof(pu[i].url), &pu[i].tls, &pu[i].hold, d) != AG_OK)
+                               pu[i].url, sizeof(pu[i].url), &pu[i].tls, &pu[i].hold, &pu[i].hints,
+                               d) != AG_OK)
                 goto out;
         }
     }
@@ -622,6 +662,7 @@ static int apply_routes(const char *path, const char *file, const ag_ynode_t *ro
             memcpy(rt->url, pu[j].url, sizeof(rt->url));
             rt->tls = pu[j].tls;
             rt->hold = pu[j].hold;
+            rt->hints = pu[j].hints;
             cfg->nroutes++;
         }
     }
@@ -635,9 +676,9 @@ static int apply(const char *path, const char *file, const ag_ynode_t *root, ag_
                  ag_diag_t *d)
 {
     static const char *const top[] = {
-        "listen", "upstream",     "rules", "workers", "timeouts", "limits",
-        "logs",   "block_status", "bare",  "mode",    "admin",    "upstreams",
-        "routes", "forwarded",    "tls",   "tools",   "stream",   NULL};
+        "listen",       "upstream", "rules",  "workers", "timeouts",  "limits", "logs",
+        "block_status", "bare",     "mode",   "admin",   "upstreams", "routes", "forwarded",
+        "tls",          "tools",    "stream", "hints",   NULL};
     if (check_keys(file, root, top, "the configuration", d) != AG_OK)
         return AG_EINVAL;
     const ag_ynode_t *n;
@@ -814,9 +855,12 @@ static int apply(const char *path, const char *file, const ag_ynode_t *root, ag_
     }
     if ((n = ag_ymap_get(root, "tools")) != NULL && parse_tools(file, n, &cfg->tools, d) != AG_OK)
         return AG_EINVAL;
-    /* the top-level stream and tls first: named upstreams start from them */
+    /* the top-level stream, hints and tls first: named upstreams start from them */
     if ((n = ag_ymap_get(root, "stream")) != NULL &&
         parse_stream(file, n, "stream", &cfg->stream_hold, d) != AG_OK)
+        return AG_EINVAL;
+    if ((n = ag_ymap_get(root, "hints")) != NULL &&
+        parse_hints(file, n, "hints", &cfg->hints, d) != AG_OK)
         return AG_EINVAL;
     tls_src_t tsrc = {NULL, NULL};
     if ((n = ag_ymap_get(root, "tls")) != NULL) {
@@ -906,6 +950,11 @@ const ag_tls_t *ag_config_target_tls(const ag_config_t *cfg, uint32_t target)
 ag_stream_hold_t ag_config_target_hold(const ag_config_t *cfg, uint32_t target)
 {
     return target == 0 || target > cfg->nroutes ? cfg->stream_hold : cfg->routes[target - 1].hold;
+}
+
+ag_hints_cfg_t ag_config_target_hints(const ag_config_t *cfg, uint32_t target)
+{
+    return target == 0 || target > cfg->nroutes ? cfg->hints : cfg->routes[target - 1].hints;
 }
 
 uint32_t ag_config_target_for(const ag_config_t *cfg, const char *path)

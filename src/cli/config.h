@@ -17,6 +17,20 @@ enum {
     AG_FORWARDED_OFF,     /* the client's headers as they are, nothing added */
 };
 
+/* `hints:` (request-side hints, the loaded rules' metadata.astgate.hint): off (the default), on
+ * (every API request gets them), or {ab: P} (P % of API requests get them, the others are the
+ * control arm; see the proxy). Per named upstream over the top level, like `stream.hold`. */
+typedef enum ag_hints_mode {
+    AG_HINTS_OFF, /* requests go on as they came */
+    AG_HINTS_ON,  /* every request to a known API */
+    AG_HINTS_AB,  /* ab_pct % of them; the rest are the control arm */
+} ag_hints_mode_t;
+
+typedef struct ag_hints_cfg {
+    uint8_t mode;   /* ag_hints_mode_t */
+    uint8_t ab_pct; /* AG_HINTS_AB: 0..100 */
+} ag_hints_cfg_t;
+
 /* TLS to one upstream: the top-level `tls:` section, or a named upstream's own `tls:` merged over
  * it key by key. Paths are resolved against the config file's directory and were readable PEM
  * files (ca_path: a readable directory) when the configuration was loaded. "" = not set. */
@@ -39,6 +53,7 @@ typedef struct ag_route {
     char url[1024];        /* its base URL */
     ag_tls_t tls;          /* merged: its own `tls` over the top-level one */
     ag_stream_hold_t hold; /* its upstream's `stream.hold`, else the top-level one */
+    ag_hints_cfg_t hints;  /* its upstream's `hints`, else the top-level one */
 } ag_route_t;
 
 typedef struct ag_config {
@@ -76,6 +91,7 @@ typedef struct ag_config {
     int block_status;              /* HTTP status for a blocked reply */
     ag_stream_hold_t stream_hold;  /* `stream.hold`: how much of a streamed code block is held
                                       back (the default upstream's; routes: ag_route_t.hold) */
+    ag_hints_cfg_t hints;          /* `hints` (the default upstream's; routes: ag_route_t.hints) */
     bool bare;                     /* try replies without fences as code */
     bool shadow;                   /* mode: shadow: log and count, change nothing */
     char admin_host[256];          /* /metrics and /healthz listener; empty = on `listen` */
@@ -108,6 +124,9 @@ const char *ag_config_target_url(const ag_config_t *cfg, uint32_t target);
 const ag_tls_t *ag_config_target_tls(const ag_config_t *cfg, uint32_t target);
 /* A target's hold policy for streamed code (`stream.hold`, per upstream over the top level). */
 ag_stream_hold_t ag_config_target_hold(const ag_config_t *cfg, uint32_t target);
+
+/* A target's `hints` setting (per upstream over the top level). */
+ag_hints_cfg_t ag_config_target_hints(const ag_config_t *cfg, uint32_t target);
 
 /* The embedded default as YAML text. */
 extern const char ag_config_default_yaml[];

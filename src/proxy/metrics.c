@@ -42,6 +42,8 @@ static const hist_def_t HIST[AG_HISTS] = {
 static const char *const ROUTE[AG_M_ROUTES] = {"chat.completions", "responses", "messages",
                                                "passthrough"};
 
+const char *const ag_m_arm_names[AG_M_ARMS] = {"off", "hint", "control", "no_slot"};
+
 void ag_wmetrics_init(ag_wmetrics_t *m)
 {
     memset(m, 0, sizeof(*m));
@@ -255,6 +257,45 @@ static int reload_metrics(ag_buf_t *o, const ag_reload_stats_t *st)
         (unsigned long long)st->failure, (unsigned long long)st->generation);
 }
 
+/* Request-side hints: requests by arm, bytes added, and the replies' accuracy per arm side by
+ * side (every arm always shown, so that a ratio has both of its series from the start). */
+static int hint_metrics(ag_buf_t *o, ag_wmetrics_t *const *ws, uint32_t n)
+{
+    int rc = ag_buf_appendf(o, "# HELP astgate_hint_requests_total API requests with hints "
+                               "configured, by route and arm (hint: the hint was added; control: "
+                               "hints: {ab} drew the control arm; no_slot: no system slot could "
+                               "take it, left alone).\n"
+                               "# TYPE astgate_hint_requests_total counter\n");
+    for (int r = 0; r < AG_M_ROUTES && rc == AG_OK; r++)
+        for (int a = AG_M_ARM_HINT; a < AG_M_ARMS && rc == AG_OK; a++) {
+            uint64_t v = SUM(m->hint_requests[r][a]);
+            if (v)
+                rc =
+                    ag_buf_appendf(o, "astgate_hint_requests_total{route=\"%s\",arm=\"%s\"} %llu\n",
+                                   ROUTE[r], ag_m_arm_names[a], (unsigned long long)v);
+        }
+    if (rc == AG_OK)
+        rc = counter(o, "astgate_hint_bytes_total", "Bytes hints added to request bodies.",
+                     SUM(m->hint_bytes));
+    static const struct {
+        const char *name, *help;
+    } ar[AG_M_ARS] = {
+        {"astgate_arm_replies_with_code_total", "Replies that held a code block, by hints arm."},
+        {"astgate_arm_replies_raw_compliant_total",
+         "Replies with code that no rule would change or flag, by hints arm."},
+        {"astgate_arm_replies_corrected_compliant_total",
+         "Replies with code that comply once astgate rewrote them, by hints arm."},
+    };
+    for (int k = 0; k < AG_M_ARS && rc == AG_OK; k++) {
+        rc = ag_buf_appendf(o, "# HELP %s %s\n# TYPE %s counter\n", ar[k].name, ar[k].help,
+                            ar[k].name);
+        for (int a = 0; a < AG_M_ARMS && rc == AG_OK; a++)
+            rc = ag_buf_appendf(o, "%s{arm=\"%s\"} %llu\n", ar[k].name, ag_m_arm_names[a],
+                                (unsigned long long)SUM(m->arm_replies[a][k]));
+    }
+    return rc;
+}
+
 int ag_metrics_render(ag_buf_t *o, ag_wmetrics_t *const *ws, uint32_t n, ag_mreg_t *reg)
 {
     int rc = ag_buf_appendf(o, "# HELP astgate_requests_total Requests by route and status.\n"
@@ -284,6 +325,8 @@ int ag_metrics_render(ag_buf_t *o, ag_wmetrics_t *const *ws, uint32_t n, ag_mreg
         rc = counter(o, "astgate_replies_unjudged_total",
                      "Replies with code too broken to judge (counted as not compliant).",
                      SUM(m->replies_unjudged));
+    if (rc == AG_OK)
+        rc = hint_metrics(o, ws, n);
     pthread_mutex_lock(&reg->lock);
     uint64_t(*t)[AG_RM_KINDS] = rule_totals(reg);
     if (rc == AG_OK)

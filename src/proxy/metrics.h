@@ -9,6 +9,20 @@
 
 enum { AG_M_ROUTE_CHAT, AG_M_ROUTE_RESPONSES, AG_M_ROUTE_MESSAGES, AG_M_ROUTE_PASS, AG_M_ROUTES };
 
+/* Request-side hints: the arm of an API request (hints: in astgate.yaml). */
+enum {
+    AG_M_ARM_OFF,     /* hints off for its route, or no loaded rule has a hint */
+    AG_M_ARM_HINT,    /* the hint was added (hints: on, or the hint arm of hints: {ab}) */
+    AG_M_ARM_CONTROL, /* hints: {ab}: drawn for the control arm, sent as it came */
+    AG_M_ARM_NO_SLOT, /* hints wanted, but no system slot could take them: left alone */
+    AG_M_ARMS
+};
+/* "off", "hint", "control", "no_slot" */
+extern const char *const ag_m_arm_names[AG_M_ARMS];
+
+/* Per-arm reply counters (ag_wmetrics_t.arm_replies). */
+enum { AG_M_AR_CODE, AG_M_AR_RAW_OK, AG_M_AR_CORRECTED_OK, AG_M_ARS };
+
 #define AG_M_BUCKETS 14
 
 typedef struct ag_hist {
@@ -34,6 +48,10 @@ typedef struct ag_wmetrics {
     uint64_t replies_corrected_ok;       /* ... with code, compliant once rewritten */
     uint64_t replies_unjudged;           /* ... with code too broken to judge (never compliant) */
     uint64_t hold_violations;            /* held blocks whose rewrite changed bytes already sent */
+    uint64_t hint_requests[AG_M_ROUTES][AG_M_ARMS]; /* API requests by route and hints arm
+                                                       (AG_M_ARM_OFF not counted) */
+    uint64_t hint_bytes;                            /* bytes hints added to request bodies */
+    uint64_t arm_replies[AG_M_ARMS][AG_M_ARS];      /* replies with code, by arm */
     ag_hist_t hist[AG_HISTS];
     int64_t streams_in_flight;
 } ag_wmetrics_t;

@@ -7,6 +7,7 @@
 #include "api/api.h"
 #include "audit.h"
 #include "json.h"
+#include "hint.h"
 #include "metrics.h"
 #include "rewrite.h"
 #include "server.h"
@@ -59,6 +60,8 @@ typedef struct gen {
     bool owned;            /* cfg and rules are freed with the generation (all but the first) */
     ag_engine_t **engines; /* one per worker, built by main; a worker takes its own (NULLs it) */
     uint32_t nengines;
+    ag_buf_t hint;    /* the rules' combined hint (ag_rules_hint); empty: no rule has one */
+    char *hint_rules; /* JSON array of the ids of the rules with a hint, for the logs (owned) */
 } gen_t;
 
 /* What one worker serves with under one generation. Only that worker touches it, so its count
@@ -95,6 +98,7 @@ typedef struct worker {
     time_t log_sec;          /* the second log_prefix was made for */
     char log_prefix[48];     /* {"time":"YYYY-MM-DDTHH:MM:SS. */
     bool flush_pending;
+    uint32_t ab_acc; /* hints: {ab: P}: P added per request, the hint arm each time it passes 100 */
 } worker_t;
 
 typedef enum req_state {
@@ -141,6 +145,10 @@ typedef struct preq {
     char tail[2]; /* the last two bytes sent to the client */
     uint64_t bytes_in;
     uint64_t bytes_out;
+    ag_buf_t reqbody;    /* the request body with the hint added (sent instead of the client's) */
+    uint8_t arm;         /* AG_M_ARM_*: what hints did to the request */
+    uint8_t hint_slot;   /* ag_hint_slot_t, AG_M_ARM_HINT */
+    uint32_t hint_bytes; /* AG_M_ARM_HINT: bytes added */
     uint64_t t_start_ns;
     uint64_t own_ns; /* time spent in astgate's own work */
     CURLcode result;
@@ -314,12 +322,17 @@ static void on_reply(void *ud, int index, const ag_reply_summary_t *s)
     if (!s->had_code)
         return;
     ag_m_inc(&m->replies_code, 1);
+    ag_m_inc(&m->arm_replies[r->arm][AG_M_AR_CODE], 1);
     if (s->unjudged)
         ag_m_inc(&m->replies_unjudged, 1);
-    if (s->rewrites + s->flags + s->dropped + s->blocked + s->shadowed + s->unjudged == 0)
+    if (s->rewrites + s->flags + s->dropped + s->blocked + s->shadowed + s->unjudged == 0) {
         ag_m_inc(&m->replies_raw_ok, 1);
-    if (s->flags + s->dropped + s->blocked + s->unjudged == 0)
+        ag_m_inc(&m->arm_replies[r->arm][AG_M_AR_RAW_OK], 1);
+    }
+    if (s->flags + s->dropped + s->blocked + s->unjudged == 0) {
         ag_m_inc(&m->replies_corrected_ok, 1);
+        ag_m_inc(&m->arm_replies[r->arm][AG_M_AR_CORRECTED_OK], 1);
+    }
     ag_m_observe(m, AG_HIST_PARSE, s->parse_ns);
 }
 
@@ -490,7 +503,7 @@ static void access_line(preq_t *r, int status)
     }
     /* the line by hand (snprintf was most of a passthrough request's own instructions);
      * times as integer microseconds printed as ms.mmm */
-    char head[256];
+    char head[384]; /* the longest line: about 300 bytes with every number at its widest */
     char *p = head;
     p = put_lit(p, w->log_prefix);
     unsigned ms = (unsigned)(ts.tv_nsec / 1000000);
@@ -522,9 +535,24 @@ static void access_line(preq_t *r, int status)
     p = put_ms(p, own_us);
     p = put_lit(p, ",\"rewrites\":");
     p = put_u64(p, r->stats.rewrites);
-    p = put_lit(p, r->state == REQ_STREAMING ? ",\"streamed\":true}\n" : ",\"streamed\":false}\n");
+    p = put_lit(p, r->state == REQ_STREAMING ? ",\"streamed\":true" : ",\"streamed\":false");
+    if (r->arm != AG_M_ARM_OFF) {
+        /* the request's hints arm; with the hint: its size and the rules it came from */
+        p = put_lit(p, ",\"arm\":\"");
+        p = put_lit(p, ag_m_arm_names[r->arm]);
+        p = put_lit(p, "\"");
+        if (r->arm == AG_M_ARM_HINT) {
+            p = put_lit(p, ",\"hint_bytes\":");
+            p = put_u64(p, r->hint_bytes);
+            p = put_lit(p, ",\"hint_rules\":");
+        }
+    }
     if (rc == AG_OK)
         rc = ag_buf_append(b, head, (size_t)(p - head));
+    if (rc == AG_OK && r->arm == AG_M_ARM_HINT)
+        rc = ag_buf_append(b, r->wg->g->hint_rules, strlen(r->wg->g->hint_rules));
+    if (rc == AG_OK)
+        rc = ag_buf_append(b, "}\n", 2);
     log_end(r->w, LOG_ACCESS, mark, rc);
 }
 
@@ -543,6 +571,45 @@ static void limits_of(const ag_config_t *cfg, ag_http_limits_t *lim)
     lim->header_ms = cfg->header_timeout_ms;
     lim->keepalive_ms = cfg->keepalive_timeout_ms;
     lim->client_ms = cfg->client_timeout_ms;
+}
+
+/* The rules' hint and the ids it comes from; a warning when `hints` asks for hints that no rule
+ * has (requests then go on as they came, counted under arm "off"). */
+static void gen_hints(gen_t *g)
+{
+    ag_buf_init(&g->hint, 1u << 20);
+    ag_buf_t ids;
+    ag_buf_init(&ids, 1u << 20);
+    int rc = ag_rules_hint(g->rules, &g->hint, NULL);
+    if (rc == AG_OK)
+        rc = ag_buf_appendc(&ids, '[');
+    ag_str_t t, e;
+    for (uint32_t i = 0, k = 0; i < ag_rules_count(g->rules) && rc == AG_OK; i++) {
+        if (!ag_rules_rule_hint(g->rules, i, &t, &e))
+            continue;
+        if (k++)
+            rc = ag_buf_appendc(&ids, ',');
+        if (rc == AG_OK)
+            rc = ag_json_append_str(&ids, ag_cstr(ag_rules_rule_id(g->rules, i)));
+    }
+    if (rc == AG_OK)
+        rc = ag_buf_appendc(&ids, ']');
+    if (rc != AG_OK) { /* over 1 MiB of hints: none are given, and it is said */
+        fprintf(stderr,
+                "astgate: the rules' hints are larger than 1 MiB together: none is given\n");
+        ag_buf_reset(&g->hint);
+        ag_buf_reset(&ids);
+        AG_ASSERT(ag_buf_append(&ids, "[]", 2) == AG_OK);
+    }
+    g->hint_rules = ag_xstrndup(ids.ptr, ids.len);
+    ag_buf_dispose(&ids);
+    const ag_config_t *cfg = g->cfg;
+    bool wanted = cfg->hints.mode != AG_HINTS_OFF;
+    for (uint32_t i = 0; i < cfg->nroutes; i++)
+        wanted = wanted || cfg->routes[i].hints.mode != AG_HINTS_OFF;
+    if (wanted && g->hint.len == 0)
+        fprintf(stderr, "astgate: warning: `hints` is on for some requests, but no loaded rule has "
+                        "metadata.astgate.hint: requests go on unchanged\n");
 }
 
 /* A generation for nw workers, with one reference (the caller's); takes cfg and rules when
@@ -565,6 +632,7 @@ static gen_t *gen_new(ag_config_t *cfg, ag_rules_t *rules, bool owned, uint32_t 
     eo.max_reply = cfg->max_response_body;
     for (uint32_t i = 0; i < nw; i++)
         g->engines[i] = ag_engine_new(rules, &eo);
+    gen_hints(g);
     return g;
 }
 
@@ -581,6 +649,8 @@ static void gen_release(gen_t *g)
     for (uint32_t i = 0; i < g->nengines; i++)
         ag_engine_free(g->engines[i]);
     free(g->engines);
+    ag_buf_dispose(&g->hint);
+    free(g->hint_rules);
     if (g->owned) {
         ag_rules_free(g->rules);
         ag_config_dispose(g->cfg);
@@ -661,6 +731,7 @@ static void preq_free(preq_t *r)
         r->api->stream_free(r->stream);
     ag_buf_dispose(&r->body);
     ag_buf_dispose(&r->out);
+    ag_buf_dispose(&r->reqbody);
     wgen_release(r->wg);
     free(r);
 }
@@ -1341,6 +1412,68 @@ static void on_refused(void *ud, ag_http_req_t *req, int status, const char *cod
     release(r);
 }
 
+static ag_hint_api_t hint_api(const ag_api_t *api)
+{
+    return api == &ag_api_openai_responses ? AG_HINT_RESPONSES
+           : api == &ag_api_anthropic      ? AG_HINT_ANTHROPIC
+                                           : AG_HINT_CHAT;
+}
+
+/* A rewrite-log line for a request that got the hint: where it went, its size, its rules. */
+static void hint_note(preq_t *r)
+{
+    size_t mark;
+    int rc;
+    ag_buf_t *b = note_begin(r, "hint", &mark, &rc);
+    if (b == NULL)
+        return;
+    if (rc == AG_OK)
+        rc = ag_buf_appendf(b, ",\"api\":\"%s\",\"slot\":\"%s\",\"bytes\":%u,\"rules\":%s}\n",
+                            r->api->name, ag_hint_slot_name((ag_hint_slot_t)r->hint_slot),
+                            r->hint_bytes, r->wg->g->hint_rules);
+    log_end(r->w, LOG_REWRITE, mark, rc);
+}
+
+/* Request-side hints (`hints:` of the request's target): the body to send upstream, the client's
+ * or r->reqbody with the rules' hint added; r->arm says which and why. Under {ab: P} the draw is
+ * a per-worker counter, not a random number: P is added per request that can take the hint and
+ * every time the sum passes 100 the request gets it, so of any 100 consecutive such requests a
+ * worker serves, P get it (50: every other one). Only requests that have a slot are drawn, so
+ * that both arms hold the same kind of request. */
+static ag_str_t hint_request(preq_t *r, ag_str_t body)
+{
+    const gen_t *g = r->wg->g;
+    ag_hints_cfg_t h = ag_config_target_hints(g->cfg, r->target);
+    if (r->api == NULL || h.mode == AG_HINTS_OFF || g->hint.len == 0)
+        return body;
+    ag_wmetrics_t *m = &r->w->m;
+    int route = r->api == &ag_api_openai_chat        ? AG_M_ROUTE_CHAT
+                : r->api == &ag_api_openai_responses ? AG_M_ROUTE_RESPONSES
+                                                     : AG_M_ROUTE_MESSAGES;
+    /* escaping grows a byte to 6 at most; the slot's own syntax is under 64 bytes */
+    ag_buf_init(&r->reqbody, body.len + g->hint.len * 6 + 256);
+    ag_hint_slot_t slot = AG_HINT_SLOT_NONE;
+    if (ag_hint_apply(hint_api(r->api), body, ag_buf_str(&g->hint), &r->reqbody, &slot) != AG_OK) {
+        r->arm = AG_M_ARM_NO_SLOT;
+    } else if (h.mode == AG_HINTS_AB && (r->w->ab_acc += h.ab_pct) < 100) {
+        r->arm = AG_M_ARM_CONTROL;
+    } else {
+        if (h.mode == AG_HINTS_AB)
+            r->w->ab_acc -= 100;
+        r->arm = AG_M_ARM_HINT;
+        r->hint_slot = (uint8_t)slot;
+        r->hint_bytes = (uint32_t)(r->reqbody.len - body.len);
+    }
+    ag_m_inc(&m->hint_requests[route][r->arm], 1);
+    if (r->arm != AG_M_ARM_HINT) {
+        ag_buf_dispose(&r->reqbody);
+        return body;
+    }
+    ag_m_inc(&m->hint_bytes, r->hint_bytes);
+    hint_note(r);
+    return ag_buf_str(&r->reqbody);
+}
+
 /* Appends "Name: value" for the upstream to r->up_lines; its offset is kept in offs. */
 static int up_line(preq_t *r, uint32_t *offs, uint32_t *n, ag_str_t name, ag_str_t value,
                    ag_str_t more)
@@ -1467,9 +1600,12 @@ static void on_request(void *ud, ag_http_req_t *req)
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
 
-    /* the request goes on unchanged: method, body and end-to-end headers */
+    /* the request goes on unchanged: method, body and end-to-end headers; only `hints` may add
+     * to an API request's body (curl then sends the new Content-Length: the client's is a
+     * hop-by-hop header here) */
     const char *m = r->method;
-    size_t bl = req->body.len;
+    ag_str_t sent = hint_request(r, req->body);
+    size_t bl = sent.len;
     /* a pooled handle remembers the last request's method: set every method option */
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
     if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0) {
@@ -1481,7 +1617,7 @@ static void on_request(void *ud, ag_http_req_t *req)
         }
         if (bl || strcmp(m, "POST") == 0) {
             curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)bl);
-            curl_easy_setopt(e, CURLOPT_POSTFIELDS, bl ? req->body.ptr : "");
+            curl_easy_setopt(e, CURLOPT_POSTFIELDS, bl ? sent.ptr : "");
         }
     }
     if (strcmp(m, "HEAD") == 0)

@@ -165,6 +165,56 @@ static void test_routes(void **state)
     expect_error("upstreams: {a: 'ftp://x'}\nroutes: {/x: a}\n", 1, 16, "http://");
 }
 
+/* hints: off by default; off, on (or true/false) or {ab: P} at the top level and per named
+ * upstream, which starts from the top-level value */
+static void test_hints(void **state)
+{
+    (void)state;
+    ag_config_t cfg;
+    ag_diag_t d;
+    assert_int_equal(ag_config_load(NULL, &cfg, &d), AG_OK);
+    assert_int_equal(ag_config_target_hints(&cfg, 0).mode, AG_HINTS_OFF);
+    ag_config_dispose(&cfg);
+
+    write_config("hints: on\n"
+                 "upstreams:\n"
+                 "  plain: https://plain.example\n"
+                 "  ab: {url: 'https://ab.example', hints: {ab: 30}}\n"
+                 "  off: {url: 'https://off.example', hints: off}\n"
+                 "  no: {url: 'https://no.example', hints: false}\n"
+                 "routes: {/p: plain, /a: ab, /o: off, /n: no}\n");
+    assert_int_equal(ag_config_load(path, &cfg, &d), AG_OK);
+    assert_int_equal(ag_config_target_hints(&cfg, 0).mode, AG_HINTS_ON);
+    assert_int_equal(ag_config_target_hints(&cfg, ag_config_target_for(&cfg, "/p/x")).mode,
+                     AG_HINTS_ON); /* inherited */
+    ag_hints_cfg_t h = ag_config_target_hints(&cfg, ag_config_target_for(&cfg, "/a/x"));
+    assert_int_equal(h.mode, AG_HINTS_AB);
+    assert_int_equal(h.ab_pct, 30);
+    assert_int_equal(ag_config_target_hints(&cfg, ag_config_target_for(&cfg, "/o/x")).mode,
+                     AG_HINTS_OFF);
+    assert_int_equal(ag_config_target_hints(&cfg, ag_config_target_for(&cfg, "/n/x")).mode,
+                     AG_HINTS_OFF);
+    ag_config_dispose(&cfg);
+    unlink(path);
+
+    write_config("hints: {ab: 0}\n");
+    assert_int_equal(ag_config_load(path, &cfg, &d), AG_OK);
+    assert_int_equal(cfg.hints.mode, AG_HINTS_AB);
+    assert_int_equal(cfg.hints.ab_pct, 0);
+    ag_config_dispose(&cfg);
+    unlink(path);
+
+    expect_error("hints: maybe\n", 1, 8, "`hints` must be off, on or {ab: PERCENT}");
+    expect_error("hints: [on]\n", 1, 8, "`hints` must be off, on or {ab: PERCENT}");
+    expect_error("hints: {ab: 101}\n", 1, 13,
+                 "`hints.ab` must be a whole percentage from 0 to 100");
+    expect_error("hints: {ab: half}\n", 1, 13, "`hints.ab` must be a whole percentage");
+    expect_error("hints: {}\n", 1, 8, "`hints` needs `ab: PERCENT`");
+    expect_error("hints: {ab: 5, ba: 1}\n", 1, 16, "unknown key `ba` in hints");
+    expect_error("upstreams: {a: {url: 'https://a.example', hints: sometimes}}\n", 1, 50,
+                 "`upstreams.a.hints` must be off, on or {ab: PERCENT}");
+}
+
 /* stream.hold: minimal by default; minimal or block at the top level and per named upstream, which
  * starts from the top-level value and reaches requests through its routes */
 static void test_stream_hold(void **state)
@@ -611,6 +661,7 @@ int main(void)
         cmocka_unit_test(test_overrides),
         cmocka_unit_test(test_routes),
         cmocka_unit_test(test_stream_hold),
+        cmocka_unit_test(test_hints),
         cmocka_unit_test(test_front_end_limits),
         cmocka_unit_test_setup_teardown(test_tls_defaults, tls_setup, tls_teardown),
         cmocka_unit_test_setup_teardown(test_tls_paths_relative_to_the_config, tls_setup,

@@ -158,12 +158,52 @@ static void test_hold_figures(void **state)
     ag_mreg_dispose(&reg);
 }
 
+/* Request-side hints: requests by route and arm (only those counted), bytes added, and the
+ * per-arm reply counters, every arm shown, summed over workers. */
+static void test_hint_figures(void **state)
+{
+    (void)state;
+    ag_mreg_t reg;
+    ag_mreg_init(&reg);
+    ag_wmetrics_t w0, w1;
+    ag_wmetrics_init(&w0);
+    ag_wmetrics_init(&w1);
+    ag_m_inc(&w0.hint_requests[AG_M_ROUTE_CHAT][AG_M_ARM_HINT], 2);
+    ag_m_inc(&w1.hint_requests[AG_M_ROUTE_CHAT][AG_M_ARM_HINT], 1);
+    ag_m_inc(&w1.hint_requests[AG_M_ROUTE_MESSAGES][AG_M_ARM_NO_SLOT], 4);
+    ag_m_inc(&w0.hint_bytes, 100);
+    ag_m_inc(&w1.hint_bytes, 23);
+    ag_m_inc(&w0.arm_replies[AG_M_ARM_CONTROL][AG_M_AR_CODE], 5);
+    ag_m_inc(&w1.arm_replies[AG_M_ARM_CONTROL][AG_M_AR_CORRECTED_OK], 5);
+    ag_m_inc(&w1.arm_replies[AG_M_ARM_HINT][AG_M_AR_RAW_OK], 3);
+    ag_wmetrics_t *ws[2] = {&w0, &w1};
+    ag_buf_t o;
+    ag_buf_init(&o, 1 << 20);
+    assert_int_equal(ag_metrics_render(&o, ws, 2, &reg), AG_OK);
+    assert_non_null(strstr(o.ptr, "# TYPE astgate_hint_requests_total counter\n"));
+    assert_true(value(&o, "astgate_hint_requests_total{route=\"chat.completions\",arm=\"hint\"}") ==
+                3);
+    assert_true(value(&o, "astgate_hint_requests_total{route=\"messages\",arm=\"no_slot\"}") == 4);
+    assert_null(strstr(o.ptr, "astgate_hint_requests_total{route=\"responses\""));
+    assert_null(
+        strstr(o.ptr, "astgate_hint_requests_total{route=\"chat.completions\",arm=\"off\"}"));
+    assert_true(value(&o, "astgate_hint_bytes_total") == 123);
+    assert_true(value(&o, "astgate_arm_replies_with_code_total{arm=\"control\"}") == 5);
+    assert_true(value(&o, "astgate_arm_replies_with_code_total{arm=\"off\"}") == 0);
+    assert_true(value(&o, "astgate_arm_replies_corrected_compliant_total{arm=\"control\"}") == 5);
+    assert_true(value(&o, "astgate_arm_replies_raw_compliant_total{arm=\"hint\"}") == 3);
+    assert_true(value(&o, "astgate_arm_replies_raw_compliant_total{arm=\"no_slot\"}") == 0);
+    ag_buf_dispose(&o);
+    ag_mreg_dispose(&reg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counts_survive_a_reload_by_rule_id),
         cmocka_unit_test(test_reload_figures),
         cmocka_unit_test(test_hold_figures),
+        cmocka_unit_test(test_hint_figures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
