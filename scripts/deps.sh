@@ -11,10 +11,11 @@ esac
 command -v node >/dev/null 2>&1 || pkgs="$pkgs nodejs"
 command -v npm >/dev/null 2>&1 || pkgs="$pkgs npm"
 # the deploy tests (tests/deploy/run.sh): podman builds the image (FROM scratch: no daemon, no
-# registry), systemd-analyze verifies the unit, logrotate reads its snippet. Installed as root;
-# for another user their absence only skips those checks, each with the reason
+# registry), systemd-analyze verifies the unit, logrotate reads its snippet; the e2e test of
+# `astgate eval --html` (tests/e2e/eval-report.test.mjs) opens the page in headless chromium.
+# Installed as root; for another user their absence only skips those checks, each with the reason
 if [ "$(id -u)" -eq 0 ]; then
-    pkgs="$pkgs podman systemd logrotate"
+    pkgs="$pkgs podman systemd logrotate chromium"
 fi
 missing=""
 for p in $pkgs; do

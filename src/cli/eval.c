@@ -4,8 +4,10 @@
 #include "eval.h"
 
 #include "config.h"
+#include "hint.h"
 #include "json.h"
 #include "lang.h"
+#include "report.h"
 #include "upstream.h"
 
 #include <errno.h>
@@ -45,7 +47,20 @@ struct ag_eval {
     uint32_t bad_cap;
     ag_eval_error_t errors[AG_EVAL_MAX_ERRORS];
     ag_eval_stats_t st;
+    ag_eval_group_t groups[AG_EVAL_MAX_GROUPS];
+    uint32_t cur;          /* the group replies count in; UINT32_MAX = the source's, made when
+                              the first reply comes */
+    const char *src_label; /* offline: the file being read (borrowed for the read) */
+    bool by_record;        /* a record's "model" picks its group (offline) */
+    uint32_t src_first;    /* groups[src_first..] were made while reading the current source */
+    /* examples for the report */
+    bool keep;
+    json_t *examples;
+    uint32_t nkept[3]; /* rewritten, flagged, unfixable */
+    ag_buf_t reasons;  /* "rule line:col: why" lines of the reply being judged */
 };
+
+enum { EX_REWRITTEN, EX_FLAGGED, EX_UNFIXABLE };
 
 /* ---- progress bar ---- */
 
@@ -121,7 +136,108 @@ ag_eval_t *ag_eval_new(const ag_rules_t *rules, const ag_engine_opts_t *opts)
     ev->st.rule_ids = ev->ids;
     ev->st.rule = ev->rule;
     ev->st.errors = ev->errors;
+    ev->st.groups = ev->groups;
+    ev->cur = UINT32_MAX;
+    ev->by_record = true;
+    ag_buf_init(&ev->reasons, 64u << 10);
     return ev;
+}
+
+/* ---- groups ---- */
+
+static uint32_t find_group(ag_eval_t *ev, const char *model, bool hint)
+{
+    for (uint32_t i = 0; i < ev->st.ngroups; i++)
+        if (ev->groups[i].hint == hint && strcmp(ev->groups[i].model, model) == 0)
+            return i;
+    if (ev->st.ngroups == AG_EVAL_MAX_GROUPS) {
+        ag_eval_group_t *last = &ev->groups[AG_EVAL_MAX_GROUPS - 1];
+        snprintf(last->model, sizeof(last->model), "(other models)");
+        return AG_EVAL_MAX_GROUPS - 1;
+    }
+    ag_eval_group_t *g = &ev->groups[ev->st.ngroups];
+    memset(g, 0, sizeof(*g));
+    size_t n = strlen(model);
+    if (n >= sizeof(g->model)) {
+        n = sizeof(g->model) - 1;
+        while (n > 0 && ((unsigned char)model[n] & 0xc0) == 0x80)
+            n--;
+    }
+    for (size_t i = 0; i < n; i++)
+        g->model[i] = (unsigned char)model[i] < 0x20 || model[i] == 0x7f ? ' ' : model[i];
+    g->model[n] = '\0';
+    g->hint = hint;
+    g->rule = ag_xcalloc(ev->st.nrules ? ev->st.nrules : 1, sizeof(*g->rule));
+    return ev->st.ngroups++;
+}
+
+void ag_eval_select(ag_eval_t *ev, const char *model, bool hint)
+{
+    ev->cur = find_group(ev, model ? model : "", hint);
+}
+
+/* The group the reply being judged counts in. */
+static ag_eval_group_t *grp(ag_eval_t *ev)
+{
+    if (ev->cur == UINT32_MAX)
+        ev->cur = find_group(ev, ev->src_label ? ev->src_label : "", false);
+    return &ev->groups[ev->cur];
+}
+
+static void add_counts(ag_eval_counts_t *to, const ag_eval_counts_t *from)
+{
+    to->raw_ok += from->raw_ok;
+    to->corrected_ok += from->corrected_ok;
+    to->rewritten += from->rewritten;
+    to->unfixable += from->unfixable;
+    to->flagged += from->flagged;
+}
+
+/* Group b's counts go to group a; b is removed (later groups move down). */
+static void merge_group(ag_eval_t *ev, uint32_t a, uint32_t b)
+{
+    ag_eval_group_t *to = &ev->groups[a], *from = &ev->groups[b];
+    to->replies += from->replies;
+    to->with_code += from->with_code;
+    to->no_code += from->no_code;
+    to->unjudged += from->unjudged;
+    to->skipped += from->skipped;
+    to->calls += from->calls;
+    to->requests += from->requests;
+    to->failed += from->failed;
+    add_counts(&to->all, &from->all);
+    for (uint32_t i = 0; i < ev->st.nrules; i++)
+        add_counts(&to->rule[i], &from->rule[i]);
+    free(from->rule);
+    memmove(from, from + 1, (ev->st.ngroups - b - 1) * sizeof(*from));
+    ev->st.ngroups--;
+}
+
+static void begin_source(ag_eval_t *ev, const char *label)
+{
+    ev->src_label = label;
+    ev->cur = UINT32_MAX;
+    ev->src_first = ev->st.ngroups;
+}
+
+/* The records of a source that carry no model belong to the one model its other records name,
+ * when they name exactly one (a data set of one model's replies in several shapes). */
+static void end_source(ag_eval_t *ev)
+{
+    const char *label = ev->src_label ? ev->src_label : "";
+    uint32_t unlabeled = UINT32_MAX, named = UINT32_MAX, nnamed = 0;
+    for (uint32_t i = ev->src_first; i < ev->st.ngroups; i++) {
+        if (strcmp(ev->groups[i].model, label) == 0 && !ev->groups[i].hint) {
+            unlabeled = i;
+        } else {
+            named = i;
+            nnamed++;
+        }
+    }
+    if (unlabeled != UINT32_MAX && nnamed == 1)
+        merge_group(ev, named, unlabeled);
+    ev->src_label = NULL;
+    ev->cur = UINT32_MAX;
 }
 
 void ag_eval_free(ag_eval_t *ev)
@@ -137,6 +253,10 @@ void ag_eval_free(ag_eval_t *ev)
     free(ev->rule);
     free(ev->hit);
     free(ev->bad);
+    for (uint32_t i = 0; i < ev->st.ngroups; i++)
+        free(ev->groups[i].rule);
+    json_decref(ev->examples);
+    ag_buf_dispose(&ev->reasons);
     free(ev);
 }
 
@@ -185,6 +305,7 @@ void ag_eval_add_error(ag_eval_t *ev, long status, ag_str_t msg)
     char m[AG_EVAL_MSG];
     copy_msg(m, msg.ptr ? msg.ptr : "", msg.len);
     ev->st.failed++;
+    grp(ev)->failed++;
     for (uint32_t i = 0; i < ev->st.nerrors; i++) {
         if (ev->errors[i].status == status && strcmp(ev->errors[i].msg, m) == 0) {
             ev->errors[i].count++;
@@ -207,6 +328,7 @@ void ag_eval_add_error(ag_eval_t *ev, long status, ag_str_t msg)
 void ag_eval_add_request(ag_eval_t *ev)
 {
     ev->st.requests++;
+    grp(ev)->requests++;
 }
 
 static uint32_t rule_index(const ag_eval_t *ev, const char *id)
@@ -246,8 +368,38 @@ typedef struct pass {
     uint32_t blocks, rewrites, flags, dropped, blocked, unjudged, nevents;
 } pass_t;
 
+/* The events worth a reason in the report: in the reply as written, flags, blocks and edits
+ * not applied; after the rewrite, anything left. */
+static void note_reasons(ag_eval_t *ev, const ag_result_t *r, bool first)
+{
+    char line[512];
+    for (uint32_t k = 0; k < r->nevents; k++) {
+        const ag_event_t *e = &r->events[k];
+        const char *what = NULL;
+        if (!first)
+            what = "still after the rewrite";
+        else if (e->action == AG_ACTION_FLAG)
+            what = "flagged";
+        else if (e->action == AG_ACTION_BLOCK)
+            what = "blocked";
+        else if (e->action == AG_ACTION_REWRITE && !e->applied)
+            what = "edit dropped";
+        if (what == NULL)
+            continue;
+        const char *why = e->reason && e->reason[0] ? e->reason : e->message ? e->message : "";
+        int n = snprintf(line, sizeof(line), "%s %u:%u: %s%s%s\n", e->rule ? e->rule : "?", e->line,
+                         e->col, what, why[0] ? ": " : "", why);
+        if (n > 0 &&
+            ag_buf_append(&ev->reasons, line,
+                          (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1) != AG_OK)
+            return;
+    }
+}
+
 static void pass_add(pass_t *p, const ag_result_t *r)
 {
+    if (p->ev->keep)
+        note_reasons(p->ev, r, p->first);
     p->blocks += r->blocks;
     p->rewrites += r->rewrites;
     p->flags += r->flags;
@@ -289,6 +441,56 @@ static bool clean(const pass_t *p)
            p->dropped == 0;
 }
 
+/* A copy of s for the report, cut at AG_EVAL_KEEP_TEXT bytes on a character boundary. */
+static json_t *kept_text(ag_str_t s, bool *cut)
+{
+    size_t n = s.len;
+    if (n > AG_EVAL_KEEP_TEXT) {
+        n = AG_EVAL_KEEP_TEXT;
+        while (n > 0 && ((unsigned char)s.ptr[n] & 0xc0) == 0x80)
+            n--;
+        *cut = true;
+    }
+    json_t *j = json_stringn(s.ptr ? s.ptr : "", n);
+    return j ? j : json_string("(not valid UTF-8)");
+}
+
+static void keep_example(ag_eval_t *ev, int kind, ag_str_t before, ag_str_t after, uint64_t line)
+{
+    static const uint32_t cap[3] = {AG_EVAL_KEEP_REWRITTEN, AG_EVAL_KEEP_UNFIXABLE,
+                                    AG_EVAL_KEEP_UNFIXABLE};
+    static const char *const name[3] = {"rewritten", "flagged", "unfixable"};
+    if (ev->nkept[kind] >= cap[kind])
+        return;
+    ev->nkept[kind]++;
+    if (ev->examples == NULL)
+        ev->examples = json_array();
+    const ag_eval_group_t *g = grp(ev);
+    bool cut = false;
+    json_t *ex = json_object();
+    json_object_set_new(ex, "kind", json_string(name[kind]));
+    json_object_set_new(ex, "model", json_string(g->model));
+    json_object_set_new(ex, "hint", json_string(g->hint ? "on" : "off"));
+    json_object_set_new(ex, "line", json_integer((json_int_t)line));
+    json_object_set_new(ex, "before", kept_text(before, &cut));
+    if (kind == EX_REWRITTEN)
+        json_object_set_new(ex, "after", kept_text(after, &cut));
+    json_t *reasons = json_array();
+    ag_str_t r = ag_buf_str(&ev->reasons);
+    size_t pos = 0;
+    while (pos < r.len) {
+        const char *nl = memchr(r.ptr + pos, '\n', r.len - pos);
+        size_t end = nl ? (size_t)(nl - r.ptr) : r.len;
+        json_t *t = json_stringn(r.ptr + pos, end - pos);
+        if (t)
+            json_array_append_new(reasons, t);
+        pos = end + 1;
+    }
+    json_object_set_new(ex, "reasons", reasons);
+    json_object_set_new(ex, "truncated", json_boolean(cut));
+    json_array_append_new(ev->examples, ex);
+}
+
 /* Judges a reply (call NULL) or a tool call's input: the engine as written, then over its own
  * output when the first pass had anything to say. */
 static int judge_one(ag_eval_t *ev, const ag_tool_call_t *call, ag_str_t in, uint64_t line)
@@ -296,33 +498,44 @@ static int judge_one(ag_eval_t *ev, const ag_tool_call_t *call, ag_str_t in, uin
     pass_t p1, p2;
     uint32_t n = ev->st.nrules;
     memset(ev->hit, 0, n ? n : 1);
+    ag_buf_reset(&ev->reasons);
     int rc = run_pass(ev, call, in, &ev->out1, true, &p1);
     if (rc == AG_ENOENT)
         return AG_ENOENT; /* a tool that carries no code we know: not a reply */
+    ag_eval_group_t *g = grp(ev);
     if (call && rc == AG_EINVAL) {
         /* arguments that are not JSON (a slip, a cut reply): the proxy passes them through
          * unchanged, so they are a reply nobody judged */
         ev->st.replies++;
         ev->st.calls++;
         ev->st.unjudged++;
+        g->replies++;
+        g->calls++;
+        g->unjudged++;
         return AG_OK;
     }
     if (rc != AG_OK) {
         ev->st.skipped++;
+        g->skipped++;
         return AG_ETOOBIG;
     }
     ev->st.replies++;
     ev->st.calls += call != NULL;
+    g->replies++;
+    g->calls += call != NULL;
     if (p1.blocks == 0) {
         ev->st.no_code++;
+        g->no_code++;
         return AG_OK;
     }
     if (p1.unjudged) {
         /* code too broken to judge: reported apart, never counted as compliant */
         ev->st.unjudged++;
+        g->unjudged++;
         return AG_OK;
     }
     ev->st.with_code++;
+    g->with_code++;
     bool raw_ok = clean(&p1);
     bool fixed_ok = raw_ok; /* nothing changed: the second pass would see the same reply */
     if (!raw_ok) {
@@ -336,11 +549,9 @@ static int judge_one(ag_eval_t *ev, const ag_tool_call_t *call, ag_str_t in, uin
             fixed_ok = false;
         }
     }
-    ev->st.all.raw_ok += raw_ok;
-    ev->st.all.rewritten += p1.rewrites > 0;
-    ev->st.all.corrected_ok += fixed_ok;
-    ev->st.all.unfixable += !fixed_ok;
-    ev->st.all.flagged += p1.flags > 0;
+    ag_eval_counts_t c = {raw_ok, fixed_ok, p1.rewrites > 0, !fixed_ok, p1.flags > 0};
+    add_counts(&ev->st.all, &c);
+    add_counts(&g->all, &c);
     if (!fixed_ok && ev->st.nunfixable_lines < AG_EVAL_MAX_EXAMPLES) {
         uint32_t k = ev->st.nunfixable_lines;
         if (k == 0 || ev->st.unfixable_lines[k - 1] != line)
@@ -349,13 +560,29 @@ static int judge_one(ag_eval_t *ev, const ag_tool_call_t *call, ag_str_t in, uin
     for (uint32_t i = 0; i < n; i++) {
         uint8_t h = ev->hit[i];
         bool ok = !(h & (HIT_ANY2 | HIT_BLK1));
-        ev->rule[i].raw_ok += !(h & HIT_ANY1);
-        ev->rule[i].rewritten += (h & HIT_RW1) != 0;
-        ev->rule[i].corrected_ok += ok;
-        ev->rule[i].unfixable += !ok;
-        ev->rule[i].flagged += (h & HIT_FLAG1) != 0;
+        ag_eval_counts_t rc1 = {!(h & HIT_ANY1), ok, (h & HIT_RW1) != 0, !ok, (h & HIT_FLAG1) != 0};
+        add_counts(&ev->rule[i], &rc1);
+        add_counts(&g->rule[i], &rc1);
+    }
+    if (ev->keep && call == NULL) {
+        if (p1.flags > 0)
+            keep_example(ev, EX_FLAGGED, in, ag_str(NULL, 0), line);
+        else if (!fixed_ok)
+            keep_example(ev, EX_UNFIXABLE, in, ag_str(NULL, 0), line);
+        else if (p1.rewrites > 0)
+            keep_example(ev, EX_REWRITTEN, in, ag_buf_str(&ev->out1), line);
     }
     return AG_OK;
+}
+
+void ag_eval_keep_examples(ag_eval_t *ev, bool on)
+{
+    ev->keep = on;
+}
+
+void *ag_eval_examples_json(const ag_eval_t *ev)
+{
+    return ev->examples ? json_incref(ev->examples) : NULL;
 }
 
 int ag_eval_reply(ag_eval_t *ev, ag_str_t reply, uint64_t line)
@@ -640,6 +867,12 @@ int ag_eval_record(ag_eval_t *ev, const void *json, uint64_t line, char *why)
     }
     const json_t *completion = json_object_get(root, "completion");
     const json_t *error = json_object_get(root, "error");
+    const json_t *model = json_object_get(root, "model");
+    if (!json_is_string(model))
+        model = json_object_get(json, "model");
+    uint32_t saved = ev->cur;
+    if (ev->by_record && json_is_string(model) && json_string_length(model) > 0)
+        ev->cur = find_group(ev, json_string_value(model), false);
     if (msgs) {
         err = json_is_array(msgs) ? "no assistant message with text content or tool calls"
                                   : "\"messages\" is not an array";
@@ -666,6 +899,7 @@ int ag_eval_record(ag_eval_t *ev, const void *json, uint64_t line, char *why)
         err = "not a known record: expected \"messages\", \"choices\", \"output\" or "
               "\"completion\"";
     }
+    ev->cur = saved;
 out:
     if (n > 0)
         return AG_OK;
@@ -718,6 +952,7 @@ int ag_eval_line(ag_eval_t *ev, ag_str_t line, uint64_t lineno)
 
 void ag_eval_text(ag_eval_t *ev, ag_str_t text)
 {
+    begin_source(ev, NULL);
     uint64_t lineno = 0;
     size_t pos = 0;
     while (pos < text.len) {
@@ -726,6 +961,7 @@ void ag_eval_text(ag_eval_t *ev, ag_str_t text)
         (void)ag_eval_line(ev, ag_str(text.ptr + pos, end - pos), ++lineno);
         pos = end + 1;
     }
+    end_source(ev);
 }
 
 /* Calls fn for every line of path ("-" = stdin), without its '\n'; draws a bar for large files. */
@@ -775,7 +1011,10 @@ static void file_line(void *arg, ag_str_t line, uint64_t lineno)
 
 int ag_eval_file(ag_eval_t *ev, const char *path, bool progress)
 {
-    return each_line(path, progress, file_line, ev);
+    begin_source(ev, strcmp(path, "-") == 0 ? "stdin" : path);
+    int rc = each_line(path, progress, file_line, ev);
+    end_source(ev);
+    return rc;
 }
 
 /* ---- reports ---- */
@@ -817,22 +1056,31 @@ static void put_json_str(out_t *o, const char *s)
         o->rc = ag_json_append_str(o->b, ag_cstr(s ? s : ""));
 }
 
-/* "32.3%", or "n/a" without a denominator. */
+/* A percentage in units of 1/scale of a percent, rounded down: a figure never overstates (99.96%
+ * shows as 99.9%, not 100.0%). Integer arithmetic, so the figure is exact. */
+static int64_t pct_units(uint64_t num, uint64_t den, uint64_t scale)
+{
+    return (int64_t)((num * 100u * scale) / den);
+}
+
+/* "32.3%" (rounded down), or "n/a" without a denominator. */
 static const char *fmt_pct(char *b, size_t n, uint64_t num, uint64_t den)
 {
     if (den == 0)
         snprintf(b, n, "n/a");
     else
-        snprintf(b, n, "%.1f%%", 100.0 * (double)num / (double)den);
+        snprintf(b, n, "%.1f%%", (double)pct_units(num, den, 10) / 10.0);
     return b;
 }
 
+/* The difference of the two figures as shown, so that the table adds up. */
 static const char *fmt_diff(char *b, size_t n, uint64_t raw, uint64_t fixed, uint64_t den)
 {
     if (den == 0)
         snprintf(b, n, "n/a");
     else
-        snprintf(b, n, "%+.1f pp", 100.0 * ((double)fixed - (double)raw) / (double)den);
+        snprintf(b, n, "%+.1f pp",
+                 (double)(pct_units(fixed, den, 10) - pct_units(raw, den, 10)) / 10.0);
     return b;
 }
 
@@ -844,10 +1092,12 @@ static const char *plural(uint64_t n, const char *one, const char *many)
 static void put_header(out_t *o, const ag_eval_stats_t *st, const ag_eval_info_t *in)
 {
     if (in->live) {
-        put(o, "astgate eval --live: model %s at %s", in->model ? in->model : "?",
-            in->upstream ? in->upstream : "?");
+        put(o, "astgate eval --live: model%s %s at %s", in->variants > 1 ? "s" : "",
+            in->model ? in->model : "?", in->upstream ? in->upstream : "?");
         if (in->has_temperature)
             put(o, ", temperature %g", in->temperature);
+        if (in->hint && strcmp(in->hint, "off") != 0)
+            put(o, ", hint %s", in->hint);
         put(o, "\n");
     } else {
         put(o, "astgate eval: %s\n",
@@ -862,12 +1112,16 @@ static void put_header(out_t *o, const ag_eval_stats_t *st, const ag_eval_info_t
         put(o, " (%u rule%s)\n", st->nrules, plural(st->nrules, "", "s"));
     }
     if (in->live) {
-        uint64_t total = st->used * (in->samples ? in->samples : 1);
-        put(o,
-            "prompts %" PRIu64 " x %u = %" PRIu64 " request%s: %" PRIu64 " answered, %" PRIu64
-            " failed\n",
-            st->used, in->samples ? in->samples : 1, total, plural(total, "", "s"),
-            st->requests - st->failed, st->failed);
+        uint32_t nv = in->variants ? in->variants : 1;
+        uint64_t total = st->used * (in->samples ? in->samples : 1) * nv;
+        put(o, "prompts %" PRIu64 " x %u", st->used, in->samples ? in->samples : 1);
+        bool both = in->hint && strcmp(in->hint, "both") == 0;
+        if (nv > (both ? 2u : 1u))
+            put(o, " x %u models", both ? nv / 2 : nv);
+        if (both)
+            put(o, " x 2 (without and with the hint)");
+        put(o, " = %" PRIu64 " request%s: %" PRIu64 " answered, %" PRIu64 " failed\n", total,
+            plural(total, "", "s"), st->requests - st->failed, st->failed);
     }
     put(o, "\n");
 }
@@ -878,6 +1132,65 @@ static void put_lines_list(out_t *o, const uint64_t *lines, uint32_t n, uint64_t
         put(o, "%s%" PRIu64, i ? ", " : "", lines[i]);
     if (total > n)
         put(o, ", ...");
+}
+
+/* A group's name in the table: the model, "+hint" for the hinted arm. */
+static const char *group_name(char *b, size_t n, const ag_eval_group_t *g)
+{
+    snprintf(b, n, "%s%s", g->model[0] ? g->model : "(no model)", g->hint ? " +hint" : "");
+    return b;
+}
+
+/* Several models: one row each, then their rows per rule. */
+static void put_models(out_t *o, const ag_eval_stats_t *st, bool live)
+{
+    char p1[32], p2[32], d[32], name[AG_EVAL_MAX_MODEL + 8];
+    int w = 5;
+    for (uint32_t i = 0; i < st->ngroups; i++) {
+        int l = (int)strlen(group_name(name, sizeof(name), &st->groups[i]));
+        if (l > w)
+            w = l > 48 ? 48 : l;
+    }
+    put(o, "  %-*s %9s %10s %8s %11s %12s %10s %8s %10s%s\n", w, "model", "replies", "with code",
+        "raw", "corrected", "difference", "rewritten", "flagged", "unfixable",
+        live ? "     failed" : "");
+    for (uint32_t i = 0; i < st->ngroups; i++) {
+        const ag_eval_group_t *g = &st->groups[i];
+        uint64_t den = g->with_code;
+        put(o,
+            "  %-*.*s %9" PRIu64 " %10" PRIu64 " %8s %11s %12s %10" PRIu64 " %8" PRIu64
+            " %10" PRIu64,
+            w, w, group_name(name, sizeof(name), g), g->replies, g->with_code,
+            fmt_pct(p1, sizeof(p1), g->all.raw_ok, den),
+            fmt_pct(p2, sizeof(p2), g->all.corrected_ok, den),
+            fmt_diff(d, sizeof(d), g->all.raw_ok, g->all.corrected_ok, den), g->all.rewritten,
+            g->all.flagged, g->all.unfixable);
+        if (live)
+            put(o, " %10" PRIu64, g->failed);
+        put(o, "\n");
+    }
+    int rw = 4;
+    for (uint32_t i = 0; i < st->nrules; i++) {
+        int l = (int)strlen(st->rule_ids[i]);
+        if (l > rw)
+            rw = l > 48 ? 48 : l;
+    }
+    put(o, "\n  %-*s %-*s %8s %11s %12s %10s %8s %10s\n", rw, "rule", w, "model", "raw",
+        "corrected", "difference", "rewritten", "flagged", "unfixable");
+    for (uint32_t r = 0; r < st->nrules; r++) {
+        for (uint32_t i = 0; i < st->ngroups; i++) {
+            const ag_eval_group_t *g = &st->groups[i];
+            const ag_eval_counts_t *c = &g->rule[r];
+            uint64_t den = g->with_code;
+            put(o, "  %-*.*s %-*.*s %8s %11s %12s %10" PRIu64 " %8" PRIu64 " %10" PRIu64 "\n", rw,
+                rw, i == 0 ? st->rule_ids[r] : "", w, w, group_name(name, sizeof(name), g),
+                fmt_pct(p1, sizeof(p1), c->raw_ok, den),
+                fmt_pct(p2, sizeof(p2), c->corrected_ok, den),
+                fmt_diff(d, sizeof(d), c->raw_ok, c->corrected_ok, den), c->rewritten, c->flagged,
+                c->unfixable);
+        }
+    }
+    put(o, "\n  all models:\n");
 }
 
 int ag_eval_format_table(const ag_eval_t *ev, const ag_eval_info_t *info, ag_buf_t *b)
@@ -893,6 +1206,8 @@ int ag_eval_format_table(const ag_eval_t *ev, const ag_eval_info_t *info, ag_buf
     const char *where = in->live ? "prompt line" : "line";
 
     put_header(&o, st, in);
+    if (st->ngroups > 1)
+        put_models(&o, st, in->live);
     put(&o,
         "  %-20s %9" PRIu64 "   %" PRIu64 " with code, %" PRIu64
         " without code (not counted in the accuracy)\n",
@@ -972,13 +1287,13 @@ int ag_eval_format_table(const ag_eval_t *ev, const ag_eval_info_t *info, ag_buf
     return o.rc;
 }
 
-/* A percentage with two decimals, or null. */
+/* A percentage with two decimals, rounded down, or null. */
 static void put_json_pct(out_t *o, const char *key, uint64_t num, uint64_t den)
 {
     if (den == 0)
         put(o, "\"%s\": null", key);
     else
-        put(o, "\"%s\": %.2f", key, 100.0 * (double)num / (double)den);
+        put(o, "\"%s\": %.2f", key, (double)pct_units(num, den, 100) / 100.0);
 }
 
 static void put_json_counts(out_t *o, const ag_eval_counts_t *c, uint64_t den, const char *ind)
@@ -995,7 +1310,8 @@ static void put_json_counts(out_t *o, const ag_eval_counts_t *c, uint64_t den, c
         put(o, ",\n%s\"difference_pp\": null", ind);
     else
         put(o, ",\n%s\"difference_pp\": %.2f", ind,
-            100.0 * ((double)c->corrected_ok - (double)c->raw_ok) / (double)den);
+            (double)(pct_units(c->corrected_ok, den, 100) - pct_units(c->raw_ok, den, 100)) /
+                100.0);
 }
 
 int ag_eval_format_json(const ag_eval_t *ev, const ag_eval_info_t *info, ag_buf_t *b)
@@ -1039,7 +1355,33 @@ int ag_eval_format_json(const ag_eval_t *ev, const ag_eval_info_t *info, ag_buf_
         put_json_counts(&o, &st->rule[i], st->with_code, "      ");
         put(&o, "\n    }");
     }
-    put(&o, "%s],\n  \"bad_lines\": [", st->nrules ? "\n  " : "");
+    put(&o, "%s],\n  \"models\": [", st->nrules ? "\n  " : "");
+    for (uint32_t g = 0; g < st->ngroups; g++) {
+        const ag_eval_group_t *m = &st->groups[g];
+        put(&o, "%s\n    {\n      \"model\": ", g ? "," : "");
+        put_json_str(&o, m->model);
+        put(&o,
+            ",\n      \"hint\": \"%s\",\n      \"replies\": %" PRIu64
+            ",\n      \"with_code\": %" PRIu64 ",\n      \"no_code\": %" PRIu64
+            ",\n      \"skipped\": %" PRIu64 ",\n      \"unjudged\": %" PRIu64
+            ",\n      \"tool_calls\": %" PRIu64 ",\n",
+            m->hint ? "on" : "off", m->replies, m->with_code, m->no_code, m->skipped, m->unjudged,
+            m->calls);
+        if (in->live)
+            put(&o, "      \"requests\": %" PRIu64 ",\n      \"failed\": %" PRIu64 ",\n",
+                m->requests, m->failed);
+        put_json_counts(&o, &m->all, m->with_code, "      ");
+        put(&o, ",\n      \"rules\": [");
+        for (uint32_t i = 0; i < st->nrules; i++) {
+            put(&o, "%s\n        {\n          \"id\": ", i ? "," : "");
+            put_json_str(&o, st->rule_ids[i]);
+            put(&o, ",\n");
+            put_json_counts(&o, &m->rule[i], m->with_code, "          ");
+            put(&o, "\n        }");
+        }
+        put(&o, "%s]\n    }", st->nrules ? "\n      " : "");
+    }
+    put(&o, "%s],\n  \"bad_lines\": [", st->ngroups ? "\n  " : "");
     for (uint32_t i = 0; i < st->nbad_list; i++) {
         put(&o, "%s\n    {\"line\": %" PRIu64 ", \"error\": ", i ? "," : "", st->bad_list[i].line);
         put_json_str(&o, st->bad_list[i].msg);
@@ -1051,6 +1393,7 @@ int ag_eval_format_json(const ag_eval_t *ev, const ag_eval_info_t *info, ag_buf_
         put_json_str(&o, in->upstream);
         put(&o, ",\n    \"model\": ");
         put_json_str(&o, in->model);
+        put(&o, ",\n    \"hint\": \"%s\"", in->hint ? in->hint : "off");
         put(&o, ",\n    \"prompts\": %" PRIu64 ",\n    \"samples\": %u,\n    \"temperature\": ",
             st->used, in->samples);
         if (in->has_temperature)
@@ -1081,7 +1424,7 @@ int ag_eval_format_json(const ag_eval_t *ev, const ag_eval_info_t *info, ag_buf_
 /* ---- live mode ---- */
 
 typedef struct prompt {
-    char *body;    /* the request JSON */
+    json_t *msgs;  /* the request's messages (owned) */
     uint64_t line; /* in the prompts file */
 } prompt_t;
 
@@ -1152,21 +1495,21 @@ static void prompt_line(void *arg, ag_str_t line, uint64_t lineno)
         msgs = json_array();
         json_array_append_new(msgs, json_pack("{s:s,s:o}", "role", "user", "content", text));
     }
+    /* every model's request must encode: check it once here */
     req = json_object();
-    json_object_set_new(req, "model", json_string(ps->o->model));
+    json_object_set_new(req, "model", json_string(ps->o->models[0]));
     json_object_set(req, "messages", msgs);
-    if (ps->o->has_temperature)
-        json_object_set_new(req, "temperature", json_real(ps->o->temperature));
     char *body = json_dumps(req, JSON_COMPACT | JSON_REAL_PRECISION(10));
     if (body == NULL) {
         ag_eval_bad_line(ev, lineno, "the prompt cannot be encoded as JSON");
         goto out;
     }
+    free(body);
     if (ps->n == ps->cap) {
         ps->cap = ps->cap ? ps->cap * 2 : 16;
         ps->v = ag_xrealloc(ps->v, ps->cap * sizeof(*ps->v));
     }
-    ps->v[ps->n].body = body;
+    ps->v[ps->n].msgs = json_incref(msgs);
     ps->v[ps->n].line = lineno;
     ps->n++;
     ev->st.used++;
@@ -1184,8 +1527,12 @@ typedef struct live {
     char *url;
     const prompt_t *prompts;
     uint32_t nprompts;
-    uint64_t total, next, done;
+    uint64_t total, next, done, failed;
     uint32_t inflight, parallel;
+    uint32_t nvariants; /* models x hint arms */
+    uint32_t narms;     /* 1 or 2 */
+    bool first_on;      /* the first (or only) arm carries the hint */
+    uint64_t started_ns;
     progress_t bar;
 } live_t;
 
@@ -1193,9 +1540,21 @@ typedef struct job {
     live_t *lv;
     CURL *easy;
     uint32_t prompt;
+    uint32_t variant; /* model (variant / narms) and hint arm (variant % narms) */
     bool too_big;
+    char *req; /* the request body (curl reads it in place) */
     ag_buf_t body;
 } job_t;
+
+static const char *variant_model(const live_t *lv, uint32_t v)
+{
+    return lv->o->models[v / lv->narms];
+}
+
+static bool variant_hint(const live_t *lv, uint32_t v)
+{
+    return v % lv->narms == 0 ? lv->first_on : true;
+}
 
 static size_t on_body(char *p, size_t size, size_t n, void *arg)
 {
@@ -1228,6 +1587,7 @@ static char *scrub(const char *s, size_t len, const char *key)
 
 static void job_error(live_t *lv, long status, const char *msg, size_t len)
 {
+    lv->failed++;
     char *m = scrub(msg, len, lv->o->api_key);
     ag_eval_add_error(lv->ev, status, ag_cstr(m));
     free(m);
@@ -1261,6 +1621,9 @@ static void judge_answer(live_t *lv, const job_t *j, long status)
     if (ag_eval_record(lv->ev, doc, lv->prompts[j->prompt].line, rwhy) != AG_OK) {
         job_error(lv, status, rwhy, strlen(rwhy));
     } else if (lv->o->save) {
+        /* the model asked for, so that an offline run groups the lines as this one did */
+        if (json_is_object(doc) && !json_is_string(json_object_get(doc, "model")))
+            json_object_set_new(doc, "model", json_string(variant_model(lv, j->variant)));
         json_dumpf(doc, lv->o->save, JSON_COMPACT);
         fputc('\n', lv->o->save);
     }
@@ -1271,10 +1634,11 @@ static void start_jobs(live_t *lv);
 
 static void job_finish(live_t *lv)
 {
-    char what[64];
+    char what[128];
     ag_eval_add_request(lv->ev);
     lv->done++;
-    snprintf(what, sizeof(what), "%" PRIu64 "/%" PRIu64 " requests", lv->done, lv->total);
+    snprintf(what, sizeof(what), "%" PRIu64 "/%" PRIu64 " requests, %" PRIu64 " failed, %.1f s",
+             lv->done, lv->total, lv->failed, (double)(mono_ns() - lv->started_ns) / 1e9);
     progress_draw(&lv->bar, lv->done, lv->total, what);
 }
 
@@ -1283,6 +1647,7 @@ static void on_done(CURL *easy, CURLcode result, void *priv)
     job_t *j = priv;
     live_t *lv = j->lv;
     long status = 0;
+    ag_eval_select(lv->ev, variant_model(lv, j->variant), variant_hint(lv, j->variant));
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
     if (result != CURLE_OK) {
         /* curl's own sentence, not its error buffer: that one carries timings ("after 120097
@@ -1303,6 +1668,7 @@ static void on_done(CURL *easy, CURLcode result, void *priv)
     }
     curl_easy_cleanup(easy);
     ag_buf_dispose(&j->body);
+    free(j->req);
     free(j);
     lv->inflight--;
     job_finish(lv);
@@ -1311,13 +1677,53 @@ static void on_done(CURL *easy, CURLcode result, void *priv)
         event_base_loopbreak(lv->base);
 }
 
+/* The job's request with the rules' hint as its system instruction. A request the hint cannot
+ * go into (it always can: eval builds it) counts as a failed request of its group. */
+static int add_hint(live_t *lv, job_t *j)
+{
+    ag_buf_t out;
+    ag_buf_init(&out, MAX_BODY);
+    int rc = ag_hint_apply(AG_HINT_CHAT, ag_cstr(j->req), lv->o->hint, &out, NULL);
+    if (rc == AG_OK)
+        rc = ag_buf_append(&out, "", 1); /* curl reads a C string */
+    if (rc != AG_OK) {
+        ag_buf_dispose(&out);
+        ag_eval_select(lv->ev, variant_model(lv, j->variant), true);
+        job_error(lv, 0, "the hint cannot be added to the request", 39);
+        job_finish(lv);
+        return rc;
+    }
+    free(j->req);
+    j->req = ag_xmalloc(out.len);
+    memcpy(j->req, out.ptr, out.len);
+    ag_buf_dispose(&out);
+    return AG_OK;
+}
+
 static void start_jobs(live_t *lv)
 {
     while (lv->inflight < lv->parallel && lv->next < lv->total) {
-        uint32_t p = (uint32_t)(lv->next++ % lv->nprompts);
+        /* prompt by prompt, each to every model in turn: a run cut short has them all alike */
+        uint64_t k = lv->next++;
+        uint32_t v = (uint32_t)(k % lv->nvariants);
+        uint32_t p = (uint32_t)((k / lv->nvariants) % lv->nprompts);
         job_t *j = ag_xcalloc(1, sizeof(*j));
         j->lv = lv;
         j->prompt = p;
+        j->variant = v;
+        json_t *req = json_object();
+        json_object_set_new(req, "model", json_string(variant_model(lv, v)));
+        json_object_set(req, "messages", lv->prompts[p].msgs);
+        if (lv->o->has_temperature)
+            json_object_set_new(req, "temperature", json_real(lv->o->temperature));
+        j->req = json_dumps(req, JSON_COMPACT | JSON_REAL_PRECISION(10));
+        json_decref(req);
+        AG_ASSERT(j->req != NULL); /* the same messages encoded when the prompt was read */
+        if (variant_hint(lv, v) && add_hint(lv, j) != AG_OK) {
+            free(j->req);
+            free(j);
+            continue;
+        }
         ag_buf_init(&j->body, MAX_BODY);
         CURL *e = curl_easy_init();
         AG_ASSERT(e != NULL);
@@ -1326,8 +1732,8 @@ static void start_jobs(live_t *lv)
         curl_easy_setopt(e, CURLOPT_URL, lv->url);
         curl_easy_setopt(e, CURLOPT_PRIVATE, j);
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, lv->hdrs);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, lv->prompts[p].body);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(lv->prompts[p].body));
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, j->req);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(j->req));
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
         curl_easy_setopt(e, CURLOPT_WRITEDATA, j);
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -1338,9 +1744,11 @@ static void start_jobs(live_t *lv)
         curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
         curl_easy_setopt(e, CURLOPT_USERAGENT, "astgate-eval");
         if (ag_upstream_start(lv->up, e) != AG_OK) {
+            ag_eval_select(lv->ev, variant_model(lv, v), variant_hint(lv, v));
             job_error(lv, 0, "cannot start the transfer", 25);
             curl_easy_cleanup(e);
             ag_buf_dispose(&j->body);
+            free(j->req);
             free(j);
             job_finish(lv);
             continue;
@@ -1368,6 +1776,17 @@ int ag_eval_live(ag_eval_t *ev, const char *prompts_path, const ag_eval_live_opt
     prompts_t ps = {ev, o, NULL, 0, 0};
     live_t lv;
     memset(&lv, 0, sizeof(lv));
+    AG_ASSERT(o->nmodels >= 1);
+    ev->by_record = false; /* the group is the model asked for, not the one the answer names */
+    bool arm_off = o->arm_off || !o->arm_on;
+    lv.narms = arm_off && o->arm_on ? 2 : 1;
+    lv.first_on = !arm_off;
+    for (uint32_t i = 0; i < o->nmodels; i++) {
+        if (arm_off)
+            ag_eval_select(ev, o->models[i], false);
+        if (o->arm_on)
+            ag_eval_select(ev, o->models[i], true);
+    }
     int rc = each_line(prompts_path, false, prompt_line, &ps);
     if (rc != AG_OK)
         goto out;
@@ -1383,7 +1802,9 @@ int ag_eval_live(ag_eval_t *ev, const char *prompts_path, const ag_eval_live_opt
     lv.o = o;
     lv.prompts = ps.v;
     lv.nprompts = ps.n;
-    lv.total = (uint64_t)ps.n * (o->samples ? o->samples : 1);
+    lv.nvariants = o->nmodels * lv.narms;
+    lv.total = (uint64_t)ps.n * (o->samples ? o->samples : 1) * lv.nvariants;
+    lv.started_ns = mono_ns();
     lv.parallel = o->parallel ? o->parallel : 4;
     lv.bar.on = o->progress;
     lv.url = chat_url(o->upstream);
@@ -1414,7 +1835,7 @@ int ag_eval_live(ag_eval_t *ev, const char *prompts_path, const ag_eval_live_opt
     rc = AG_OK;
 out:
     for (uint32_t i = 0; i < ps.n; i++)
-        free(ps.v[i].body);
+        json_decref(ps.v[i].msgs);
     free(ps.v);
     return rc;
 }
@@ -1423,10 +1844,11 @@ out:
 
 static const char EVAL_USAGE[] =
     "usage: astgate eval --rules FILE [--rules FILE...] [--config FILE] [--set NAME=VALUE...]\n"
-    "                    [--json] [--no-bare] DATA.jsonl\n"
-    "       astgate eval --live --upstream URL --model MODEL --prompts FILE [-n K]\n"
+    "                    [--json] [--html FILE] [--no-bare] DATA.jsonl [DATA.jsonl...]\n"
+    "       astgate eval --live --upstream URL --model MODEL[,MODEL...] --prompts FILE [-n K]\n"
     "                    [--temperature T] [--parallel N] [--timeout SECONDS] [--save FILE]\n"
-    "                    --rules FILE [--rules FILE...] [--config FILE] [--json] [--no-bare]\n"
+    "                    --rules FILE [--rules FILE...] [--config FILE] [--json] [--html FILE]\n"
+    "                    [--hint off|on|both] [--no-bare]\n"
     "\n"
     "Measures how many replies follow the rules as written (raw) and after astgate's rewrite\n"
     "(corrected). DATA.jsonl (\"-\" = stdin) holds one record a line: a fine-tuning record\n"
@@ -1434,14 +1856,21 @@ static const char EVAL_USAGE[] =
     "response object, or {\"completion\": \"...\"}. Replies without code are counted apart.\n"
     "Tool calls that carry code (Write, apply_patch, ...: the built-in presets, or the tools of\n"
     "--config FILE, an astgate.yaml whose rules apply when no --rules is given) are judged too,\n"
-    "each as a reply of its own.\n"
+    "each as a reply of its own. Records are grouped by their \"model\" field (records without\n"
+    "one: by file), with one row per model when there are several.\n"
     "\n"
     "--live sends each prompt of FILE (one a line: plain text, or {\"messages\": [...]})\n"
-    "K times (default 1) to URL/v1/chat/completions, N at once (default 4), with the key in\n"
-    "OPENAI_API_KEY, and judges what comes back. --save FILE keeps every answer as a JSONL\n"
-    "line for a later offline run. --timeout applies per request (default 120 s).\n"
-    "--json prints a machine-readable summary instead of the table. --set NAME=VALUE sets a\n"
-    "rule parameter (metadata.astgate.params) in every rule file that declares it.\n"
+    "K times (default 1) to each MODEL (--model A,B or --model A --model B: one row each) at\n"
+    "URL/v1/chat/completions, N at once (default 4), with the key in OPENAI_API_KEY, and\n"
+    "judges what comes back. --hint on adds the rules' hints (metadata.astgate.hint) to each\n"
+    "request as its system message; both sends every prompt without and with them (two rows\n"
+    "per model). --save FILE keeps every answer as a JSONL line for a later offline run.\n"
+    "--timeout applies per request (default 120 s).\n"
+    "\n"
+    "--json prints a machine-readable summary instead of the table (\"models\": one entry per\n"
+    "model). --html FILE also writes a self-contained page: charts, the table, examples.\n"
+    "Percentages are rounded down. --set NAME=VALUE sets a rule parameter\n"
+    "(metadata.astgate.params) in every rule file that declares it.\n"
     "\n"
     "Exit status: 0 done (whatever the accuracy), 1 unreadable or unusable data, rules that do\n"
     "not load, or every live request failed, 2 usage error.\n";
@@ -1484,14 +1913,65 @@ static bool parse_num(const char *s, double lo, double hi, double *out)
     return true;
 }
 
-static void print_bad_lines(const ag_eval_stats_t *st, const char *file)
+/* The bad lines counted since bad0 (st->bad then) and listed since list0 (st->nbad_list then). */
+static void print_bad_lines(const ag_eval_stats_t *st, const char *file, uint64_t bad0,
+                            uint32_t list0)
 {
     const char *name = strcmp(file, "-") == 0 ? "stdin" : file;
-    for (uint32_t i = 0; i < st->nbad_list; i++)
+    for (uint32_t i = list0; i < st->nbad_list; i++)
         fprintf(stderr, "astgate: %s:%" PRIu64 ": %s\n", name, st->bad_list[i].line,
                 st->bad_list[i].msg);
-    if (st->bad > st->nbad_list)
-        fprintf(stderr, "astgate: %s: %" PRIu64 " more bad lines\n", name, st->bad - st->nbad_list);
+    uint64_t listed = st->nbad_list - list0;
+    if (st->bad - bad0 > listed)
+        fprintf(stderr, "astgate: %s: %" PRIu64 " more bad lines\n", name, st->bad - bad0 - listed);
+}
+
+/* --html FILE: the page from the --json summary parsed back (its figures are the JSON's), with
+ * the kept examples. Errors name the file. */
+static int write_html(const ag_eval_t *ev, const ag_eval_info_t *info, const char *path)
+{
+    int rc = AG_EIO;
+    ag_buf_t js, page;
+    json_t *doc = NULL;
+    FILE *f = NULL;
+    ag_buf_init(&js, 64u << 20);
+    ag_buf_init(&page, 256u << 20);
+    if (ag_eval_format_json(ev, info, &js) != AG_OK) {
+        fprintf(stderr, "astgate: %s: the summary is larger than 64 MiB\n", path);
+        goto out;
+    }
+    json_error_t jerr;
+    doc = json_loadb(js.ptr, js.len, 0, &jerr);
+    AG_ASSERT(doc != NULL); /* our own JSON */
+    json_t *ex = ag_eval_examples_json(ev);
+    json_object_set_new(doc, "examples", ex ? ex : json_array());
+    if (ag_report_html(doc, &page) != AG_OK) {
+        fprintf(stderr, "astgate: %s: the page is larger than 256 MiB\n", path);
+        goto out;
+    }
+    f = fopen(path, "w");
+    if (f == NULL) {
+        fprintf(stderr, "astgate: cannot open %s: %s\n", path, strerror(errno));
+        goto out;
+    }
+    if (fwrite(page.ptr, 1, page.len, f) != page.len) {
+        fprintf(stderr, "astgate: cannot write %s: %s\n", path, strerror(errno));
+        goto out;
+    }
+    int c = fclose(f);
+    f = NULL;
+    if (c != 0) {
+        fprintf(stderr, "astgate: cannot write %s: %s\n", path, strerror(errno));
+        goto out;
+    }
+    rc = AG_OK;
+out:
+    if (f)
+        fclose(f);
+    json_decref(doc);
+    ag_buf_dispose(&js);
+    ag_buf_dispose(&page);
+    return rc;
 }
 
 int ag_eval_main(int argc, char **argv)
@@ -1501,9 +1981,16 @@ int ag_eval_main(int argc, char **argv)
     static ag_rules_set_t sets[MAX_RULE_FILES]; /* --set NAME=VALUE */
     static char set_names[MAX_RULE_FILES][128];
     uint32_t nsets = 0;
-    const char *data = NULL, *upstream = NULL, *model = NULL, *prompts = NULL, *save = NULL;
+    const char *datas[AG_EVAL_MAX_GROUPS];
+    uint32_t ndatas = 0;
+    static char model_buf[AG_EVAL_MAX_GROUPS][AG_EVAL_MAX_MODEL];
+    const char *models[AG_EVAL_MAX_GROUPS];
+    uint32_t nmodels = 0;
+    char models_joined[AG_EVAL_MAX_GROUPS * AG_EVAL_MAX_MODEL];
+    const char *data = NULL, *upstream = NULL, *prompts = NULL, *save = NULL, *html = NULL;
     const char *config = NULL;
     const char *n_arg = NULL, *temp_arg = NULL, *par_arg = NULL, *timeout_arg = NULL;
+    const char *hint_arg = NULL;
     bool json = false, live = false, bare = true;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -1513,20 +2000,46 @@ int ag_eval_main(int argc, char **argv)
             const char *name;
             const char **slot;
         } opts[] = {{"--upstream", &upstream},
-                    {"--model", &model},
                     {"--prompts", &prompts},
                     {"--save", &save},
                     {"-n", &n_arg},
                     {"--temperature", &temp_arg},
                     {"--parallel", &par_arg},
                     {"--timeout", &timeout_arg},
-                    {"--config", &config}};
+                    {"--config", &config},
+                    {"--html", &html},
+                    {"--hint", &hint_arg}};
         bool taken = false;
         v = opt_value(argc, argv, &i, "--rules", &missing);
         if (v != NULL) {
             if (nfiles == MAX_RULE_FILES)
                 return usage("too many rule files (at most %s)", "64");
             files[nfiles++] = v;
+            continue;
+        }
+        v = opt_value(argc, argv, &i, "--model", &missing);
+        if (v != NULL) {
+            /* --model A --model B, or --model A,B */
+            for (const char *p = v;; p++) {
+                const char *comma = strchr(p, ',');
+                size_t len = comma ? (size_t)(comma - p) : strlen(p);
+                if (len == 0)
+                    return usage("--model takes names separated by commas, not '%s'", v);
+                if (len >= AG_EVAL_MAX_MODEL)
+                    return usage("a model name is longer than 127 bytes: '%s'", v);
+                if (nmodels == AG_EVAL_MAX_GROUPS)
+                    return usage("too many models (at most %s)", "64");
+                memcpy(model_buf[nmodels], p, len);
+                model_buf[nmodels][len] = '\0';
+                for (uint32_t k = 0; k < nmodels; k++)
+                    if (strcmp(models[k], model_buf[nmodels]) == 0)
+                        return usage("model '%s' is named twice", model_buf[nmodels]);
+                models[nmodels] = model_buf[nmodels];
+                nmodels++;
+                if (comma == NULL)
+                    break;
+                p = comma;
+            }
             continue;
         }
         v = opt_value(argc, argv, &i, "--set", &missing);
@@ -1562,10 +2075,11 @@ int ag_eval_main(int argc, char **argv)
             return 0;
         } else if (a[0] == '-' && a[1] != '\0') {
             return usage("unknown option '%s'", a);
-        } else if (data) {
-            return usage("only one data file is read; extra argument '%s'", a);
+        } else if (ndatas == AG_EVAL_MAX_GROUPS) {
+            return usage("too many data files (at most %s)", "64");
         } else {
-            data = a;
+            datas[ndatas++] = a;
+            data = datas[0];
         }
     }
     if (nfiles == 0 && config == NULL)
@@ -1574,7 +2088,7 @@ int ag_eval_main(int argc, char **argv)
     if (live) {
         if (data)
             return usage("--live reads --prompts FILE, not a data file ('%s')", data);
-        if (!upstream || !model || !prompts)
+        if (!upstream || nmodels == 0 || !prompts)
             return usage("%s", "--live needs --upstream URL, --model MODEL and --prompts FILE");
         if (strncmp(upstream, "http://", 7) != 0 && strncmp(upstream, "https://", 8) != 0)
             return usage("--upstream must be an http:// or https:// URL, not '%s'", upstream);
@@ -1586,15 +2100,19 @@ int ag_eval_main(int argc, char **argv)
             return usage("--parallel takes a whole number from 1 to 64, not '%s'", par_arg);
         if (timeout_arg && !parse_num(timeout_arg, 0.001, 3600, &timeout_s))
             return usage("--timeout takes seconds from 0.001 to 3600, not '%s'", timeout_arg);
+        if (hint_arg && strcmp(hint_arg, "off") != 0 && strcmp(hint_arg, "on") != 0 &&
+            strcmp(hint_arg, "both") != 0)
+            return usage("--hint takes off, on or both, not '%s'", hint_arg);
     } else {
         const char *only_live = upstream      ? "--upstream"
-                                : model       ? "--model"
+                                : nmodels     ? "--model"
                                 : prompts     ? "--prompts"
                                 : n_arg       ? "-n"
                                 : temp_arg    ? "--temperature"
                                 : par_arg     ? "--parallel"
                                 : timeout_arg ? "--timeout"
                                 : save        ? "--save"
+                                : hint_arg    ? "--hint"
                                               : NULL;
         if (only_live)
             return usage("%s needs --live", only_live);
@@ -1644,6 +2162,8 @@ int ag_eval_main(int argc, char **argv)
     ag_rules_print_warnings(rules, stderr);
     int status = 1;
     FILE *save_f = NULL;
+    ag_buf_t hint;
+    ag_buf_init(&hint, 1u << 20);
     ag_buf_t report;
     ag_buf_init(&report, 64u << 20);
     ag_engine_opts_t eo;
@@ -1660,23 +2180,60 @@ int ag_eval_main(int argc, char **argv)
     info.nrule_files = nfiles;
     info.live = live;
 
+    if (html)
+        ag_eval_keep_examples(ev, true);
     if (!live) {
-        info.source = data;
-        if (ag_eval_file(ev, data, tty) != AG_OK) {
-            fprintf(stderr, "astgate: cannot read %s: %s\n",
-                    strcmp(data, "-") == 0 ? "stdin" : data, strerror(errno));
-            goto out;
+        static char sources[8192];
+        size_t sl = 0;
+        for (uint32_t f = 0; f < ndatas; f++) {
+            const char *name = strcmp(datas[f], "-") == 0 ? "stdin" : datas[f];
+            uint64_t bad0 = st->bad, used0 = st->used;
+            uint32_t list0 = st->nbad_list;
+            if (ag_eval_file(ev, datas[f], tty) != AG_OK) {
+                fprintf(stderr, "astgate: cannot read %s: %s\n", name, strerror(errno));
+                goto out;
+            }
+            print_bad_lines(st, datas[f], bad0, list0);
+            if (st->used == used0) {
+                fprintf(stderr, "astgate: %s: no usable line\n", name);
+                goto out;
+            }
+            int w = snprintf(sources + sl, sizeof(sources) - sl, "%s%s", f ? ", " : "", datas[f]);
+            if (w > 0 && (size_t)w < sizeof(sources) - sl)
+                sl += (size_t)w;
         }
-        print_bad_lines(st, data);
-        if (st->used == 0) {
-            fprintf(stderr, "astgate: %s: no usable line\n",
-                    strcmp(data, "-") == 0 ? "stdin" : data);
-            goto out;
-        }
+        info.source = ndatas == 1 ? data : sources;
     } else {
         info.source = prompts;
         info.upstream = upstream;
-        info.model = model;
+        size_t ml = 0;
+        for (uint32_t m = 0; m < nmodels; m++) {
+            size_t l = strlen(models[m]);
+            if (m)
+                models_joined[ml++] = ',';
+            memcpy(models_joined + ml, models[m], l);
+            ml += l;
+        }
+        models_joined[ml] = '\0';
+        info.model = models_joined;
+        bool on = hint_arg && strcmp(hint_arg, "off") != 0;
+        bool both = hint_arg && strcmp(hint_arg, "both") == 0;
+        info.variants = nmodels * (both ? 2 : 1);
+        info.hint = hint_arg ? hint_arg : "off";
+        if (on) {
+            uint32_t nh = 0;
+            if (ag_rules_hint(rules, &hint, &nh) != AG_OK) {
+                fprintf(stderr, "astgate: --hint: the rules' hints are larger than 1 MiB\n");
+                goto out;
+            }
+            if (nh == 0) {
+                fprintf(stderr,
+                        "astgate: --hint %s: no loaded rule has a hint "
+                        "(metadata.astgate.hint)\n",
+                        hint_arg);
+                goto out;
+            }
+        }
         info.samples = (uint32_t)samples;
         info.has_temperature = temp_arg != NULL;
         info.temperature = temperature;
@@ -1700,7 +2257,11 @@ int ag_eval_main(int argc, char **argv)
         ag_eval_live_opts_t lo;
         memset(&lo, 0, sizeof(lo));
         lo.upstream = upstream;
-        lo.model = model;
+        lo.models = models;
+        lo.nmodels = nmodels;
+        lo.hint = ag_buf_str(&hint);
+        lo.arm_on = hint_arg && strcmp(hint_arg, "off") != 0;
+        lo.arm_off = !lo.arm_on || strcmp(hint_arg, "both") == 0;
         lo.api_key = key;
         lo.samples = (uint32_t)samples;
         lo.has_temperature = temp_arg != NULL;
@@ -1717,7 +2278,7 @@ int ag_eval_main(int argc, char **argv)
                     strcmp(prompts, "-") == 0 ? "stdin" : prompts, strerror(errno));
             goto out;
         }
-        print_bad_lines(st, prompts);
+        print_bad_lines(st, prompts, 0, 0);
         if (rc != AG_OK) {
             fprintf(stderr, "astgate: %s: no usable prompt\n", prompts);
             goto out;
@@ -1729,6 +2290,8 @@ int ag_eval_main(int argc, char **argv)
         fprintf(stderr, "astgate: the report is larger than 64 MiB\n");
         goto out;
     }
+    if (html && write_html(ev, &info, html) != AG_OK)
+        goto out;
     if (fwrite(report.ptr, 1, report.len, stdout) != report.len || fflush(stdout) != 0) {
         fprintf(stderr, "astgate: cannot write the report: %s\n", strerror(errno));
         goto out;
@@ -1744,6 +2307,7 @@ out:
         status = 1;
     }
     ag_buf_dispose(&report);
+    ag_buf_dispose(&hint);
     ag_eval_free(ev);
     ag_rules_free(rules);
     if (cfg)

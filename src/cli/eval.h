@@ -8,11 +8,16 @@
 #include "rewrite.h"
 #include "toolcode.h"
 
-#define AG_EVAL_MAX_LINE (8u << 20) /* bytes of one JSONL line; a longer line is a bad line */
-#define AG_EVAL_MAX_BAD 1000        /* bad lines kept with their message; the rest are counted */
-#define AG_EVAL_MAX_EXAMPLES 20     /* line numbers of unfixable replies kept */
-#define AG_EVAL_MAX_ERRORS 32       /* distinct (status, message) upstream errors kept */
-#define AG_EVAL_MSG 200             /* bytes of a kept message, NUL included */
+#define AG_EVAL_MAX_LINE (8u << 20)   /* bytes of one JSONL line; a longer line is a bad line */
+#define AG_EVAL_MAX_BAD 1000          /* bad lines kept with their message; the rest are counted */
+#define AG_EVAL_MAX_EXAMPLES 20       /* line numbers of unfixable replies kept */
+#define AG_EVAL_MAX_ERRORS 32         /* distinct (status, message) upstream errors kept */
+#define AG_EVAL_MSG 200               /* bytes of a kept message, NUL included */
+#define AG_EVAL_MAX_GROUPS 64         /* models (x hint arms) counted apart; more go to the last */
+#define AG_EVAL_MAX_MODEL 128         /* bytes of a model name kept, NUL included */
+#define AG_EVAL_KEEP_REWRITTEN 5      /* rewritten replies kept for the report (--html) */
+#define AG_EVAL_KEEP_UNFIXABLE 10     /* flagged and unfixable replies kept, each */
+#define AG_EVAL_KEEP_TEXT (16u << 10) /* bytes of a kept reply (before, after) */
 
 typedef struct ag_eval ag_eval_t;
 
@@ -28,6 +33,17 @@ typedef struct ag_eval_counts {
     uint64_t flagged;      /* a flag in the reply as written: not fixable from the code at hand
                               (part of unfixable) */
 } ag_eval_counts_t;
+
+/* The counts of one model (live: as asked for; offline: a record's "model" field) and hint arm.
+ * The same definitions as the whole run's; groups partition it. */
+typedef struct ag_eval_group {
+    char model[AG_EVAL_MAX_MODEL]; /* "" = the records carry no model and came from memory */
+    bool hint;                     /* live: requests carried the rules' hints */
+    uint64_t replies, with_code, no_code, unjudged, skipped, calls;
+    uint64_t requests, failed; /* live */
+    ag_eval_counts_t all;
+    ag_eval_counts_t *rule; /* nrules counts, in rule-file order (owned by the evaluator) */
+} ag_eval_group_t;
 
 typedef struct ag_eval_bad {
     uint64_t line;         /* 1-based line number in the input */
@@ -65,6 +81,9 @@ typedef struct ag_eval_stats {
     uint64_t failed;   /* requests that gave no judged reply; grouped in errors */
     const ag_eval_error_t *errors;
     uint32_t nerrors; /* distinct kinds; more kinds than AG_EVAL_MAX_ERRORS go to the last */
+    /* per model (and hint arm), in order of first appearance (live: of --model) */
+    const ag_eval_group_t *groups;
+    uint32_t ngroups;
 } ag_eval_stats_t;
 
 /* What the report says about where the numbers come from (all fields may be NULL / 0). */
@@ -74,8 +93,10 @@ typedef struct ag_eval_info {
     uint32_t nrule_files;
     bool live;
     const char *upstream; /* live: base URL as given */
-    const char *model;    /* live */
-    uint32_t samples;     /* live: requests per prompt (-n) */
+    const char *model;    /* live: the models asked for, joined with "," */
+    uint32_t samples;     /* live: requests per prompt (-n) and per model (and hint arm) */
+    uint32_t variants;    /* live: models x hint arms; 0 = 1 */
+    const char *hint;     /* live: "off", "on" or "both" (--hint); NULL = "off" */
     bool has_temperature; /* live: --temperature given */
     double temperature;
 } ag_eval_info_t;
@@ -85,6 +106,23 @@ typedef struct ag_eval_info {
  * ag_eval_set_tools. */
 ag_eval_t *ag_eval_new(const ag_rules_t *rules, const ag_engine_opts_t *opts);
 void ag_eval_free(ag_eval_t *ev);
+
+/* Live mode: later replies, requests and errors count for model (cut to AG_EVAL_MAX_MODEL - 1
+ * bytes) and hint arm; the group is created now, so groups keep the order of these calls. Past
+ * AG_EVAL_MAX_GROUPS groups, new ones count in the last, renamed "(other models)". */
+void ag_eval_select(ag_eval_t *ev, const char *model, bool hint);
+
+/* Keep examples for the report: up to AG_EVAL_KEEP_REWRITTEN rewritten replies (before and
+ * after) and AG_EVAL_KEEP_UNFIXABLE flagged and unfixable ones with their reasons (tool calls
+ * are not kept). Off by default: it copies every such reply. */
+void ag_eval_keep_examples(ag_eval_t *ev, bool on);
+
+/* The kept examples as a jansson array (json_t *, a reference the caller owns and releases with
+ * json_decref; NULL when none was kept): objects
+ * {"kind": "rewritten"|"flagged"|"unfixable", "model", "hint": "off"|"on", "line", "before",
+ * "after" (rewritten: the reply after the rewrite), "reasons": ["rule line:col: why", ...],
+ * "truncated": bool}. The caller owns it (json_decref). */
+void *ag_eval_examples_json(const ag_eval_t *ev);
 
 /* The tools whose calls carry code (astgate.yaml's, see ag_config_t.tools): copied. */
 void ag_eval_set_tools(ag_eval_t *ev, const ag_tools_t *tools);
@@ -124,9 +162,12 @@ int ag_eval_line(ag_eval_t *ev, ag_str_t line, uint64_t lineno);
 /* Every line of text, numbered from 1. */
 void ag_eval_text(ag_eval_t *ev, ag_str_t text);
 
-/* Reads path ("-" = stdin) line by line. progress: draw a bar on stderr (the caller decides,
- * e.g. when stderr is a terminal; it is drawn only for inputs of 256 KiB or more). Returns AG_OK,
- * or AG_EIO when the file cannot be opened or read (errno kept). */
+/* Reads path ("-" = stdin) line by line. Records that carry a "model" (Chat and Responses
+ * objects, fine-tuning records with a top-level "model", a Batch line's body) count in that
+ * model's group; the others in the group of the one model the file's records name, or, when
+ * they name none or several, in a group named after the file. progress: draw a bar on stderr (the
+ * caller decides, e.g. when stderr is a terminal; it is drawn only for inputs of 256 KiB or more).
+ * Returns AG_OK, or AG_EIO when the file cannot be opened or read (errno kept). */
 AG_MUSTCHECK int ag_eval_file(ag_eval_t *ev, const char *path, bool progress);
 
 /* Adds a bad line with its reason (e.g. a prompt line the live mode cannot use). */
@@ -148,23 +189,32 @@ AG_MUSTCHECK int ag_eval_format_json(const ag_eval_t *ev, const ag_eval_info_t *
 
 /* Live mode parameters. */
 typedef struct ag_eval_live_opts {
-    const char *upstream; /* base URL: https://api.openai.com, or one ending in /v1 */
-    const char *model;
-    const char *api_key; /* sent as Authorization: Bearer; NULL = no header */
-    uint32_t samples;    /* requests per prompt, >= 1 */
+    const char *upstream;      /* base URL: https://api.openai.com, or one ending in /v1 */
+    const char *const *models; /* each prompt goes to each model: one group per model */
+    uint32_t nmodels;          /* >= 1 */
+    const char *api_key;       /* sent as Authorization: Bearer; NULL = no header */
+    uint32_t samples;          /* requests per prompt, >= 1 */
     bool has_temperature;
     double temperature;
     uint32_t parallel;   /* requests in flight; 0 = 4 */
     uint32_t timeout_ms; /* per request; 0 = 120 s */
     FILE *save;          /* each answered body as one JSONL line; NULL = none */
-    bool progress;       /* draw a bar on stderr */
+    bool progress;       /* draw a bar on stderr: requests done, failed, elapsed */
+    ag_str_t hint;       /* the rules' hint text (ag_rules_hint), borrowed; for hint arms */
+    bool arm_off;        /* send each prompt without the hint (one group per model) */
+    bool arm_on;         /* and/or with it, as the system message (ag_hint_apply); both: two
+                            groups per model, "off" first. Neither = arm_off. */
 } ag_eval_live_opts_t;
 
 /* Parses a prompts file (one plain-text prompt per line, or a JSON line {"messages": [...]} whose
- * trailing assistant messages are dropped), sends each prompt samples times to the upstream's
- * /v1/chat/completions (non-streamed) and judges the replies. Bad prompt lines are counted bad.
- * Returns AG_OK when at least one prompt was sent, AG_EIO when the file cannot be read, AG_EINVAL
- * when it has no usable prompt. Upstream failures are counted in the stats, never returned. */
+ * trailing assistant messages are dropped), sends each prompt samples times to each model at the
+ * upstream's /v1/chat/completions (non-streamed) and judges the replies, each in its model's
+ * group. With arm_on the hint goes into each request as Chat's system instruction
+ * (ag_hint_apply: appended to the first system/developer message, or a new first message).
+ * --save lines carry the model asked for in "model" when the answer has none. Bad prompt
+ * lines are counted bad. Returns AG_OK when at least one prompt was sent, AG_EIO when the file
+ * cannot be read, AG_EINVAL when it has no usable prompt. Upstream failures are counted in the
+ * stats, never returned. */
 AG_MUSTCHECK int ag_eval_live(ag_eval_t *ev, const char *prompts_path,
                               const ag_eval_live_opts_t *opts);
 

@@ -126,7 +126,7 @@ test('live: K requests per prompt with the key, the model, the temperature; coun
     assert.equal(j.input.blank, 1);
     assert.deepEqual(
         { ...j.live, errors: j.live.errors.length },
-        { upstream: fake.url, model: MODEL, prompts: 3, samples: 2, temperature: 0.3, requests: 6, answered: 6, failed: 0, errors: 0 },
+        { upstream: fake.url, model: MODEL, hint: 'off', prompts: 3, samples: 2, temperature: 0.3, requests: 6, answered: 6, failed: 0, errors: 0 },
     );
 
     // what the fake received

@@ -849,6 +849,190 @@ static int run_main(int argc, const char **argv)
     return rc;
 }
 
+/* ---- groups (one per model and hint arm), rounding, kept examples ---- */
+
+static const ag_eval_group_t *group_of(const ag_eval_stats_t *st, const char *model, bool hint)
+{
+    for (uint32_t i = 0; i < st->ngroups; i++)
+        if (st->groups[i].hint == hint && strcmp(st->groups[i].model, model) == 0)
+            return &st->groups[i];
+    fail_msg("no group %s%s", model, hint ? " +hint" : "");
+    return NULL;
+}
+
+static void test_groups_by_record_model(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx, TWO_RULES);
+    const ag_eval_stats_t *st = run(
+        fx, "{\"model\": \"m-a\", \"choices\": [{\"message\": {\"content\": "
+            "\"```ts\\noldName;\\n```\"}}]}\n"
+            "{\"model\": \"m-b\", \"output\": [{\"type\": \"message\", \"content\": [{\"type\": "
+            "\"output_text\", \"text\": \"```ts\\nfine();\\n```\"}]}]}\n"
+            "{\"model\": \"m-a\", \"messages\": [{\"role\": \"assistant\", \"content\": "
+            "\"```ts\\neval(x);\\n```\"}]}\n"
+            "{\"custom_id\": \"1\", \"response\": {\"body\": {\"model\": \"m-b\", \"choices\": "
+            "[{\"message\": {\"content\": \"no code\"}}]}}}\n"
+            "{\"completion\": \"```ts\\nfine();\\n```\"}\n");
+    assert_int_equal(st->replies, 5);
+    /* the record without a model: its source names two models, so it stays apart */
+    assert_int_equal(st->ngroups, 3);
+    assert_string_equal(st->groups[0].model, "m-a");
+    assert_string_equal(st->groups[1].model, "m-b");
+    assert_string_equal(st->groups[2].model, "");
+    const ag_eval_group_t *a = group_of(st, "m-a", false), *b = group_of(st, "m-b", false);
+    assert_int_equal(a->replies, 2);
+    assert_int_equal(a->with_code, 2);
+    assert_counts(&a->all, 0, 1, 1, 1);
+    assert_int_equal(a->all.flagged, 1);
+    assert_counts(&a->rule[rule_of(st, "rename")], 1, 2, 1, 0);
+    assert_counts(&a->rule[rule_of(st, "no-eval")], 1, 1, 0, 1);
+    assert_int_equal(b->replies, 2);
+    assert_int_equal(b->with_code, 1);
+    assert_int_equal(b->no_code, 1);
+    assert_counts(&b->all, 1, 1, 0, 0);
+    /* groups partition the run */
+    uint64_t replies = 0, raw = 0;
+    for (uint32_t i = 0; i < st->ngroups; i++) {
+        replies += st->groups[i].replies;
+        raw += st->groups[i].all.raw_ok;
+    }
+    assert_int_equal(replies, st->replies);
+    assert_int_equal(raw, st->all.raw_ok);
+
+    const char *t = table(fx, NULL);
+    assert_has_line(t, "  model        replies  with code      raw   corrected   difference  "
+                       "rewritten  flagged  unfixable\n");
+    assert_has_line(t, "  m-a                2          2     0.0%       50.0%     +50.0 pp   "
+                       "       1        1          1\n");
+    assert_has_line(t, "  (no model)         1          1   100.0%      100.0%      +0.0 pp");
+    assert_has_line(t, "\n  all models:\n");
+    json_t *j = summary(fx, NULL);
+    json_t *models = json_object_get(j, "models");
+    assert_int_equal(json_array_size(models), 3);
+    json_t *m0 = json_array_get(models, 0);
+    assert_string_equal(json_string_value(json_object_get(m0, "model")), "m-a");
+    assert_string_equal(json_string_value(json_object_get(m0, "hint")), "off");
+    assert_int_equal(jint(m0, "replies"), 2);
+    assert_float_equal(jnum(m0, "raw_accuracy_pct"), 0.0, 1e-9);
+    assert_float_equal(jnum(m0, "corrected_accuracy_pct"), 50.0, 1e-9);
+    assert_float_equal(jnum(m0, "difference_pp"), 50.0, 1e-9);
+    json_t *r1 = json_array_get(json_object_get(m0, "rules"), 1);
+    assert_string_equal(json_string_value(json_object_get(r1, "id")), "no-eval");
+    assert_int_equal(jint(r1, "flagged"), 1);
+    assert_true(json_object_get(m0, "requests") == NULL); /* offline */
+}
+
+static void test_unlabeled_records_join_the_one_model(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx, TWO_RULES);
+    const ag_eval_stats_t *st = run(fx, "{\"completion\": \"```ts\\noldName;\\n```\"}\n"
+                                        "{\"model\": \"only\", \"choices\": [{\"message\": "
+                                        "{\"content\": \"```ts\\nfine();\\n```\"}}]}\n");
+    assert_int_equal(st->ngroups, 1);
+    assert_string_equal(st->groups[0].model, "only");
+    assert_int_equal(st->groups[0].replies, 2);
+    assert_counts(&st->groups[0].all, 1, 2, 1, 0);
+    assert_counts(&st->groups[0].rule[rule_of(st, "rename")], 1, 2, 1, 0);
+    /* one model: the single-model table, no models block */
+    const char *t = table(fx, NULL);
+    assert_null(strstr(t, "  model "));
+    assert_null(strstr(t, "all models:"));
+}
+
+static void test_select_groups_live(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx, TWO_RULES);
+    ag_eval_select(fx->ev, "x", false);
+    ag_eval_select(fx->ev, "x", true); /* made now: groups keep the order of these calls */
+    ag_eval_select(fx->ev, "x", false);
+    assert_int_equal(ag_eval_reply(fx->ev, ag_cstr("```ts\noldName;\n```\n"), 1), AG_OK);
+    ag_eval_add_request(fx->ev);
+    ag_eval_add_error(fx->ev, 500, ag_cstr("boom"));
+    ag_eval_add_request(fx->ev);
+    ag_eval_select(fx->ev, "x", true);
+    assert_int_equal(ag_eval_reply(fx->ev, ag_cstr("```ts\nfine();\n```\n"), 1), AG_OK);
+    ag_eval_add_request(fx->ev);
+    const ag_eval_stats_t *st = ag_eval_stats(fx->ev);
+    assert_int_equal(st->ngroups, 2);
+    assert_false(st->groups[0].hint);
+    assert_true(st->groups[1].hint);
+    assert_int_equal(st->groups[0].requests, 2);
+    assert_int_equal(st->groups[0].failed, 1);
+    assert_int_equal(st->groups[1].requests, 1);
+    assert_counts(&st->groups[0].all, 0, 1, 1, 0);
+    assert_counts(&st->groups[1].all, 1, 1, 0, 0);
+    ag_eval_info_t info;
+    memset(&info, 0, sizeof(info));
+    info.live = true;
+    info.model = "x";
+    info.samples = 1;
+    info.variants = 2;
+    info.hint = "both";
+    const char *t = table(fx, &info);
+    assert_has_line(t, "astgate eval --live: models x at ?, hint both\n");
+    assert_has_line(t, "  x +hint         1          1   100.0%      100.0%      +0.0 pp");
+    json_t *j = summary(fx, &info);
+    json_t *m1 = json_array_get(json_object_get(j, "models"), 1);
+    assert_string_equal(json_string_value(json_object_get(m1, "hint")), "on");
+    assert_int_equal(jint(m1, "requests"), 1);
+    assert_int_equal(jint(m1, "failed"), 0);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "live"), "hint")),
+                        "both");
+}
+
+static void test_percentages_round_down(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx, TWO_RULES);
+    /* 1999 of 2000 = 99.95 %: rounding to nearest would print 100.0 % */
+    for (uint64_t i = 0; i < 1999; i++)
+        assert_int_equal(ag_eval_reply(fx->ev, ag_cstr("const x = 1;\n"), i + 1), AG_OK);
+    assert_int_equal(ag_eval_reply(fx->ev, ag_cstr("const x = oldName;\n"), 2000), AG_OK);
+    const ag_eval_stats_t *st = ag_eval_stats(fx->ev);
+    assert_int_equal(st->with_code, 2000);
+    const char *t = table(fx, NULL);
+    assert_has_line(t, "  raw accuracy             99.9%   1999 of 2000 compliant as written\n");
+    assert_has_line(t, "  difference             +0.1 pp\n");
+    json_t *j = summary(fx, NULL);
+    assert_float_equal(jnum(j, "raw_accuracy_pct"), 99.95, 1e-9);
+    assert_float_equal(jnum(json_array_get(json_object_get(j, "models"), 0), "raw_accuracy_pct"),
+                       99.95, 1e-9);
+}
+
+static void test_examples_kept(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx, TWO_RULES);
+    ag_eval_keep_examples(fx->ev, true);
+    const ag_eval_stats_t *st =
+        run(fx, "{\"model\": \"m\", \"completion\": \"```ts\\noldName;\\n```\"}\n"
+                "{\"model\": \"m\", \"completion\": \"```ts\\neval(x);\\n```\"}\n"
+                "{\"model\": \"m\", \"completion\": \"```ts\\nfine();\\n```\"}\n");
+    assert_int_equal(st->with_code, 3);
+    json_t *ex = ag_eval_examples_json(fx->ev);
+    assert_non_null(ex);
+    assert_int_equal(json_array_size(ex), 2);
+    json_t *rw = json_array_get(ex, 0), *fl = json_array_get(ex, 1);
+    assert_string_equal(json_string_value(json_object_get(rw, "kind")), "rewritten");
+    assert_string_equal(json_string_value(json_object_get(rw, "model")), "m");
+    assert_int_equal(jint(rw, "line"), 1);
+    assert_string_equal(json_string_value(json_object_get(rw, "before")), "```ts\noldName;\n```");
+    assert_string_equal(json_string_value(json_object_get(rw, "after")), "```ts\nnewName;\n```");
+    assert_string_equal(json_string_value(json_object_get(fl, "kind")), "flagged");
+    assert_null(json_object_get(fl, "after"));
+    json_t *reasons = json_object_get(fl, "reasons");
+    if (json_array_size(reasons) != 2)
+        fail_msg("reasons: %s", json_dumps(reasons, 0));
+    assert_string_equal(json_string_value(json_array_get(reasons, 0)),
+                        "no-eval 2:1: flagged: do not eval");
+    assert_string_equal(json_string_value(json_array_get(reasons, 1)),
+                        "no-eval 2:1: still after the rewrite: do not eval");
+    json_decref(ex);
+}
+
 static void test_main_exit_status(void **state)
 {
     (void)state;
@@ -887,7 +1071,7 @@ static void test_main_exit_status(void **state)
     }
     {
         const char *a[] = {"--rules", rules, good, good};
-        assert_int_equal(run_main(4, a), 2);
+        assert_int_equal(run_main(4, a), 0); /* several data files are read, grouped by model */
     }
     {
         const char *a[] = {"--rules", rules, "--bogus", good};
@@ -967,6 +1151,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_json_bad_lines_and_escaping, setup, teardown),
         cmocka_unit_test_setup_teardown(test_live_errors_in_reports, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_groups_by_record_model, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unlabeled_records_join_the_one_model, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_select_groups_live, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_percentages_round_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_examples_kept, setup, teardown),
         cmocka_unit_test(test_main_exit_status),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
