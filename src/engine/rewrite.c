@@ -248,6 +248,10 @@ static void run_transforms(ag_engine_t *e, const ag_rule_def_t *def, ag_env_t *e
                     break;
                 outlen = got + 1;
             }
+        } else if (t->kind == AG_TRANSFORM_CONVERT) {
+            if (ag_case_convert(ag_buf_str(&tmp), (ag_case_t)t->to_case, t->seps, &e->text) !=
+                AG_OK)
+                e->text.len = off; /* past the text limit: the output is empty */
         } else {
             /* substring by Unicode characters, negative indices from the end */
             uint32_t nchars = 0;

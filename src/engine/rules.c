@@ -1279,6 +1279,260 @@ static int var_of(ctx_t *c, const ag_ynode_t *n, const char *what, bool intern)
 
 /* ---- transforms and fix ---- */
 
+/* One transform in object form: op names it, body holds its arguments (a mapping). */
+static int compile_transform(ctx_t *c, const ag_ynode_t *op, const ag_ynode_t *body,
+                             ag_transform_t *t)
+{
+    if (need_map(c, body, "a transform") != AG_OK)
+        return AG_EINVAL;
+    if (ag_str_eqc(sv(op), "replace")) {
+        static const char *const keys[] = {"source", "replace", "by", NULL};
+        if (check_keys(c, body, keys, "replace") != AG_OK)
+            return AG_EINVAL;
+        const ag_ynode_t *re = ag_ymap_get(body, "replace");
+        const ag_ynode_t *by = ag_ymap_get(body, "by");
+        if (re == NULL || by == NULL)
+            return fail(c, body, "replace needs `source`, `replace` and `by`");
+        t->kind = AG_TRANSFORM_REPLACE;
+        if (compile_regex(c, re, &t->re, NULL) != AG_OK)
+            return AG_EINVAL;
+        if (!is_scalar(by))
+            return fail(c, by, "`by` must be a string");
+        t->by = ag_arena_strndup(c->arena, by->text, by->len);
+    } else if (ag_str_eqc(sv(op), "substring")) {
+        static const char *const keys[] = {"source", "startChar", "endChar", NULL};
+        if (check_keys(c, body, keys, "substring") != AG_OK)
+            return AG_EINVAL;
+        t->kind = AG_TRANSFORM_SUBSTRING;
+        const ag_ynode_t *s = ag_ymap_get(body, "startChar");
+        const ag_ynode_t *e = ag_ymap_get(body, "endChar");
+        long lv;
+        if (s) {
+            if (!is_scalar(s) || ag_yscalar_int(s, &lv) != AG_OK || lv < INT32_MIN ||
+                lv > INT32_MAX)
+                return fail(c, s, "`startChar` must be an integer");
+            t->start_char = (int32_t)lv;
+            t->has_start = true;
+        }
+        if (e) {
+            if (!is_scalar(e) || ag_yscalar_int(e, &lv) != AG_OK || lv < INT32_MIN ||
+                lv > INT32_MAX)
+                return fail(c, e, "`endChar` must be an integer");
+            t->end_char = (int32_t)lv;
+            t->has_end = true;
+        }
+    } else if (ag_str_eqc(sv(op), "convert")) {
+        static const char *const keys[] = {"source", "toCase", "separatedBy", NULL};
+        if (check_keys(c, body, keys, "convert") != AG_OK)
+            return AG_EINVAL;
+        t->kind = AG_TRANSFORM_CONVERT;
+        const ag_ynode_t *tc = ag_ymap_get(body, "toCase");
+        if (tc == NULL)
+            return fail(c, body, "convert needs `toCase`");
+        int k = is_scalar(tc) ? ag_case_parse(sv(tc)) : -1;
+        if (k < 0)
+            return fail(c, tc,
+                        "unknown toCase `%.*s`, expected one of lowerCase, upperCase, "
+                        "capitalize, camelCase, snakeCase, kebabCase, pascalCase",
+                        is_scalar(tc) ? (int)tc->len : 0, is_scalar(tc) ? tc->text : "");
+        t->to_case = (uint8_t)k;
+        t->seps = AG_SEP_ALL;
+        const ag_ynode_t *sb = ag_ymap_get(body, "separatedBy");
+        if (sb) {
+            if (sb->type != AG_Y_SEQ)
+                return fail(c, sb, "`separatedBy` must be a sequence");
+            t->seps = 0;
+            for (uint32_t i = 0; i < sb->n; i++) {
+                const ag_ynode_t *it = sb->items[i];
+                int b = is_scalar(it) ? ag_sep_parse(sv(it)) : -1;
+                if (b < 0)
+                    return fail(c, it,
+                                "unknown separator `%.*s`, expected one of caseChange, dash, "
+                                "dot, slash, space, underscore",
+                                is_scalar(it) ? (int)it->len : 0, is_scalar(it) ? it->text : "");
+                t->seps |= (uint8_t)b;
+            }
+        }
+    } else {
+        return fail(c, op,
+                    "unknown transform `%.*s`, expected one of replace, substring, convert, "
+                    "rewrite",
+                    (int)op->len, op->text);
+    }
+    const ag_ynode_t *src = ag_ymap_get(body, "source");
+    if (src == NULL)
+        return fail(c, body, "a transform needs `source`");
+    t->source = var_of(c, src, "source", false);
+    if (t->source < 0)
+        return AG_EINVAL;
+    return AG_OK;
+}
+
+/* A node for a piece of the scalar v, starting off bytes into its text: at its own column when
+ * the scalar sits verbatim on its line, else at v. */
+static ag_ynode_t *piece_at(ctx_t *c, const ag_ynode_t *v, size_t off, ag_str_t text)
+{
+    ag_ynode_t *p = ag_arena_alloc(c->arena, sizeof(*p));
+    memset(p, 0, sizeof(*p));
+    p->type = AG_Y_SCALAR;
+    p->line = v->line;
+    p->col = v->col;
+    if (off <= v->len && scalar_verbatim(c, v, v->len))
+        for (size_t i = 0; i < off; i++)
+            if (((unsigned char)v->text[i] & 0xC0) != 0x80)
+                p->col++;
+    p->text = ag_arena_strndup(c->arena, text.ptr, text.len);
+    p->len = text.len;
+    p->plain = true;
+    return p;
+}
+
+static void set_pos(ag_ynode_t *n, unsigned line, unsigned col, int depth)
+{
+    n->line = line;
+    n->col = col;
+    if (depth > 4)
+        return;
+    for (uint32_t i = 0; n->type == AG_Y_SEQ && i < n->n; i++)
+        set_pos(n->items[i], line, col, depth + 1);
+    for (uint32_t i = 0; n->type == AG_Y_MAP && i < n->n; i++)
+        set_pos(n->pairs[i].value, line, col, depth + 1);
+}
+
+static ag_str_t str_trim(ag_str_t s)
+{
+    while (s.len && (s.ptr[0] == ' ' || s.ptr[0] == '\t' || s.ptr[0] == '\n' || s.ptr[0] == '\r'))
+        s.ptr++, s.len--;
+    while (s.len && (s.ptr[s.len - 1] == ' ' || s.ptr[s.len - 1] == '\t' ||
+                     s.ptr[s.len - 1] == '\n' || s.ptr[s.len - 1] == '\r'))
+        s.len--;
+    return s;
+}
+
+#define MAX_TARGS 8
+
+/* The string form `op($SRC, key=value, ...)` (ast-grep >= 0.38), split as ast-grep splits it: the
+ * name up to the first `(`, every `)` at the end dropped, the source up to the first `,`, then
+ * `key=value` pairs whose value is a '...', "..." or [...] span or runs to the next `,`; each value
+ * is read as YAML. The arguments then go through the object form's checks. */
+static int compile_transform_string(ctx_t *c, const ag_ynode_t *v, ag_transform_t *t)
+{
+    ag_str_t in = sv(v);
+    ag_str_t all = str_trim(in);
+    size_t base = (size_t)(all.ptr - in.ptr);
+    const char *open = memchr(all.ptr, '(', all.len);
+    int rc = AG_EINVAL;
+    ag_ydocs_t docs[MAX_TARGS];
+    uint32_t ndocs = 0;
+    memset(docs, 0, sizeof(docs));
+    if (open == NULL)
+        return fail(c, v,
+                    "transform `%.*s` has a syntax error: expected name($SOURCE, key=value, ...)",
+                    (int)all.len, all.ptr);
+    ag_str_t func = str_trim(ag_str(all.ptr, (size_t)(open - all.ptr)));
+    ag_str_t rest = ag_str(open + 1, all.len - (size_t)(open + 1 - all.ptr));
+    if (rest.len == 0 || rest.ptr[rest.len - 1] != ')')
+        warn(c, piece_at(c, v, base + all.len, ag_str("", 0)),
+             "transform `%.*s` lacks its closing `)` (ast-grep accepts it too)", (int)all.len,
+             all.ptr);
+    while (rest.len && rest.ptr[rest.len - 1] == ')')
+        rest.len--;
+    const char *comma = memchr(rest.ptr, ',', rest.len);
+    if (comma == NULL)
+        return fail(c, piece_at(c, v, (size_t)(rest.ptr - in.ptr), ag_str("", 0)),
+                    "transform `%.*s` has a syntax error: expected `,` and arguments after the "
+                    "source (ast-grep refuses it too)",
+                    (int)all.len, all.ptr);
+    ag_str_t src = str_trim(ag_str(rest.ptr, (size_t)(comma - rest.ptr)));
+    ag_ynode_t *opn = piece_at(c, v, (size_t)(func.ptr - in.ptr), func);
+    ag_ynode_t *srcn = piece_at(c, v, (size_t)(src.ptr - in.ptr), src);
+    ag_ypair_t *pairs = ag_arena_alloc(c->arena, (MAX_TARGS + 1) * sizeof(*pairs));
+    uint32_t np = 0;
+    pairs[np].key = piece_at(c, v, (size_t)(src.ptr - in.ptr), AG_STR_LIT("source"));
+    pairs[np++].value = srcn;
+    ag_str_t r = str_trim(ag_str(comma + 1, rest.len - (size_t)(comma + 1 - rest.ptr)));
+    while (r.len) {
+        const char *eq = memchr(r.ptr, '=', r.len);
+        if (eq == NULL) {
+            fail(c, piece_at(c, v, (size_t)(r.ptr - in.ptr), ag_str("", 0)),
+                 "transform `%.*s` has a syntax error: expected key=value at `%.*s`", (int)all.len,
+                 all.ptr, (int)r.len, r.ptr);
+            goto out;
+        }
+        ag_str_t key = str_trim(ag_str(r.ptr, (size_t)(eq - r.ptr)));
+        ag_str_t nx = ag_str(eq + 1, r.len - (size_t)(eq + 1 - r.ptr));
+        while (nx.len && (nx.ptr[0] == ' ' || nx.ptr[0] == '\t'))
+            nx.ptr++, nx.len--;
+        size_t vend;
+        if (nx.len && (nx.ptr[0] == '\'' || nx.ptr[0] == '"' || nx.ptr[0] == '[')) {
+            char close = nx.ptr[0] == '[' ? ']' : nx.ptr[0];
+            const char *q = nx.len > 1 ? memchr(nx.ptr + 1, close, nx.len - 1) : NULL;
+            if (q == NULL) {
+                fail(c, piece_at(c, v, (size_t)(nx.ptr - in.ptr), ag_str("", 0)),
+                     "transform `%.*s` has a syntax error: `%c` is never closed", (int)all.len,
+                     all.ptr, nx.ptr[0]);
+                goto out;
+            }
+            vend = (size_t)(q + 1 - nx.ptr);
+        } else {
+            const char *cm = memchr(nx.ptr, ',', nx.len);
+            vend = cm ? (size_t)(cm - nx.ptr) : nx.len;
+        }
+        ag_str_t val = ag_str(nx.ptr, vend);
+        ag_ynode_t *at = piece_at(c, v, (size_t)(val.ptr - in.ptr), val);
+        if (str_trim(val).len == 0) {
+            fail(c, at, "transform argument `%.*s` has no value", (int)key.len, key.ptr);
+            goto out;
+        }
+        if (ndocs == MAX_TARGS) {
+            fail(c, at, "too many transform arguments");
+            goto out;
+        }
+        ag_diag_t yd;
+        memset(&yd, 0, sizeof(yd));
+        if (ag_yaml_load(val, c->file, &docs[ndocs], &yd) != AG_OK) {
+            fail(c, at, "transform argument `%.*s`: invalid value `%.*s`: %s", (int)key.len,
+                 key.ptr, (int)val.len, val.ptr, yd.msg);
+            goto out;
+        }
+        ag_ydocs_t *dd = &docs[ndocs++];
+        ag_ynode_t *valn = at;
+        if (dd->n > 0) {
+            valn = dd->roots[0];
+            set_pos(valn, at->line, at->col, 0);
+        }
+        ag_ynode_t *keyn = piece_at(c, v, (size_t)(key.ptr - in.ptr), key);
+        if (ag_str_eqc(key, "source")) {
+            fail(c, keyn, "`source` is not a valid argument: the source is the first one");
+            goto out;
+        }
+        uint32_t k = 0;
+        while (k < np && !ag_str_eq(sv(pairs[k].key), key))
+            k++;
+        if (k == np)
+            np++; /* the last of a repeated key wins, as in ast-grep */
+        pairs[k].key = keyn;
+        pairs[k].value = valn;
+        r = ag_str(nx.ptr + vend, nx.len - vend);
+        r = str_trim(r);
+        while (r.len && r.ptr[0] == ',')
+            r.ptr++, r.len--;
+        r = str_trim(r);
+    }
+    ag_ynode_t *body = ag_arena_alloc(c->arena, sizeof(*body));
+    memset(body, 0, sizeof(*body));
+    body->type = AG_Y_MAP;
+    body->line = v->line;
+    body->col = v->col;
+    body->pairs = pairs;
+    body->n = np;
+    rc = compile_transform(c, opn, body, t);
+out:
+    for (uint32_t i = 0; i < ndocs; i++)
+        ag_ydocs_dispose(&docs[i]);
+    return rc;
+}
+
 static int compile_transforms(ctx_t *c, const ag_ynode_t *n)
 {
     if (need_map(c, n, "transform") != AG_OK)
@@ -1303,63 +1557,17 @@ static int compile_transforms(ctx_t *c, const ag_ynode_t *n)
         const ag_ynode_t *v = n->pairs[i].value;
         ag_transform_t *t = &tmp[i];
         t->var = outs[i];
-        if (is_scalar(v))
-            return fail(c, v,
-                        "string-form transforms are not supported yet; use the object "
-                        "form (replace: {source, replace, by})");
+        if (is_scalar(v)) {
+            if (compile_transform_string(c, v, t) != AG_OK)
+                return AG_EINVAL;
+            continue;
+        }
         if (need_map(c, v, "a transform") != AG_OK)
             return AG_EINVAL;
         if (v->n != 1)
-            return fail(c, v, "a transform has exactly one of replace, substring");
-        const ag_ynode_t *op = v->pairs[0].key;
-        const ag_ynode_t *body = v->pairs[0].value;
-        if (need_map(c, body, "a transform") != AG_OK)
-            return AG_EINVAL;
-        if (ag_str_eqc(sv(op), "replace")) {
-            static const char *const keys[] = {"source", "replace", "by", NULL};
-            if (check_keys(c, body, keys, "replace") != AG_OK)
-                return AG_EINVAL;
-            const ag_ynode_t *re = ag_ymap_get(body, "replace");
-            const ag_ynode_t *by = ag_ymap_get(body, "by");
-            if (re == NULL || by == NULL)
-                return fail(c, body, "replace needs `source`, `replace` and `by`");
-            t->kind = AG_TRANSFORM_REPLACE;
-            if (compile_regex(c, re, &t->re, NULL) != AG_OK)
-                return AG_EINVAL;
-            if (!is_scalar(by))
-                return fail(c, by, "`by` must be a string");
-            t->by = ag_arena_strndup(c->arena, by->text, by->len);
-        } else if (ag_str_eqc(sv(op), "substring")) {
-            static const char *const keys[] = {"source", "startChar", "endChar", NULL};
-            if (check_keys(c, body, keys, "substring") != AG_OK)
-                return AG_EINVAL;
-            t->kind = AG_TRANSFORM_SUBSTRING;
-            const ag_ynode_t *s = ag_ymap_get(body, "startChar");
-            const ag_ynode_t *e = ag_ymap_get(body, "endChar");
-            long lv;
-            if (s) {
-                if (!is_scalar(s) || ag_yscalar_int(s, &lv) != AG_OK || lv < INT32_MIN ||
-                    lv > INT32_MAX)
-                    return fail(c, s, "`startChar` must be an integer");
-                t->start_char = (int32_t)lv;
-                t->has_start = true;
-            }
-            if (e) {
-                if (!is_scalar(e) || ag_yscalar_int(e, &lv) != AG_OK || lv < INT32_MIN ||
-                    lv > INT32_MAX)
-                    return fail(c, e, "`endChar` must be an integer");
-                t->end_char = (int32_t)lv;
-                t->has_end = true;
-            }
-        } else {
-            return fail(c, op, "unknown transform `%.*s`, expected one of replace, substring",
-                        (int)op->len, op->text);
-        }
-        const ag_ynode_t *src = ag_ymap_get(body, "source");
-        if (src == NULL)
-            return fail(c, body, "a transform needs `source`");
-        t->source = var_of(c, src, "source", false);
-        if (t->source < 0)
+            return fail(c, v,
+                        "a transform has exactly one of replace, substring, convert, rewrite");
+        if (compile_transform(c, v->pairs[0].key, v->pairs[0].value, t) != AG_OK)
             return AG_EINVAL;
     }
     /* dependency order: a transform runs after the transform whose output it reads */

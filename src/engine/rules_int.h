@@ -6,6 +6,7 @@
 #include "pattern.h"
 #include "rewrite.h"
 #include "rules.h"
+#include "strcase.h"
 
 /* ---- metadata.astgate.ensure: "the value at this place equals V" ---- */
 
@@ -66,6 +67,8 @@ typedef struct ag_ensure {
 typedef enum ag_transform_kind {
     AG_TRANSFORM_REPLACE,
     AG_TRANSFORM_SUBSTRING,
+    AG_TRANSFORM_CONVERT,
+    AG_TRANSFORM_REWRITE,
 } ag_transform_kind_t;
 
 typedef struct ag_transform {
@@ -76,6 +79,12 @@ typedef struct ag_transform {
     char *by;                     /* REPLACE: replacement, PCRE2 syntax (${1}) */
     int32_t start_char, end_char; /* SUBSTRING: unicode chars, negative from the end */
     bool has_start, has_end;
+    uint8_t to_case;     /* CONVERT: ag_case_t */
+    uint8_t seps;        /* CONVERT: AG_SEP_* bits */
+    uint32_t *rewriters; /* REWRITE: indices into the rule's rewriters, in the order given */
+    uint32_t nrewriters;
+    char *join_by; /* REWRITE: NULL = keep the text between the rewritten nodes */
+    uint32_t join_len;
 } ag_transform_t;
 
 /* ---- one rule ---- */

@@ -742,8 +742,8 @@ static void test_transforms(void **state)
                "language: ts\n"
                "rule: {pattern: \"old($A)\"}\n"
                "transform:\n"
-               "  X: {convert: {source: $A, toCase: upperCase}}\n", /* `convert` at 5:7 */
-               5, 7, "unknown transform `convert`", NULL);
+               "  X: {trim: {source: $A}}\n", /* `trim` at 5:7 */
+               5, 7, "unknown transform `trim`", "convert, rewrite", NULL);
 }
 
 static void test_other_metadata_ignored(void **state)
