@@ -396,14 +396,17 @@ static void scan(ag_engine_t *e, ag_lang_t lang, const bool *active)
             if (!active[r])
                 continue;
             const ag_rule_def_t *def = &rs->rules[r];
-            if (!sound && !(def->ensure && def->action == AG_ACTION_REWRITE))
-                continue;
             const ag_rule_lang_t *rl = &def->lang[lang];
             ag_matcher_bind(&e->m, &e->flat, rl->utils, rl->nutils);
             ag_env_t env;
             memset(&env, 0, sizeof(env));
             if (!ag_match_rnode(&e->m, rl->rule, i, &env) || !constraints_ok(e, rl, &env))
                 continue;
+            if (!sound && !(def->ensure && def->action == AG_ACTION_REWRITE)) {
+                /* ast-grep would apply it here; astgate does not, and says so */
+                ag_engine_flag(e, r, i, "not applied: the code has a parse error here");
+                continue;
+            }
             run_transforms(e, def, &env);
             switch ((ag_action_t)def->action) {
             case AG_ACTION_REWRITE:
