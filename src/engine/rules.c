@@ -624,6 +624,61 @@ static int util_index(ctx_t *c, const ag_ynode_t *name)
     return -1;
 }
 
+/* An+B as ast-grep reads it: spaces anywhere, `n` or `N`, optional signs and numbers
+ * ("2n+1", "-n+3", "n", "+3"); false when malformed. */
+static bool parse_anb(ag_str_t s, int32_t *a, int32_t *b)
+{
+    char t[64];
+    size_t k = 0;
+    for (size_t i = 0; i < s.len; i++) {
+        if (s.ptr[i] == ' ' || s.ptr[i] == '\t')
+            continue;
+        if (k + 1 == sizeof(t))
+            return false;
+        t[k++] = s.ptr[i];
+    }
+    t[k] = '\0';
+    const char *p = t;
+    long sign = 1, num = 0;
+    bool digits = false;
+    if (*p == '+' || *p == '-')
+        sign = *p++ == '-' ? -1 : 1;
+    while (*p >= '0' && *p <= '9') {
+        num = num * 10 + (*p++ - '0');
+        digits = true;
+        if (num > INT32_MAX)
+            return false;
+    }
+    if (*p != 'n' && *p != 'N') {
+        if (!digits || *p)
+            return false;
+        *a = 0;
+        *b = (int32_t)(sign * num);
+        return true;
+    }
+    p++;
+    long step = sign * (digits ? num : 1);
+    long off = 0;
+    if (*p == '+' || *p == '-') {
+        long s2 = *p++ == '-' ? -1 : 1;
+        bool d2 = false;
+        while (*p >= '0' && *p <= '9') {
+            off = off * 10 + (*p++ - '0');
+            d2 = true;
+            if (off > INT32_MAX)
+                return false;
+        }
+        if (!d2)
+            return false;
+        off *= s2;
+    }
+    if (*p)
+        return false;
+    *a = (int32_t)step;
+    *b = (int32_t)off;
+    return true;
+}
+
 static int compile_nth(ctx_t *c, ag_lang_t lang, const ag_ynode_t *n, ag_rnode_t *r)
 {
     const ag_ynode_t *pos = n;
@@ -642,11 +697,64 @@ static int compile_nth(ctx_t *c, ag_lang_t lang, const ag_ynode_t *n, ag_rnode_t
             return AG_EINVAL;
     }
     long v = 0;
-    if (!is_scalar(pos) || ag_yscalar_int(pos, &v) != AG_OK || v < 1 || v > INT32_MAX)
+    r->has_nth = true;
+    if (is_scalar(pos) && pos->plain && ag_yscalar_int(pos, &v) == AG_OK && v >= INT32_MIN &&
+        v <= INT32_MAX) {
+        r->nth_position = (int32_t)v; /* 0 or less matches nothing, as in ast-grep */
+        return AG_OK;
+    }
+    if (!is_scalar(pos) || !parse_anb(sv(pos), &r->nth_step, &r->nth_position)) {
+        ag_str_t t = is_scalar(pos) ? sv(pos) : ag_str("", 0);
+        if (ag_str_eqc(t, "odd") || ag_str_eqc(t, "even"))
+            return fail(c, pos,
+                        "nthChild position `%.*s` is not accepted by ast-grep 0.51.1: write "
+                        "'%s'",
+                        (int)t.len, t.ptr, ag_str_eqc(t, "odd") ? "2n+1" : "2n");
         return fail(c, pos,
-                    "nthChild position must be a number from 1 (An+B forms are not "
-                    "supported yet)");
-    r->nth_position = (int32_t)v;
+                    "nthChild position must be a number or an An+B string like '2n+1' or "
+                    "'-n+3'");
+    }
+    return AG_OK;
+}
+
+/* range: {start: {line, column}, end: {line, column}}, 0-based as in ast-grep, which ignores
+ * other keys (so does astgate, with a warning). */
+static int compile_range(ctx_t *c, const ag_ynode_t *n, ag_rnode_t *r)
+{
+    if (need_map(c, n, "range") != AG_OK)
+        return AG_EINVAL;
+    static const char *const ends[] = {"start", "end"};
+    static const char *const fields[] = {"line", "column"};
+    for (uint32_t i = 0; i < n->n; i++) {
+        ag_str_t key = sv(n->pairs[i].key);
+        if (!ag_str_eqc(key, "start") && !ag_str_eqc(key, "end"))
+            warn(c, n->pairs[i].key, "unknown field `%.*s` in range is ignored (as ast-grep does)",
+                 (int)key.len, key.ptr);
+    }
+    for (int e = 0; e < 2; e++) {
+        const ag_ynode_t *p = ag_ymap_get(n, ends[e]);
+        if (p == NULL)
+            return fail(c, n, "range needs `start` and `end`");
+        if (need_map(c, p, ends[e]) != AG_OK)
+            return AG_EINVAL;
+        for (uint32_t i = 0; i < p->n; i++) {
+            ag_str_t key = sv(p->pairs[i].key);
+            if (!ag_str_eqc(key, "line") && !ag_str_eqc(key, "column"))
+                warn(c, p->pairs[i].key,
+                     "unknown field `%.*s` in range.%s is ignored (as ast-grep does)", (int)key.len,
+                     key.ptr, ends[e]);
+        }
+        for (int k = 0; k < 2; k++) {
+            const ag_ynode_t *v = ag_ymap_get(p, fields[k]);
+            long lv;
+            if (v == NULL)
+                return fail(c, p, "range.%s needs `line` and `column`", ends[e]);
+            if (!is_scalar(v) || ag_yscalar_int(v, &lv) != AG_OK || lv < 0 || lv > INT32_MAX)
+                return fail(c, v, "range.%s.%s must be a number from 0", ends[e], fields[k]);
+            r->range[e * 2 + k] = (uint32_t)lv;
+        }
+    }
+    r->has_range = true;
     return AG_OK;
 }
 
@@ -683,8 +791,8 @@ static int compile_rnode(ctx_t *c, ag_lang_t lang, const ag_ynode_t *n, ag_rnode
             if (compile_nth(c, lang, v, r) != AG_OK)
                 goto out;
         } else if (ag_str_eqc(key, "range")) {
-            fail(c, k, "`range` is not supported by astgate");
-            goto out;
+            if (compile_range(c, v, r) != AG_OK)
+                goto out;
         } else if (ag_str_eqc(key, "inside")) {
             if (compile_relation(c, lang, v, "inside", &r->inside) != AG_OK)
                 goto out;

@@ -746,6 +746,85 @@ static void test_transforms(void **state)
                5, 7, "unknown transform `trim`", "convert, rewrite", NULL);
 }
 
+static void test_nth_child_forms(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *pos;
+        int32_t a, b;
+    } ok[] = {
+        {"3", 0, 3},        {"'2n+1'", 2, 1},    {"'-n+3'", -1, 3}, {"'n'", 1, 0},
+        {"'2N + 1'", 2, 1}, {"'3n-1'", 3, -1},   {"'+3'", 0, 3},    {"0", 0, 0},
+        {"'0n+2'", 0, 2},   {"'-2n-1'", -2, -1},
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        char yaml[256];
+        snprintf(yaml, sizeof(yaml),
+                 "id: a\nlanguage: ts\nrule: {kind: identifier, nthChild: {position: %s}}\n",
+                 ok[i].pos);
+        ag_rules_t *r = load_ok(yaml);
+        const ag_rnode_t *n = r->rules[0].lang[AG_LANG_TS].rule;
+        if (!n->has_nth || n->nth_step != ok[i].a || n->nth_position != ok[i].b)
+            fail_msg("%s: got %dn%+d", ok[i].pos, n->nth_step, n->nth_position);
+        ag_rules_free(r);
+    }
+    /* ast-grep 0.51.1 refuses odd and even: so does astgate, saying what to write */
+    expect_err("id: a\n"
+               "language: ts\n"
+               "rule: {kind: identifier, nthChild: odd}\n", /* `odd` at 3:36 */
+               3, 36, "`odd`", "'2n+1'", NULL);
+    expect_err("id: a\n"
+               "language: ts\n"
+               "rule: {kind: identifier, nthChild: '2n+'}\n", /* 3:36 */
+               3, 36, "An+B", NULL);
+    expect_err("id: a\n"
+               "language: ts\n"
+               "rule: {kind: identifier, nthChild: {position: '2n+-1'}}\n", /* 3:47 */
+               3, 47, "An+B", NULL);
+}
+
+static void test_range_forms(void **state)
+{
+    (void)state;
+    ag_rules_t *r = load_ok("id: a\n"
+                            "language: ts\n"
+                            "rule:\n"
+                            "  kind: identifier\n"
+                            "  range: {start: {line: 1, column: 2}, end: {line: 3, column: 4}}\n");
+    const ag_rnode_t *n = r->rules[0].lang[AG_LANG_TS].rule;
+    assert_true(n->has_range);
+    assert_int_equal(n->range[0], 1);
+    assert_int_equal(n->range[1], 2);
+    assert_int_equal(n->range[2], 3);
+    assert_int_equal(n->range[3], 4);
+    assert_int_equal(r->nwarnings, 0);
+    ag_rules_free(r);
+    /* an unknown key inside range is ignored by ast-grep: astgate warns at its place */
+    r = load_ok("id: a\n"
+                "language: ts\n"
+                "rule:\n"
+                "  kind: identifier\n"
+                "  range: {start: {line: 1, column: 2, x: 1}, end: {line: 3, column: 4}}\n");
+    assert_int_equal(r->nwarnings, 1);
+    assert_int_equal(r->warnings[0].line, 5);
+    assert_int_equal(r->warnings[0].col, 39);
+    assert_non_null(strstr(r->warnings[0].msg, "`x` in range.start is ignored"));
+    ag_rules_free(r);
+    expect_err("id: a\n"
+               "language: ts\n"
+               "rule: {kind: identifier, range: {start: {line: 0, column: 1}}}\n", /* 3:33 */
+               3, 33, "range needs `start` and `end`", NULL);
+    expect_err("id: a\n"
+               "language: ts\n"
+               "rule: {kind: identifier, range: {start: {line: -1, column: 1}, end: {line: 0, "
+               "column: 2}}}\n", /* `-1` at 3:48 */
+               3, 48, "range.start.line must be a number from 0", NULL);
+    expect_err("id: a\n"
+               "language: ts\n"
+               "rule: {kind: identifier, range: {start: {line: 0}, end: {line: 0, column: 2}}}\n",
+               3, 41, "range.start needs `line` and `column`", NULL);
+}
+
 static void test_other_metadata_ignored(void **state)
 {
     ag_rules_t *r = load_ok("id: a\n"
@@ -852,6 +931,8 @@ int main(void)
         cmocka_unit_test(test_multi_document_three_rules),
         cmocka_unit_test(test_language_aliases),
         cmocka_unit_test(test_transforms),
+        cmocka_unit_test(test_nth_child_forms),
+        cmocka_unit_test(test_range_forms),
         cmocka_unit_test(test_other_metadata_ignored),
         /* last: on failure its watchdog ends the process */
         cmocka_unit_test(test_recursive_utils_load_fast),
