@@ -1370,6 +1370,10 @@ static int var_of(ctx_t *c, const ag_ynode_t *n, const char *what, bool intern)
     }
     s.ptr++;
     s.len--;
+    if (s.len > 2 && s.ptr[0] == '$' && s.ptr[1] == '$') {
+        s.ptr += 2; /* $$$NAME: the same slot as $NAME */
+        s.len -= 2;
+    }
     for (size_t i = 0; i < s.len; i++) {
         char ch = s.ptr[i];
         if (!((ch >= 'A' && ch <= 'Z') || ch == '_' || (i > 0 && ch >= '0' && ch <= '9'))) {
@@ -1460,6 +1464,41 @@ static int compile_transform(ctx_t *c, const ag_ynode_t *op, const ag_ynode_t *b
                                 is_scalar(it) ? (int)it->len : 0, is_scalar(it) ? it->text : "");
                 t->seps |= (uint8_t)b;
             }
+        }
+    } else if (ag_str_eqc(sv(op), "rewrite")) {
+        static const char *const keys[] = {"source", "rewriters", "joinBy", NULL};
+        if (check_keys(c, body, keys, "rewrite") != AG_OK)
+            return AG_EINVAL;
+        t->kind = AG_TRANSFORM_REWRITE;
+        const ag_ynode_t *ids = ag_ymap_get(body, "rewriters");
+        if (ids == NULL)
+            return fail(c, body, "rewrite needs `rewriters`");
+        if (ids->type != AG_Y_SEQ)
+            return fail(c, ids, "`rewriters` must be a sequence of rewriter ids");
+        t->rewriters = ag_arena_alloc(c->arena, (ids->n ? ids->n : 1) * sizeof(*t->rewriters));
+        for (uint32_t i = 0; i < ids->n; i++) {
+            const ag_ynode_t *id = ids->items[i];
+            if (need_scalar(c, id, "a rewriter id") != AG_OK)
+                return AG_EINVAL;
+            uint32_t k = 0;
+            while (k < c->def->nrewriters && !ag_str_eqc(sv(id), c->def->rewriters[k].id))
+                k++;
+            if (k == c->def->nrewriters) {
+                /* ast-grep skips an undefined rewriter without a word */
+                warn(c, id,
+                     "rewriter `%.*s` is not defined in this rule's `rewriters`: ignored "
+                     "(as ast-grep does)",
+                     (int)id->len, id->text);
+                continue;
+            }
+            t->rewriters[t->nrewriters++] = k;
+        }
+        const ag_ynode_t *jb = ag_ymap_get(body, "joinBy");
+        if (jb) {
+            if (!is_scalar(jb))
+                return fail(c, jb, "`joinBy` must be a string");
+            t->join_by = ag_arena_strndup(c->arena, jb->text, jb->len);
+            t->join_len = (uint32_t)jb->len;
         }
     } else {
         return fail(c, op,
@@ -1641,12 +1680,15 @@ out:
     return rc;
 }
 
-static int compile_transforms(ctx_t *c, const ag_ynode_t *n)
+static int compile_transforms(ctx_t *c, const ag_ynode_t *n, ag_transform_t **out, uint32_t *nout)
 {
     if (need_map(c, n, "transform") != AG_OK)
         return AG_EINVAL;
     ag_rule_def_t *def = c->def;
-    def->transforms = ag_arena_alloc(c->arena, (n->n ? n->n : 1) * sizeof(*def->transforms));
+    ag_transform_t *list = ag_arena_alloc(c->arena, (n->n ? n->n : 1) * sizeof(*list));
+    uint32_t nlist = 0;
+    *out = list;
+    *nout = 0;
     /* intern every output first so transforms may use each other */
     int outs[AG_MAX_VARS];
     if (n->n > AG_MAX_VARS)
@@ -1688,13 +1730,14 @@ static int compile_transforms(ctx_t *c, const ag_ynode_t *n)
                 if (!done[j] && tmp[i].source == outs[j])
                     ready = false;
             if (ready) {
-                def->transforms[def->ntransforms++] = tmp[i];
+                list[nlist++] = tmp[i];
                 done[i] = true;
             }
         }
     }
-    if (def->ntransforms != n->n)
+    if (nlist != n->n)
         return fail(c, n, "transforms depend on each other in a cycle");
+    *nout = nlist;
     return AG_OK;
 }
 
@@ -1728,7 +1771,7 @@ static int check_template_vars(ctx_t *c, const ag_ynode_t *n, ag_str_t t)
     return AG_OK;
 }
 
-static int compile_fix(ctx_t *c, const ag_ynode_t *n)
+static int compile_fix(ctx_t *c, const ag_ynode_t *n, char **out, uint32_t *out_len)
 {
     const ag_ynode_t *t = n;
     if (n->type == AG_Y_SEQ) {
@@ -1751,10 +1794,88 @@ static int compile_fix(ctx_t *c, const ag_ynode_t *n)
     }
     if (!is_scalar(t))
         return fail(c, t, "`fix` must be a string template");
-    if (expand(c, t, &c->def->fix, &c->def->fix_len) != AG_OK)
+    if (expand(c, t, out, out_len) != AG_OK)
         return AG_EINVAL;
-    if (check_template_vars(c, t, ag_str(c->def->fix, c->def->fix_len)) != AG_OK)
+    if (check_template_vars(c, t, ag_str(*out, *out_len)) != AG_OK)
         return AG_EINVAL;
+    return AG_OK;
+}
+
+/* ---- rewriters (transform.rewrite) ---- */
+
+static int compile_rewriters(ctx_t *c, const ag_ynode_t *n, const bool langs[AG_LANG_COUNT])
+{
+    static const char *const keys[] = {"id",        "rule", "constraints", "utils",
+                                       "transform", "fix",  NULL};
+    ag_rule_def_t *def = c->def;
+    if (n->type != AG_Y_SEQ)
+        return fail(c, n, "`rewriters` must be a sequence of rules");
+    def->rewriters = ag_arena_alloc(c->arena, (n->n ? n->n : 1) * sizeof(*def->rewriters));
+    memset(def->rewriters, 0, (n->n ? n->n : 1) * sizeof(*def->rewriters));
+    /* ids first: a rewriter's own transforms may name any of them, itself included */
+    for (uint32_t i = 0; i < n->n; i++) {
+        const ag_ynode_t *rw = n->items[i];
+        if (need_map(c, rw, "a rewriter") != AG_OK || check_keys(c, rw, keys, "rewriter") != AG_OK)
+            return AG_EINVAL;
+        const ag_ynode_t *id = ag_ymap_get(rw, "id");
+        if (id == NULL)
+            return fail(c, rw, "a rewriter needs `id`");
+        if (need_scalar(c, id, "id") != AG_OK)
+            return AG_EINVAL;
+        for (uint32_t k = 0; k < i; k++)
+            if (ag_str_eqc(sv(id), def->rewriters[k].id))
+                return fail(c, id, "duplicate rewriter id `%.*s`", (int)id->len, id->text);
+        def->rewriters[i].id = ag_arena_strndup(c->arena, id->text, id->len);
+        def->nrewriters = i + 1;
+    }
+    for (uint32_t i = 0; i < n->n; i++) {
+        const ag_ynode_t *rw = n->items[i];
+        ag_rewriter_t *w = &def->rewriters[i];
+        const ag_ynode_t *rule = ag_ymap_get(rw, "rule");
+        const ag_ynode_t *fix = ag_ymap_get(rw, "fix");
+        const ag_ynode_t *utils = ag_ymap_get(rw, "utils");
+        const ag_ynode_t *cons = ag_ymap_get(rw, "constraints");
+        if (rule == NULL || fix == NULL)
+            return fail(c, rw, "rewriter `%s` needs `rule` and `fix`", w->id);
+        if (utils)
+            return fail(c, utils,
+                        "`utils` inside a rewriter is not supported by astgate yet; put them in "
+                        "the rule's `utils`, which its rewriters can use");
+        if (cons && need_map(c, cons, "constraints") != AG_OK)
+            return AG_EINVAL;
+        for (int li = 0; li < AG_LANG_COUNT; li++) {
+            if (!langs[li])
+                continue;
+            ag_rule_lang_t *rl = &w->lang[li];
+            rl->enabled = true;
+            if (compile_rnode(c, (ag_lang_t)li, rule, &rl->rule) != AG_OK)
+                return AG_EINVAL;
+            for (uint32_t k = 0; cons && k < cons->n; k++) {
+                const ag_ynode_t *key = cons->pairs[k].key;
+                ag_str_t name = sv(key);
+                if (name.len && name.ptr[0] == '$') {
+                    name.ptr++;
+                    name.len--;
+                }
+                int v = ag_vars_find(&def->vars, name);
+                if (v < 0)
+                    return fail(c, key, "constraint on `%.*s`, which the rewriter never binds",
+                                (int)key->len, key->text);
+                if (compile_rnode(c, (ag_lang_t)li, cons->pairs[k].value, &rl->constraints[v]) !=
+                    AG_OK)
+                    return AG_EINVAL;
+            }
+        }
+    }
+    for (uint32_t i = 0; i < n->n; i++) {
+        const ag_ynode_t *rw = n->items[i];
+        ag_rewriter_t *w = &def->rewriters[i];
+        const ag_ynode_t *tr = ag_ymap_get(rw, "transform");
+        if (tr && compile_transforms(c, tr, &w->transforms, &w->ntransforms) != AG_OK)
+            return AG_EINVAL;
+        if (compile_fix(c, ag_ymap_get(rw, "fix"), &w->fix, &w->fix_len) != AG_OK)
+            return AG_EINVAL;
+    }
     return AG_OK;
 }
 
@@ -1986,10 +2107,13 @@ static int compile_doc(ctx_t *c, const ag_ynode_t *doc, ag_rule_def_t *def)
         }
         first = false;
     }
-    const ag_ynode_t *transform = ag_ymap_get(doc, "transform");
-    if (transform && compile_transforms(c, transform) != AG_OK)
+    const ag_ynode_t *rewriters = ag_ymap_get(doc, "rewriters");
+    if (rewriters && compile_rewriters(c, rewriters, langs) != AG_OK)
         return AG_EINVAL;
-    if (fix && compile_fix(c, fix) != AG_OK)
+    const ag_ynode_t *transform = ag_ymap_get(doc, "transform");
+    if (transform && compile_transforms(c, transform, &def->transforms, &def->ntransforms) != AG_OK)
+        return AG_EINVAL;
+    if (fix && compile_fix(c, fix, &def->fix, &def->fix_len) != AG_OK)
         return AG_EINVAL;
     params_store(c, doc, def);
     return AG_OK;

@@ -97,6 +97,18 @@ typedef struct ag_rule_lang {
     ag_rnode_t *constraints[AG_MAX_VARS]; /* per slot; NULL = none */
 } ag_rule_lang_t;
 
+/* An entry of the rule's `rewriters:` list, run by transform.rewrite. It shares the rule's
+ * metavariable slots (so it sees the rule's bindings, as ast-grep's rewriters inherit them) and
+ * the rule's utils. */
+typedef struct ag_rewriter {
+    char *id;
+    ag_rule_lang_t lang[AG_LANG_COUNT]; /* rule and constraints; utils are the rule's */
+    ag_transform_t *transforms;         /* in evaluation order */
+    uint32_t ntransforms;
+    char *fix; /* template (required, as in ast-grep) */
+    uint32_t fix_len;
+} ag_rewriter_t;
+
 typedef struct ag_rule_def {
     char *id;
     char *message;
@@ -110,6 +122,8 @@ typedef struct ag_rule_def {
     uint32_t ntransforms;
     char *fix; /* template; NULL = none */
     uint32_t fix_len;
+    ag_rewriter_t *rewriters; /* `rewriters:`, in file order */
+    uint32_t nrewriters;
     ag_ensure_t *ensure; /* NULL = none */
     char **fences;       /* info-string languages; NULL = the engine's default */
     uint32_t nfences;

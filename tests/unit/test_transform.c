@@ -9,6 +9,7 @@
 
 #include "rewrite.h"
 #include "rules.h"
+#include "rules_int.h"
 #include "strcase.h"
 
 #define NAME "t.yaml"
@@ -228,13 +229,110 @@ static void test_string_form_errors(void **state)
                "unknown toCase `snake`");
 }
 
+/* ---- transform.rewrite (each output checked on ast-grep 0.51.1 with the same rule) ---- */
+
+static void test_rewrite_transform(void **state)
+{
+    (void)state;
+    /* first listed rewriter that matches wins per node */
+    expect_rewrite("id: t\n"
+                   "language: ts\n"
+                   "rule: {pattern: \"log($A)\"}\n"
+                   "rewriters:\n"
+                   "  - {id: num, rule: {kind: number}, fix: '810'}\n"
+                   "  - {id: two, rule: {regex: '^2$'}, fix: '1919'}\n"
+                   "transform:\n"
+                   "  B: {rewrite: {source: $A, rewriters: [two, num]}}\n"
+                   "fix: out($B)\n",
+                   "```ts\nlog(t(1, 2, 3));\nlog([1, [2, [3]]]);\n```\n",
+                   "```ts\nout(t(810, 1919, 810));\nout([810, [1919, [810]]]);\n```\n");
+    /* a $$$ source, joinBy, rewriters' own metavariables, string form */
+    expect_rewrite("id: t\n"
+                   "language: ts\n"
+                   "rule: {pattern: \"log($$$A)\"}\n"
+                   "rewriters:\n"
+                   "  - {id: num, rule: {kind: number, pattern: $N}, fix: 'n$N'}\n"
+                   "  - {id: ident, rule: {kind: identifier, pattern: $X}, fix: '<$X>'}\n"
+                   "transform:\n"
+                   "  B: rewrite($$$A, rewriters=[ident, num], joinBy=' + ')\n"
+                   "fix: out($B)\n",
+                   "```ts\nlog(foo(a, b), 7);\n```\n",
+                   "```ts\nout(<foo> + <a> + <b> + n7);\n```\n");
+    /* outermost first: the array's fix wins over the numbers inside; recursion */
+    expect_rewrite("id: t\n"
+                   "language: ts\n"
+                   "rule: {pattern: \"log($A)\"}\n"
+                   "rewriters:\n"
+                   "  - id: flat\n"
+                   "    rule: {pattern: '[$$$C]'}\n"
+                   "    transform:\n"
+                   "      D: {rewrite: {source: $$$C, rewriters: [flat]}}\n"
+                   "    fix: $D\n"
+                   "  - {id: num, rule: {kind: number}, fix: 'x'}\n"
+                   "transform:\n"
+                   "  B: {rewrite: {source: $A, rewriters: [num, flat]}}\n"
+                   "fix: out($B)\n",
+                   "```ts\nlog([1, [2, [3, [4]]]]);\n```\n", "```ts\nout(1, 2, 3, 4);\n```\n");
+    /* a rewriter starts from the enclosing rule's bindings: $C must equal the rule's */
+    expect_rewrite("id: t\n"
+                   "language: ts\n"
+                   "rule: {pattern: \"f($A, $C)\"}\n"
+                   "rewriters:\n"
+                   "  - {id: same, rule: {pattern: $C}, fix: 'SAME'}\n"
+                   "transform:\n"
+                   "  B: {rewrite: {source: $A, rewriters: [same]}}\n"
+                   "fix: g($B)\n",
+                   "```ts\nf(1, 1);\nf(1, 2);\n```\n", "```ts\ng(SAME);\ng(1);\n```\n");
+}
+
+static void test_rewrite_errors(void **state)
+{
+    (void)state;
+    expect_err("id: t\n"
+               "language: ts\n"
+               "rule: {pattern: \"log($A)\"}\n"
+               "rewriters:\n"
+               "  - {id: num, rule: {kind: number}}\n", /* 5:5 */
+               5, 5, "rewriter `num` needs `rule` and `fix`");
+    expect_err("id: t\n"
+               "language: ts\n"
+               "rule: {pattern: \"log($A)\"}\n"
+               "rewriters:\n"
+               "  - {id: num, rule: {kind: number}, fix: x}\n"
+               "  - {id: num, rule: {kind: number}, fix: y}\n", /* 6:10 */
+               6, 10, "duplicate rewriter id `num`");
+    expect_err("id: t\n"
+               "language: ts\n"
+               "rule: {pattern: \"log($A)\"}\n"
+               "rewriters:\n"
+               "  - {id: num, rule: {kind: number}, fix: x, bogus: 1}\n", /* 5:45 */
+               5, 45, "unknown field `bogus`");
+    expect_err("id: t\n"
+               "language: ts\n"
+               "rule: {pattern: \"log($A)\"}\n"
+               "transform:\n"
+               "  B: {rewrite: {source: $A}}\n", /* 5:16 */
+               5, 16, "rewrite needs `rewriters`");
+    /* an undefined rewriter: ast-grep skips it silently, astgate warns at its place */
+    ag_rules_t *r = load_ok("id: t\n"
+                            "language: ts\n"
+                            "rule: {pattern: \"log($A)\"}\n"
+                            "transform:\n"
+                            "  B: rewrite($A, rewriters=[nope])\n");
+    assert_int_equal(r->nwarnings, 1);
+    assert_non_null(strstr(r->warnings[0].msg, "rewriter `nope` is not defined"));
+    assert_int_equal(r->warnings[0].line, 5);
+    ag_rules_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_convert_snake_splitting), cmocka_unit_test(test_convert_cases),
         cmocka_unit_test(test_convert_separated_by),    cmocka_unit_test(test_convert_names),
         cmocka_unit_test(test_convert_in_fix),          cmocka_unit_test(test_string_form),
-        cmocka_unit_test(test_string_form_errors),
+        cmocka_unit_test(test_string_form_errors),      cmocka_unit_test(test_rewrite_transform),
+        cmocka_unit_test(test_rewrite_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
