@@ -62,8 +62,20 @@ typedef struct ctx {
     uint32_t used;                /* bit k: the rule being compiled declares or uses params[k] */
     const ag_rules_set_t *global; /* --set values */
     uint32_t nglobal;
-    bool *global_hit; /* global[j] named a parameter of some file */
+    bool *global_hit;     /* global[j] named a parameter of some file */
+    struct gutil *gutils; /* utilDirs utils, every rule may `matches` them */
+    uint32_t ngutils;
+    ag_ydocs_t *gdocs; /* their YAML, kept until the load ends */
+    uint32_t ngdocs;
 } ctx_t;
+
+/* A global util (sgconfig.yml utilDirs). */
+typedef struct gutil {
+    ag_str_t name;
+    const ag_ynode_t *rule;
+    const char *file;
+    ag_str_t src; /* the text of its file */
+} gutil_t;
 
 /* patterns and regexes are not in the arena: remember them for ag_rules_free */
 typedef struct owned {
@@ -614,13 +626,16 @@ static int compile_list(ctx_t *c, ag_lang_t lang, const ag_ynode_t *n, const cha
     return AG_OK;
 }
 
+/* A rule's own utils first, then the global ones (utilDirs), as ast-grep looks them up. */
 static int util_index(ctx_t *c, const ag_ynode_t *name)
 {
-    if (c->utils_node == NULL)
-        return -1;
-    for (uint32_t i = 0; i < c->utils_node->n; i++)
+    uint32_t nlocal = c->utils_node ? c->utils_node->n : 0;
+    for (uint32_t i = 0; i < nlocal; i++)
         if (ag_str_eq(sv(c->utils_node->pairs[i].key), sv(name)))
             return (int)i;
+    for (uint32_t g = 0; g < c->ngutils; g++)
+        if (ag_str_eq(c->gutils[g].name, sv(name)))
+            return (int)(nlocal + g);
     return -1;
 }
 
@@ -2044,24 +2059,47 @@ static int compile_doc(ctx_t *c, const ag_ynode_t *doc, ag_rule_def_t *def)
         ag_lang_t l = (ag_lang_t)li;
         ag_rule_lang_t *rl = &def->lang[li];
         rl->enabled = true;
-        if (utils) {
-            rl->nutils = utils->n;
-            rl->utils = ag_arena_alloc(c->arena, (utils->n ? utils->n : 1) * sizeof(*rl->utils));
-            for (uint32_t i = 0; i < utils->n; i++)
+        uint32_t nlocal = utils ? utils->n : 0;
+        if (nlocal + c->ngutils) {
+            rl->nutils = nlocal + c->ngutils;
+            if (rl->nutils > 256)
+                return fail(c, utils ? utils : doc, "too many utils (at most 256)");
+            rl->utils = ag_arena_alloc(c->arena, rl->nutils * sizeof(*rl->utils));
+            for (uint32_t i = 0; i < nlocal; i++)
                 rl->utils[i].name =
                     ag_arena_strndup(c->arena, utils->pairs[i].key->text, utils->pairs[i].key->len);
-            for (uint32_t i = 0; i < utils->n; i++)
+            for (uint32_t g = 0; g < c->ngutils; g++)
+                rl->utils[nlocal + g].name =
+                    ag_arena_strndup(c->arena, c->gutils[g].name.ptr, c->gutils[g].name.len);
+            for (uint32_t i = 0; i < nlocal; i++)
                 if (compile_rnode(c, l, utils->pairs[i].value, &rl->utils[i].rule) != AG_OK)
                     return AG_EINVAL;
-            for (uint32_t i = 0; i < utils->n; i++) {
+            /* global utils compile with their own file for messages */
+            const char *file = c->file;
+            ag_str_t src = c->src;
+            for (uint32_t g = 0; g < c->ngutils; g++) {
+                c->file = c->gutils[g].file;
+                c->src = c->gutils[g].src;
+                int grc = compile_rnode(c, l, c->gutils[g].rule, &rl->utils[nlocal + g].rule);
+                c->file = file;
+                c->src = src;
+                if (grc != AG_OK)
+                    return AG_EINVAL;
+            }
+            for (uint32_t i = 0; i < rl->nutils; i++) {
                 uint8_t state[256] = {0};
-                if (utils->n > 256)
-                    return fail(c, utils, "too many utils (at most 256)");
                 state[i] = 1;
-                if (util_cycle(rl->utils[i].rule, rl->utils, rl->nutils, state, 0))
-                    return fail(c, utils->pairs[i].key,
-                                "util `%s` matches itself on the same node (a cycle)",
-                                rl->utils[i].name);
+                if (util_cycle(rl->utils[i].rule, rl->utils, rl->nutils, state, 0)) {
+                    if (i < nlocal)
+                        return fail(c, utils->pairs[i].key,
+                                    "util `%s` matches itself on the same node (a cycle)",
+                                    rl->utils[i].name);
+                    c->file = c->gutils[i - nlocal].file;
+                    fail(c, c->gutils[i - nlocal].rule,
+                         "util `%s` matches itself on the same node (a cycle)", rl->utils[i].name);
+                    c->file = file;
+                    return AG_EINVAL;
+                }
             }
         }
         if (compile_rnode(c, l, rule, &rl->rule) != AG_OK)
@@ -2190,6 +2228,55 @@ out:
     return rc;
 }
 
+/* A utilDirs file: every document is a util of `id`, `language` and `rule`, which ast-grep
+ * requires; other keys ast-grep ignores, and astgate too, with a warning. */
+static int load_utils(ctx_t *c, ag_str_t text)
+{
+    c->gdocs = ag_xrealloc(c->gdocs, (c->ngdocs + 1) * sizeof(*c->gdocs));
+    ag_ydocs_t *docs = &c->gdocs[c->ngdocs];
+    memset(docs, 0, sizeof(*docs));
+    int rc = ag_yaml_load(text, c->file, docs, c->d);
+    if (rc != AG_OK)
+        return rc;
+    c->ngdocs++;
+    for (uint32_t i = 0; i < docs->n; i++) {
+        const ag_ynode_t *doc = docs->roots[i];
+        if (need_map(c, doc, "a util document") != AG_OK)
+            return AG_EINVAL;
+        for (uint32_t k = 0; k < doc->n; k++) {
+            ag_str_t key = sv(doc->pairs[k].key);
+            if (ag_str_eqc(key, "utils"))
+                return fail(c, doc->pairs[k].key,
+                            "`utils` inside a global util is not supported by astgate yet");
+            if (!ag_str_eqc(key, "id") && !ag_str_eqc(key, "language") && !ag_str_eqc(key, "rule"))
+                warn(c, doc->pairs[k].key,
+                     "unknown field `%.*s` in a global util is ignored (as ast-grep does)",
+                     (int)key.len, key.ptr);
+        }
+        const ag_ynode_t *id = ag_ymap_get(doc, "id");
+        const ag_ynode_t *lang = ag_ymap_get(doc, "language");
+        const ag_ynode_t *rule = ag_ymap_get(doc, "rule");
+        if (id == NULL || lang == NULL || rule == NULL)
+            return fail(c, doc, "a global util needs `id`, `language` and `rule`");
+        if (need_scalar(c, id, "id") != AG_OK)
+            return AG_EINVAL;
+        bool langs[AG_LANG_COUNT] = {false};
+        if (parse_language(c, lang, langs) != AG_OK)
+            return AG_EINVAL;
+        for (uint32_t g = 0; g < c->ngutils; g++)
+            if (ag_str_eq(c->gutils[g].name, sv(id)))
+                return fail(c, id, "duplicate global util `%.*s` (first in %s)", (int)id->len,
+                            id->text, c->gutils[g].file);
+        c->gutils = ag_xrealloc(c->gutils, (c->ngutils + 1) * sizeof(*c->gutils));
+        c->gutils[c->ngutils++] =
+            (gutil_t){.name = sv(id),
+                      .rule = rule,
+                      .file = ag_arena_strndup(c->arena, c->file, strlen(c->file)),
+                      .src = text};
+    }
+    return AG_OK;
+}
+
 static void build_dispatch(ctx_t *c)
 {
     struct ag_rules *rs = c->rules;
@@ -2244,8 +2331,18 @@ static int load(const ag_str_t *texts, const ag_rules_src_t *srcs, uint32_t n,
     }
     for (uint32_t i = 0; i < n && rc == AG_OK; i++) {
         c.file = srcs[i].path;
-        rc = load_text(&c, texts[i], &srcs[i], &cap);
+        if (srcs[i].utils)
+            rc = load_utils(&c, texts[i]);
     }
+    for (uint32_t i = 0; i < n && rc == AG_OK; i++) {
+        c.file = srcs[i].path;
+        if (!srcs[i].utils)
+            rc = load_text(&c, texts[i], &srcs[i], &cap);
+    }
+    for (uint32_t i = 0; i < c.ngdocs; i++)
+        ag_ydocs_dispose(&c.gdocs[i]);
+    free(c.gdocs);
+    free(c.gutils);
     for (uint32_t j = 0; j < nglobal && rc == AG_OK; j++) {
         if (c.global_hit[j])
             continue;
