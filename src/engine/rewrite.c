@@ -223,6 +223,8 @@ static int render_fix(ag_engine_t *e, const ag_rule_def_t *def, const char *t, u
 static void run_transforms(ag_engine_t *e, ag_lang_t lang, const ag_rule_def_t *def,
                            const ag_transform_t *ts, uint32_t nts, const ag_env_t *base,
                            ag_env_t *env, int depth);
+static void fix_range(ag_engine_t *e, const ag_rule_lang_t *rl, uint32_t node, const ag_env_t *env,
+                      uint32_t *start, uint32_t *end);
 
 typedef struct rw_edit {
     uint32_t start, end; /* bytes of the block's code */
@@ -270,7 +272,9 @@ static int run_rewrite(ag_engine_t *e, ag_lang_t lang, const ag_rule_def_t *def,
                     cap = cap ? cap * 2 : 8;
                     eds = ag_xrealloc(eds, cap * sizeof(*eds));
                 }
-                eds[neds++] = (rw_edit_t){f->nodes[d].start, f->nodes[d].end, off, texts.len - off};
+                uint32_t es, ee;
+                fix_range(e, rl, d, &env2, &es, &ee);
+                eds[neds++] = (rw_edit_t){es, ee, off, texts.len - off};
                 break;
             }
         }
@@ -444,15 +448,37 @@ static int render_fix(ag_engine_t *e, const ag_rule_def_t *def, const char *t, u
     return rc;
 }
 
-static int apply_fix(ag_engine_t *e, uint32_t rule, const ag_rule_def_t *def, uint32_t node,
-                     ag_env_t *env)
+/* The bytes a fix of node replaces: the node, and with expandStart/expandEnd the sibling just
+ * before/after it when that sibling matches (one sibling each way, as ast-grep 0.51.1 does:
+ * `[1,,, 2]` with expandEnd `,` on 1 takes one comma). */
+static void fix_range(ag_engine_t *e, const ag_rule_lang_t *rl, uint32_t node, const ag_env_t *env,
+                      uint32_t *start, uint32_t *end)
 {
     const ag_fnode_t *n = &e->flat.nodes[node];
+    *start = n->start;
+    *end = n->end;
+    if (rl->expand_start && n->prev_sib != AG_NONE) {
+        ag_env_t probe = *env;
+        if (ag_match_rnode(&e->m, rl->expand_start, n->prev_sib, &probe))
+            *start = e->flat.nodes[n->prev_sib].start;
+    }
+    if (rl->expand_end && n->next_sib != AG_NONE) {
+        ag_env_t probe = *env;
+        if (ag_match_rnode(&e->m, rl->expand_end, n->next_sib, &probe))
+            *end = e->flat.nodes[n->next_sib].end;
+    }
+}
+
+static int apply_fix(ag_engine_t *e, uint32_t rule, const ag_rule_def_t *def,
+                     const ag_rule_lang_t *rl, uint32_t node, ag_env_t *env)
+{
+    uint32_t start, end;
+    fix_range(e, rl, node, env, &start, &end);
     ag_buf_t out;
     ag_buf_init(&out, e->text.max);
     int rc = render_fix(e, def, def->fix, def->fix_len, node, env, &out);
     if (rc == AG_OK)
-        rc = ag_engine_edit(e, rule, n->start, n->end, ag_buf_str(&out), n->end);
+        rc = ag_engine_edit(e, rule, start, end, ag_buf_str(&out), end);
     ag_buf_dispose(&out);
     return rc;
 }
@@ -522,7 +548,7 @@ static void scan(ag_engine_t *e, ag_lang_t lang, const bool *active)
                     }
                     e->ens[e->nens++] = (ag_ens_match_t){.rule = r, .node = i, .env = env};
                 } else if (def->fix)
-                    (void)apply_fix(e, r, def, i, &env);
+                    (void)apply_fix(e, r, def, rl, i, &env);
                 break;
             case AG_ACTION_FLAG:
                 ag_engine_flag(e, r, i, NULL);

@@ -1786,7 +1786,10 @@ static int check_template_vars(ctx_t *c, const ag_ynode_t *n, ag_str_t t)
     return AG_OK;
 }
 
-static int compile_fix(ctx_t *c, const ag_ynode_t *n, char **out, uint32_t *out_len)
+/* fix: a template, a FixConfig {template, expandStart, expandEnd, title}, or a list of them (the
+ * first applies, as in ast-grep). expandStart/expandEnd compile for every grammar of langs. */
+static int compile_fix(ctx_t *c, const ag_ynode_t *n, char **out, uint32_t *out_len,
+                       ag_rule_lang_t *langs)
 {
     const ag_ynode_t *t = n;
     if (n->type == AG_Y_SEQ) {
@@ -1798,14 +1801,20 @@ static int compile_fix(ctx_t *c, const ag_ynode_t *n, char **out, uint32_t *out_
         static const char *const keys[] = {"template", "expandStart", "expandEnd", "title", NULL};
         if (check_keys(c, t, keys, "fix") != AG_OK)
             return AG_EINVAL;
-        const ag_ynode_t *x = ag_ymap_get(t, "expandStart");
-        if (x == NULL)
-            x = ag_ymap_get(t, "expandEnd");
-        if (x)
-            return fail(c, x, "expandStart/expandEnd are not supported by astgate yet");
-        t = ag_ymap_get(t, "template");
-        if (t == NULL)
-            return fail(c, n, "a fix object needs `template`");
+        const ag_ynode_t *xs = ag_ymap_get(t, "expandStart");
+        const ag_ynode_t *xe = ag_ymap_get(t, "expandEnd");
+        for (int li = 0; li < AG_LANG_COUNT; li++) {
+            if (!langs[li].enabled)
+                continue;
+            if (xs && compile_rnode(c, (ag_lang_t)li, xs, &langs[li].expand_start) != AG_OK)
+                return AG_EINVAL;
+            if (xe && compile_rnode(c, (ag_lang_t)li, xe, &langs[li].expand_end) != AG_OK)
+                return AG_EINVAL;
+        }
+        const ag_ynode_t *tpl = ag_ymap_get(t, "template");
+        if (tpl == NULL)
+            return fail(c, t, "a fix object needs `template`");
+        t = tpl;
     }
     if (!is_scalar(t))
         return fail(c, t, "`fix` must be a string template");
@@ -1888,7 +1897,7 @@ static int compile_rewriters(ctx_t *c, const ag_ynode_t *n, const bool langs[AG_
         const ag_ynode_t *tr = ag_ymap_get(rw, "transform");
         if (tr && compile_transforms(c, tr, &w->transforms, &w->ntransforms) != AG_OK)
             return AG_EINVAL;
-        if (compile_fix(c, ag_ymap_get(rw, "fix"), &w->fix, &w->fix_len) != AG_OK)
+        if (compile_fix(c, ag_ymap_get(rw, "fix"), &w->fix, &w->fix_len, w->lang) != AG_OK)
             return AG_EINVAL;
     }
     return AG_OK;
@@ -2151,7 +2160,7 @@ static int compile_doc(ctx_t *c, const ag_ynode_t *doc, ag_rule_def_t *def)
     const ag_ynode_t *transform = ag_ymap_get(doc, "transform");
     if (transform && compile_transforms(c, transform, &def->transforms, &def->ntransforms) != AG_OK)
         return AG_EINVAL;
-    if (fix && compile_fix(c, fix, &def->fix, &def->fix_len) != AG_OK)
+    if (fix && compile_fix(c, fix, &def->fix, &def->fix_len, def->lang) != AG_OK)
         return AG_EINVAL;
     params_store(c, doc, def);
     return AG_OK;

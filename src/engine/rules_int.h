@@ -95,6 +95,9 @@ typedef struct ag_rule_lang {
     ag_util_t *utils;
     uint32_t nutils;
     ag_rnode_t *constraints[AG_MAX_VARS]; /* per slot; NULL = none */
+    ag_rnode_t *expand_start; /* fix.expandStart: the edit also covers the previous sibling when it
+                                 matches this; NULL = none */
+    ag_rnode_t *expand_end;   /* fix.expandEnd: same with the next sibling */
 } ag_rule_lang_t;
 
 /* An entry of the rule's `rewriters:` list, run by transform.rewrite. It shares the rule's

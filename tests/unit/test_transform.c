@@ -325,6 +325,43 @@ static void test_rewrite_errors(void **state)
     ag_rules_free(r);
 }
 
+/* ---- fix.expandStart / expandEnd (outputs checked on ast-grep 0.51.1) ---- */
+
+static void test_fix_expand(void **state)
+{
+    (void)state;
+    /* the comma after (or before) a removed element goes with it */
+    expect_rewrite("id: t\n"
+                   "language: ts\n"
+                   "rule: {kind: identifier, regex: '^y$'}\n"
+                   "fix:\n"
+                   "  template: ''\n"
+                   "  expandEnd: {regex: ','}\n",
+                   "```ts\nf(x, y, z);\ng(y);\n```\n", "```ts\nf(x,  z);\ng();\n```\n");
+    expect_rewrite("id: t\n"
+                   "language: ts\n"
+                   "rule: {kind: identifier, regex: '^z$'}\n"
+                   "fix: {template: '', expandStart: {regex: ','}}\n",
+                   "```ts\nf(x, y, z);\n```\n", "```ts\nf(x, y);\n```\n");
+    /* one sibling each way at most, as ast-grep: [1,,, 2] loses one comma */
+    expect_rewrite("id: t\n"
+                   "language: ts\n"
+                   "rule: {kind: number, regex: '^1$'}\n"
+                   "fix: {template: '', expandEnd: {regex: ','}}\n",
+                   "```ts\nconst a = [1,,, 2];\n```\n", "```ts\nconst a = [,, 2];\n```\n");
+    /* a sibling that does not match leaves the range alone */
+    expect_rewrite("id: t\n"
+                   "language: ts\n"
+                   "rule: {kind: identifier, regex: '^x$'}\n"
+                   "fix: {template: 'Q', expandEnd: {kind: identifier}}\n",
+                   "```ts\nf(x, y);\n```\n", "```ts\nf(Q, y);\n```\n");
+    expect_err("id: t\n"
+               "language: ts\n"
+               "rule: {kind: identifier}\n"
+               "fix: {template: '', expandEnd: {kind: nonsense}}\n", /* `nonsense` at 4:39 */
+               4, 39, "nonsense");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -332,7 +369,7 @@ int main(void)
         cmocka_unit_test(test_convert_separated_by),    cmocka_unit_test(test_convert_names),
         cmocka_unit_test(test_convert_in_fix),          cmocka_unit_test(test_string_form),
         cmocka_unit_test(test_string_form_errors),      cmocka_unit_test(test_rewrite_transform),
-        cmocka_unit_test(test_rewrite_errors),
+        cmocka_unit_test(test_rewrite_errors),          cmocka_unit_test(test_fix_expand),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
