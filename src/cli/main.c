@@ -41,7 +41,7 @@ static const char USAGE[] =
     "  eval --live --upstream URL --model MODEL --prompts FILE [-n K] [--temperature T]\n"
     "       --rules FILE...\n"
     "      Measure raw vs corrected rule compliance (astgate eval --help).\n"
-    "  check-rules FILE...\n"
+    "  check-rules [--set NAME=VALUE...] FILE...\n"
     "      Validate rule files and exit: 0 when all are good, 1 with file:line:col: cause.\n"
     "  test [-c sgconfig.yml] [--filter REGEX] [-U|--update-all]\n"
     "      Run ast-grep-format rule tests (valid/invalid cases, snapshots) through astgate;\n"
@@ -70,18 +70,6 @@ static int check_runtime(void)
     return 0;
 }
 
-static int load_rules(const char **files, uint32_t n, ag_rules_t **out)
-{
-    ag_diag_t d;
-    memset(&d, 0, sizeof(d));
-    if (ag_rules_load_files(files, n, out, &d) != AG_OK) {
-        ag_diag_print(&d, stderr);
-        return 1;
-    }
-    ag_rules_print_warnings(*out, stderr);
-    return 0;
-}
-
 /* --set NAME=VALUE arguments of rewrite: names point into names[i], values into argv. */
 typedef struct cli_sets {
     ag_rules_set_t v[MAX_RULE_FILES];
@@ -104,22 +92,42 @@ static int cmd_check_rules(int argc, char **argv)
 {
     const char *files[MAX_RULE_FILES];
     uint32_t n = 0;
+    static cli_sets_t sets; /* 8 KiB: not on the stack */
     for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            fputs("usage: astgate check-rules FILE...\n", stdout);
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs("usage: astgate check-rules [--set NAME=VALUE...] FILE...\n", stdout);
             return 0;
         }
-        if (argv[i][0] == '-' && argv[i][1] != '\0')
-            return usage_error("check-rules: unknown option '%s'", argv[i]);
+        if (strcmp(a, "--set") == 0 || strncmp(a, "--set=", 6) == 0) {
+            if (a[5] == '\0' && i + 1 >= argc)
+                return usage_error("check-rules: %s needs NAME=VALUE", a);
+            if (add_cli_set(&sets, "check-rules", a[5] ? a + 6 : argv[++i]))
+                return 2;
+            continue;
+        }
+        if (a[0] == '-' && a[1] != '\0')
+            return usage_error("check-rules: unknown option '%s'", a);
         if (n == MAX_RULE_FILES)
             return usage_error("check-rules: too many rule files (at most %s)", "64");
-        files[n++] = argv[i];
+        files[n++] = a;
     }
     if (n == 0)
         return usage_error("check-rules: %s", "no rule files given");
-    ag_rules_t *rules = NULL;
-    if (check_runtime() || load_rules(files, n, &rules))
+    if (check_runtime())
         return 1;
+    ag_rules_src_t srcs[MAX_RULE_FILES];
+    memset(srcs, 0, sizeof(srcs));
+    for (uint32_t i = 0; i < n; i++)
+        srcs[i].path = files[i];
+    ag_rules_t *rules = NULL;
+    ag_diag_t d;
+    memset(&d, 0, sizeof(d));
+    if (ag_rules_load_srcs(srcs, n, sets.v, sets.n, &rules, &d) != AG_OK) {
+        ag_diag_print(&d, stderr);
+        return 1;
+    }
+    ag_rules_print_warnings(rules, stderr);
     printf("astgate: %u rule%s in %u file%s ok\n", ag_rules_count(rules),
            ag_rules_count(rules) == 1 ? "" : "s", n, n == 1 ? "" : "s");
     ag_rules_free(rules);

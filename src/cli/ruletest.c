@@ -513,7 +513,8 @@ static int load_test_dir(run_t *r, const char *cfg, const char *base, const ag_y
     return rc;
 }
 
-/* sgconfig.yml: the rules of `ruleDirs`, the tests and snapshots of `testConfigs`. */
+/* sgconfig.yml: the rules of `ruleDirs` (with the global utils of `utilDirs`), the tests and
+ * snapshots of `testConfigs`. */
 static int load_config(run_t *r, const char *cfg, ag_diag_t *d)
 {
     ag_buf_t text;
@@ -538,12 +539,9 @@ static int load_config(run_t *r, const char *cfg, ag_diag_t *d)
                     rd ? "testConfigs" : "ruleDirs");
         goto out;
     }
-    if (ud) {
-        ag_diag_set(d, cfg, ud->line, ud->col, "`utilDirs` is not supported by astgate yet");
-        goto out;
-    }
     if (want_type(rd, AG_Y_SEQ, cfg, "`ruleDirs`", d) != AG_OK ||
-        want_type(tcs, AG_Y_SEQ, cfg, "`testConfigs`", d) != AG_OK)
+        want_type(tcs, AG_Y_SEQ, cfg, "`testConfigs`", d) != AG_OK ||
+        (ud && want_type(ud, AG_Y_SEQ, cfg, "`utilDirs`", d) != AG_OK))
         goto out;
     const char *slash = strrchr(cfg, '/');
     base = slash ? ag_xstrndup(cfg, slash == cfg ? 1 : (size_t)(slash - cfg)) : ag_xstrndup(".", 1);
@@ -556,11 +554,23 @@ static int load_config(run_t *r, const char *cfg, ag_diag_t *d)
         rc = walk_yaml(dir, &rule_files, d, cfg, rd->items[i]);
         free(dir);
     }
+    /* utilDirs: files of global utils, loaded before the rules that use them */
+    uint32_t nrule_files = rule_files.n;
+    for (uint32_t i = 0; ud && i < ud->n && rc == AG_OK; i++) {
+        rc = want_scalar(ud->items[i], cfg, "a util directory", d);
+        if (rc != AG_OK)
+            break;
+        char *dir = path_join(base, ud->items[i]->text);
+        rc = walk_yaml(dir, &rule_files, d, cfg, ud->items[i]);
+        free(dir);
+    }
     if (rc != AG_OK)
         goto out;
     ag_rules_src_t *srcs = ag_xcalloc(rule_files.n ? rule_files.n : 1, sizeof(*srcs));
-    for (uint32_t i = 0; i < rule_files.n; i++)
+    for (uint32_t i = 0; i < rule_files.n; i++) {
         srcs[i].path = rule_files.v[i];
+        srcs[i].utils = i >= nrule_files;
+    }
     rc = ag_rules_load_srcs(srcs, rule_files.n, r->sets, r->nsets, &r->rules, d);
     free(srcs);
     if (rc == AG_OK)

@@ -538,7 +538,8 @@ static bool needs_private_env(const ag_matcher_t *m, const ag_rnode_t *r)
     STEP(r->kind != 0, false);
     STEP(r->pattern != NULL, true);
     STEP(r->regex != NULL, false);
-    STEP(r->nth_position != 0, false);
+    STEP(r->has_nth, false);
+    STEP(r->has_range, false);
     for (uint32_t k = 0; k < r->nall; k++)
         STEP(true, !is_pure(r->all[k]));
     if (r->nany) {
@@ -570,6 +571,35 @@ static bool regex_match(ag_matcher_t *m, const ag_rnode_t *r, uint32_t i)
         return false;
     int rc = pcre2_match(r->regex, (PCRE2_SPTR)t.ptr, t.len, 0, 0, m->md, m->mctx);
     return rc >= 0; /* 0: matched, ovector too small for the groups */
+}
+
+/* Whether byte off of the source is at 0-based (line, col), col in characters. The column is
+ * checked first (a walk back to the line start), lines only when it agrees. */
+static bool at_point(const ag_flat_t *f, uint32_t off, uint32_t line, uint32_t col)
+{
+    const char *s = f->src;
+    uint32_t ls = off, chars = 0;
+    while (ls > 0 && s[ls - 1] != '\n') {
+        ls--;
+        if (((unsigned char)s[ls] & 0xC0) != 0x80)
+            chars++;
+        if (chars > col)
+            return false;
+    }
+    if (chars != col)
+        return false;
+    uint32_t lines = 0;
+    for (uint32_t k = 0; k < ls; k++)
+        if (s[k] == '\n' && ++lines > line)
+            return false;
+    return lines == line;
+}
+
+static bool range_match(ag_matcher_t *m, const ag_rnode_t *r, uint32_t i)
+{
+    const ag_fnode_t *n = node_at(m, i);
+    return at_point(m->flat, n->start, r->range[0], r->range[1]) &&
+           at_point(m->flat, n->end, r->range[2], r->range[3]);
 }
 
 /* Sub-rule probe whose bindings never escape (not, nthChild.ofRule, stopBy). */
@@ -620,7 +650,10 @@ static bool nth_child(ag_matcher_t *m, const ag_rnode_t *r, uint32_t i, ag_env_t
         return false;
     if (r->nth_reverse)
         pos = total - pos + 1;
-    return pos == r->nth_position;
+    int64_t d = pos - r->nth_position;
+    if (r->nth_step == 0)
+        return d == 0;
+    return d % r->nth_step == 0 && d / r->nth_step >= 0;
 }
 
 static bool stop_here(ag_matcher_t *m, const ag_relation_t *rel, uint32_t x, ag_env_t *env,
@@ -718,7 +751,9 @@ static bool rule_steps(ag_matcher_t *m, const ag_rnode_t *r, uint32_t i, ag_env_
         return false;
     if (r->regex && !regex_match(m, r, i))
         return false;
-    if (r->nth_position && !nth_child(m, r, i, env, depth))
+    if (r->has_nth && !nth_child(m, r, i, env, depth))
+        return false;
+    if (r->has_range && !range_match(m, r, i))
         return false;
     for (uint32_t k = 0; k < r->nall; k++)
         if (!rule_match(m, r->all[k], i, env, depth + 1))

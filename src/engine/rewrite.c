@@ -215,19 +215,113 @@ static int edit_cmp(const void *a, const void *b)
 
 /* ---- transforms and fix templates ---- */
 
-static void run_transforms(ag_engine_t *e, const ag_rule_def_t *def, ag_env_t *env)
+#define MAX_REWRITE_DEPTH 16 /* rewriters that rewrite inside their own fixes */
+
+static bool constraints_ok(ag_engine_t *e, const ag_rule_lang_t *rl, const ag_env_t *env);
+static int render_fix(ag_engine_t *e, const ag_rule_def_t *def, const char *t, uint32_t len,
+                      uint32_t node, const ag_env_t *env, ag_buf_t *out);
+static void run_transforms(ag_engine_t *e, ag_lang_t lang, const ag_rule_def_t *def,
+                           const ag_transform_t *ts, uint32_t nts, const ag_env_t *base,
+                           ag_env_t *env, int depth);
+static void fix_range(ag_engine_t *e, const ag_rule_lang_t *rl, uint32_t node, const ag_env_t *env,
+                      uint32_t *start, uint32_t *end);
+
+typedef struct rw_edit {
+    uint32_t start, end; /* bytes of the block's code */
+    size_t off, len;     /* the fix, in the caller's text buffer */
+} rw_edit_t;
+
+/* transform.rewrite as ast-grep runs it: every node of the source (and every descendant, in
+ * pre-order) gets the fix of the first listed rewriter that matches it, starting from the
+ * enclosing rule's bindings; an edit inside one already made is skipped, so the outermost wins.
+ * The result is the source with the edits spliced in, or with joinBy only the fixes joined. */
+static int run_rewrite(ag_engine_t *e, ag_lang_t lang, const ag_rule_def_t *def,
+                       const ag_transform_t *t, const ag_env_t *base, const ag_env_t *env,
+                       int depth, ag_buf_t *res)
 {
-    for (uint32_t i = 0; i < def->ntransforms; i++) {
-        const ag_transform_t *t = &def->transforms[i];
+    const ag_slot_t *sl = &env->s[t->source];
+    uint32_t first, last;
+    if (sl->state == AG_SLOT_SINGLE)
+        first = last = sl->node;
+    else if (sl->state == AG_SLOT_MULTI && sl->multi_first != AG_NONE)
+        first = sl->multi_first, last = sl->multi_last;
+    else
+        return AG_OK;
+    if (depth >= MAX_REWRITE_DEPTH)
+        return AG_ETOOBIG;
+    const ag_flat_t *f = &e->flat;
+    rw_edit_t *eds = NULL;
+    uint32_t neds = 0, cap = 0;
+    ag_buf_t texts;
+    ag_buf_init(&texts, e->text.max);
+    int rc = AG_OK;
+    for (uint32_t n = first; n != AG_NONE && rc == AG_OK; n = f->nodes[n].next_sib) {
+        for (uint32_t d = n; d < f->nodes[n].subtree_end && rc == AG_OK; d++) {
+            for (uint32_t k = 0; k < t->nrewriters; k++) {
+                const ag_rewriter_t *w = &def->rewriters[t->rewriters[k]];
+                const ag_rule_lang_t *rl = &w->lang[lang];
+                if (!rl->enabled)
+                    continue;
+                ag_env_t env2 = *base;
+                if (!ag_match_rnode(&e->m, rl->rule, d, &env2) || !constraints_ok(e, rl, &env2))
+                    continue;
+                run_transforms(e, lang, def, w->transforms, w->ntransforms, base, &env2, depth + 1);
+                size_t off = texts.len;
+                rc = render_fix(e, def, w->fix, w->fix_len, d, &env2, &texts);
+                if (neds == cap) {
+                    cap = cap ? cap * 2 : 8;
+                    eds = ag_xrealloc(eds, cap * sizeof(*eds));
+                }
+                uint32_t es, ee;
+                fix_range(e, rl, d, &env2, &es, &ee);
+                eds[neds++] = (rw_edit_t){es, ee, off, texts.len - off};
+                break;
+            }
+        }
+        if (n == last)
+            break;
+    }
+    uint32_t pos = f->nodes[first].start;
+    bool joined = false;
+    for (uint32_t i = 0; i < neds && rc == AG_OK; i++) {
+        if (eds[i].start < pos)
+            continue; /* inside an edit already made */
+        if (t->join_by) {
+            if (joined)
+                rc = ag_buf_append(res, t->join_by, t->join_len);
+            joined = true;
+        } else {
+            rc = ag_buf_append(res, f->src + pos, eds[i].start - pos);
+        }
+        if (rc == AG_OK)
+            rc = ag_buf_append(res, texts.ptr + eds[i].off, eds[i].len);
+        pos = eds[i].end;
+    }
+    if (rc == AG_OK && !t->join_by && f->nodes[last].end > pos)
+        rc = ag_buf_append(res, f->src + pos, f->nodes[last].end - pos);
+    free(eds);
+    ag_buf_dispose(&texts);
+    return rc;
+}
+
+/* Runs transforms ts in order, each output a TEXT slot of env. base: the enclosing rule's
+ * bindings, where a rewriter's match starts. */
+static void run_transforms(ag_engine_t *e, ag_lang_t lang, const ag_rule_def_t *def,
+                           const ag_transform_t *ts, uint32_t nts, const ag_env_t *base,
+                           ag_env_t *env, int depth)
+{
+    for (uint32_t i = 0; i < nts; i++) {
+        const ag_transform_t *t = &ts[i];
         ag_str_t src = ag_env_text(&e->flat, env, t->source, ag_buf_str(&e->text));
         /* src may point into e->text, which the appends below can move: copy it first */
-        ag_buf_t tmp;
+        ag_buf_t tmp, outb;
         ag_buf_init(&tmp, e->text.max);
+        ag_buf_init(&outb, e->text.max);
         if (ag_buf_append(&tmp, src.ptr, src.len) != AG_OK) {
             ag_buf_dispose(&tmp);
+            ag_buf_dispose(&outb);
             continue;
         }
-        uint32_t off = (uint32_t)e->text.len;
         if (t->kind == AG_TRANSFORM_REPLACE) {
             PCRE2_SIZE outlen = tmp.len * 2 + 256;
             for (int attempt = 0; attempt < 4; attempt++) {
@@ -238,8 +332,8 @@ static void run_transforms(ag_engine_t *e, const ag_rule_def_t *def, ag_env_t *e
                     PCRE2_SUBSTITUTE_GLOBAL | PCRE2_SUBSTITUTE_OVERFLOW_LENGTH, NULL, e->m.mctx,
                     (PCRE2_SPTR)t->by, PCRE2_ZERO_TERMINATED, (PCRE2_UCHAR *)outp, &got);
                 if (rc >= 0) {
-                    if (ag_buf_append(&e->text, outp, got) != AG_OK)
-                        got = 0;
+                    if (ag_buf_append(&outb, outp, got) != AG_OK)
+                        outb.len = 0;
                     free(outp);
                     break;
                 }
@@ -248,6 +342,12 @@ static void run_transforms(ag_engine_t *e, const ag_rule_def_t *def, ag_env_t *e
                     break;
                 outlen = got + 1;
             }
+        } else if (t->kind == AG_TRANSFORM_CONVERT) {
+            if (ag_case_convert(ag_buf_str(&tmp), (ag_case_t)t->to_case, t->seps, &outb) != AG_OK)
+                outb.len = 0; /* past the text limit: the output is empty */
+        } else if (t->kind == AG_TRANSFORM_REWRITE) {
+            if (run_rewrite(e, lang, def, t, base, env, depth, &outb) != AG_OK)
+                outb.len = 0;
         } else {
             /* substring by Unicode characters, negative indices from the end */
             uint32_t nchars = 0;
@@ -277,10 +377,14 @@ static void run_transforms(ag_engine_t *e, const ag_rule_def_t *def, ag_env_t *e
                     }
                 }
             }
-            if (s < en && bs < be && ag_buf_append(&e->text, tmp.ptr + bs, be - bs) != AG_OK)
-                (void)0;
+            if (s < en && bs < be && ag_buf_append(&outb, tmp.ptr + bs, be - bs) != AG_OK)
+                outb.len = 0;
         }
         ag_buf_dispose(&tmp);
+        uint32_t off = (uint32_t)e->text.len;
+        if (ag_buf_append(&e->text, outb.ptr ? outb.ptr : "", outb.len) != AG_OK)
+            e->text.len = off;
+        ag_buf_dispose(&outb);
         env->s[t->var].state = AG_SLOT_TEXT;
         env->s[t->var].text_off = off;
         env->s[t->var].text_len = (uint32_t)e->text.len - off;
@@ -305,22 +409,20 @@ void ag_engine_line_info(const ag_engine_t *e, uint32_t off, ag_str_t *indent, a
     *eol = crlf ? AG_STR_LIT("\r\n") : AG_STR_LIT("\n");
 }
 
-static int apply_fix(ag_engine_t *e, uint32_t rule, const ag_rule_def_t *def, uint32_t node,
-                     ag_env_t *env)
+/* Appends the fix template t for node to out: metavariables replaced by their text, each new
+ * line indented as the node's line. */
+static int render_fix(ag_engine_t *e, const ag_rule_def_t *def, const char *t, uint32_t len,
+                      uint32_t node, const ag_env_t *env, ag_buf_t *out)
 {
     const ag_fnode_t *n = &e->flat.nodes[node];
     ag_str_t indent, eol;
     ag_engine_line_info(e, n->start, &indent, &eol);
-    ag_buf_t out;
-    ag_buf_init(&out, e->text.max);
-    const char *t = def->fix;
-    uint32_t len = def->fix_len;
     int rc = AG_OK;
     for (uint32_t i = 0; i < len && rc == AG_OK; i++) {
         if (t[i] == '\n') {
-            rc = ag_buf_append(&out, eol.ptr, eol.len);
+            rc = ag_buf_append(out, eol.ptr, eol.len);
             if (rc == AG_OK)
-                rc = ag_buf_append(&out, indent.ptr, indent.len);
+                rc = ag_buf_append(out, indent.ptr, indent.len);
             continue;
         }
         if (t[i] == '$') {
@@ -335,16 +437,48 @@ static int apply_fix(ag_engine_t *e, uint32_t rule, const ag_rule_def_t *def, ui
                 int v = ag_vars_find(&def->vars, ag_str(t + s, j - s));
                 if (v >= 0) {
                     ag_str_t vt = ag_env_text(&e->flat, env, v, ag_buf_str(&e->text));
-                    rc = ag_buf_append(&out, vt.ptr, vt.len);
+                    rc = ag_buf_append(out, vt.ptr, vt.len);
                 }
                 i = j - 1;
                 continue;
             }
         }
-        rc = ag_buf_appendc(&out, t[i]);
+        rc = ag_buf_appendc(out, t[i]);
     }
+    return rc;
+}
+
+/* The bytes a fix of node replaces: the node, and with expandStart/expandEnd the sibling just
+ * before/after it when that sibling matches (one sibling each way, as ast-grep 0.51.1 does:
+ * `[1,,, 2]` with expandEnd `,` on 1 takes one comma). */
+static void fix_range(ag_engine_t *e, const ag_rule_lang_t *rl, uint32_t node, const ag_env_t *env,
+                      uint32_t *start, uint32_t *end)
+{
+    const ag_fnode_t *n = &e->flat.nodes[node];
+    *start = n->start;
+    *end = n->end;
+    if (rl->expand_start && n->prev_sib != AG_NONE) {
+        ag_env_t probe = *env;
+        if (ag_match_rnode(&e->m, rl->expand_start, n->prev_sib, &probe))
+            *start = e->flat.nodes[n->prev_sib].start;
+    }
+    if (rl->expand_end && n->next_sib != AG_NONE) {
+        ag_env_t probe = *env;
+        if (ag_match_rnode(&e->m, rl->expand_end, n->next_sib, &probe))
+            *end = e->flat.nodes[n->next_sib].end;
+    }
+}
+
+static int apply_fix(ag_engine_t *e, uint32_t rule, const ag_rule_def_t *def,
+                     const ag_rule_lang_t *rl, uint32_t node, ag_env_t *env)
+{
+    uint32_t start, end;
+    fix_range(e, rl, node, env, &start, &end);
+    ag_buf_t out;
+    ag_buf_init(&out, e->text.max);
+    int rc = render_fix(e, def, def->fix, def->fix_len, node, env, &out);
     if (rc == AG_OK)
-        rc = ag_engine_edit(e, rule, n->start, n->end, ag_buf_str(&out), n->end);
+        rc = ag_engine_edit(e, rule, start, end, ag_buf_str(&out), end);
     ag_buf_dispose(&out);
     return rc;
 }
@@ -394,15 +528,19 @@ static void scan(ag_engine_t *e, ag_lang_t lang, const bool *active)
             if (!active[r])
                 continue;
             const ag_rule_def_t *def = &rs->rules[r];
-            if (!sound && !(def->ensure && def->action == AG_ACTION_REWRITE))
-                continue;
             const ag_rule_lang_t *rl = &def->lang[lang];
             ag_matcher_bind(&e->m, &e->flat, rl->utils, rl->nutils);
             ag_env_t env;
             memset(&env, 0, sizeof(env));
             if (!ag_match_rnode(&e->m, rl->rule, i, &env) || !constraints_ok(e, rl, &env))
                 continue;
-            run_transforms(e, def, &env);
+            if (!sound && !(def->ensure && def->action == AG_ACTION_REWRITE)) {
+                /* ast-grep would apply it here; astgate does not, and says so */
+                ag_engine_flag(e, r, i, "not applied: the code has a parse error here");
+                continue;
+            }
+            ag_env_t base = env;
+            run_transforms(e, lang, def, def->transforms, def->ntransforms, &base, &env, 0);
             switch ((ag_action_t)def->action) {
             case AG_ACTION_REWRITE:
                 if (def->ensure) {
@@ -412,7 +550,7 @@ static void scan(ag_engine_t *e, ag_lang_t lang, const bool *active)
                     }
                     e->ens[e->nens++] = (ag_ens_match_t){.rule = r, .node = i, .env = env};
                 } else if (def->fix)
-                    (void)apply_fix(e, r, def, i, &env);
+                    (void)apply_fix(e, r, def, rl, i, &env);
                 break;
             case AG_ACTION_FLAG:
                 ag_engine_flag(e, r, i, NULL);

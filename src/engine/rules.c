@@ -62,8 +62,20 @@ typedef struct ctx {
     uint32_t used;                /* bit k: the rule being compiled declares or uses params[k] */
     const ag_rules_set_t *global; /* --set values */
     uint32_t nglobal;
-    bool *global_hit; /* global[j] named a parameter of some file */
+    bool *global_hit;     /* global[j] named a parameter of some file */
+    struct gutil *gutils; /* utilDirs utils, every rule may `matches` them */
+    uint32_t ngutils;
+    ag_ydocs_t *gdocs; /* their YAML, kept until the load ends */
+    uint32_t ngdocs;
 } ctx_t;
+
+/* A global util (sgconfig.yml utilDirs). */
+typedef struct gutil {
+    ag_str_t name;
+    const ag_ynode_t *rule;
+    const char *file;
+    ag_str_t src; /* the text of its file */
+} gutil_t;
 
 /* patterns and regexes are not in the arena: remember them for ag_rules_free */
 typedef struct owned {
@@ -614,14 +626,72 @@ static int compile_list(ctx_t *c, ag_lang_t lang, const ag_ynode_t *n, const cha
     return AG_OK;
 }
 
+/* A rule's own utils first, then the global ones (utilDirs), as ast-grep looks them up. */
 static int util_index(ctx_t *c, const ag_ynode_t *name)
 {
-    if (c->utils_node == NULL)
-        return -1;
-    for (uint32_t i = 0; i < c->utils_node->n; i++)
+    uint32_t nlocal = c->utils_node ? c->utils_node->n : 0;
+    for (uint32_t i = 0; i < nlocal; i++)
         if (ag_str_eq(sv(c->utils_node->pairs[i].key), sv(name)))
             return (int)i;
+    for (uint32_t g = 0; g < c->ngutils; g++)
+        if (ag_str_eq(c->gutils[g].name, sv(name)))
+            return (int)(nlocal + g);
     return -1;
+}
+
+/* An+B as ast-grep reads it: spaces anywhere, `n` or `N`, optional signs and numbers
+ * ("2n+1", "-n+3", "n", "+3"); false when malformed. */
+static bool parse_anb(ag_str_t s, int32_t *a, int32_t *b)
+{
+    char t[64];
+    size_t k = 0;
+    for (size_t i = 0; i < s.len; i++) {
+        if (s.ptr[i] == ' ' || s.ptr[i] == '\t')
+            continue;
+        if (k + 1 == sizeof(t))
+            return false;
+        t[k++] = s.ptr[i];
+    }
+    t[k] = '\0';
+    const char *p = t;
+    long sign = 1, num = 0;
+    bool digits = false;
+    if (*p == '+' || *p == '-')
+        sign = *p++ == '-' ? -1 : 1;
+    while (*p >= '0' && *p <= '9') {
+        num = num * 10 + (*p++ - '0');
+        digits = true;
+        if (num > INT32_MAX)
+            return false;
+    }
+    if (*p != 'n' && *p != 'N') {
+        if (!digits || *p)
+            return false;
+        *a = 0;
+        *b = (int32_t)(sign * num);
+        return true;
+    }
+    p++;
+    long step = sign * (digits ? num : 1);
+    long off = 0;
+    if (*p == '+' || *p == '-') {
+        long s2 = *p++ == '-' ? -1 : 1;
+        bool d2 = false;
+        while (*p >= '0' && *p <= '9') {
+            off = off * 10 + (*p++ - '0');
+            d2 = true;
+            if (off > INT32_MAX)
+                return false;
+        }
+        if (!d2)
+            return false;
+        off *= s2;
+    }
+    if (*p)
+        return false;
+    *a = (int32_t)step;
+    *b = (int32_t)off;
+    return true;
 }
 
 static int compile_nth(ctx_t *c, ag_lang_t lang, const ag_ynode_t *n, ag_rnode_t *r)
@@ -642,11 +712,64 @@ static int compile_nth(ctx_t *c, ag_lang_t lang, const ag_ynode_t *n, ag_rnode_t
             return AG_EINVAL;
     }
     long v = 0;
-    if (!is_scalar(pos) || ag_yscalar_int(pos, &v) != AG_OK || v < 1 || v > INT32_MAX)
+    r->has_nth = true;
+    if (is_scalar(pos) && pos->plain && ag_yscalar_int(pos, &v) == AG_OK && v >= INT32_MIN &&
+        v <= INT32_MAX) {
+        r->nth_position = (int32_t)v; /* 0 or less matches nothing, as in ast-grep */
+        return AG_OK;
+    }
+    if (!is_scalar(pos) || !parse_anb(sv(pos), &r->nth_step, &r->nth_position)) {
+        ag_str_t t = is_scalar(pos) ? sv(pos) : ag_str("", 0);
+        if (ag_str_eqc(t, "odd") || ag_str_eqc(t, "even"))
+            return fail(c, pos,
+                        "nthChild position `%.*s` is not accepted by ast-grep 0.51.1: write "
+                        "'%s'",
+                        (int)t.len, t.ptr, ag_str_eqc(t, "odd") ? "2n+1" : "2n");
         return fail(c, pos,
-                    "nthChild position must be a number from 1 (An+B forms are not "
-                    "supported yet)");
-    r->nth_position = (int32_t)v;
+                    "nthChild position must be a number or an An+B string like '2n+1' or "
+                    "'-n+3'");
+    }
+    return AG_OK;
+}
+
+/* range: {start: {line, column}, end: {line, column}}, 0-based as in ast-grep, which ignores
+ * other keys (so does astgate, with a warning). */
+static int compile_range(ctx_t *c, const ag_ynode_t *n, ag_rnode_t *r)
+{
+    if (need_map(c, n, "range") != AG_OK)
+        return AG_EINVAL;
+    static const char *const ends[] = {"start", "end"};
+    static const char *const fields[] = {"line", "column"};
+    for (uint32_t i = 0; i < n->n; i++) {
+        ag_str_t key = sv(n->pairs[i].key);
+        if (!ag_str_eqc(key, "start") && !ag_str_eqc(key, "end"))
+            warn(c, n->pairs[i].key, "unknown field `%.*s` in range is ignored (as ast-grep does)",
+                 (int)key.len, key.ptr);
+    }
+    for (int e = 0; e < 2; e++) {
+        const ag_ynode_t *p = ag_ymap_get(n, ends[e]);
+        if (p == NULL)
+            return fail(c, n, "range needs `start` and `end`");
+        if (need_map(c, p, ends[e]) != AG_OK)
+            return AG_EINVAL;
+        for (uint32_t i = 0; i < p->n; i++) {
+            ag_str_t key = sv(p->pairs[i].key);
+            if (!ag_str_eqc(key, "line") && !ag_str_eqc(key, "column"))
+                warn(c, p->pairs[i].key,
+                     "unknown field `%.*s` in range.%s is ignored (as ast-grep does)", (int)key.len,
+                     key.ptr, ends[e]);
+        }
+        for (int k = 0; k < 2; k++) {
+            const ag_ynode_t *v = ag_ymap_get(p, fields[k]);
+            long lv;
+            if (v == NULL)
+                return fail(c, p, "range.%s needs `line` and `column`", ends[e]);
+            if (!is_scalar(v) || ag_yscalar_int(v, &lv) != AG_OK || lv < 0 || lv > INT32_MAX)
+                return fail(c, v, "range.%s.%s must be a number from 0", ends[e], fields[k]);
+            r->range[e * 2 + k] = (uint32_t)lv;
+        }
+    }
+    r->has_range = true;
     return AG_OK;
 }
 
@@ -683,8 +806,8 @@ static int compile_rnode(ctx_t *c, ag_lang_t lang, const ag_ynode_t *n, ag_rnode
             if (compile_nth(c, lang, v, r) != AG_OK)
                 goto out;
         } else if (ag_str_eqc(key, "range")) {
-            fail(c, k, "`range` is not supported by astgate");
-            goto out;
+            if (compile_range(c, v, r) != AG_OK)
+                goto out;
         } else if (ag_str_eqc(key, "inside")) {
             if (compile_relation(c, lang, v, "inside", &r->inside) != AG_OK)
                 goto out;
@@ -1262,6 +1385,10 @@ static int var_of(ctx_t *c, const ag_ynode_t *n, const char *what, bool intern)
     }
     s.ptr++;
     s.len--;
+    if (s.len > 2 && s.ptr[0] == '$' && s.ptr[1] == '$') {
+        s.ptr += 2; /* $$$NAME: the same slot as $NAME */
+        s.len -= 2;
+    }
     for (size_t i = 0; i < s.len; i++) {
         char ch = s.ptr[i];
         if (!((ch >= 'A' && ch <= 'Z') || ch == '_' || (i > 0 && ch >= '0' && ch <= '9'))) {
@@ -1279,12 +1406,304 @@ static int var_of(ctx_t *c, const ag_ynode_t *n, const char *what, bool intern)
 
 /* ---- transforms and fix ---- */
 
-static int compile_transforms(ctx_t *c, const ag_ynode_t *n)
+/* One transform in object form: op names it, body holds its arguments (a mapping). */
+static int compile_transform(ctx_t *c, const ag_ynode_t *op, const ag_ynode_t *body,
+                             ag_transform_t *t)
+{
+    if (need_map(c, body, "a transform") != AG_OK)
+        return AG_EINVAL;
+    if (ag_str_eqc(sv(op), "replace")) {
+        static const char *const keys[] = {"source", "replace", "by", NULL};
+        if (check_keys(c, body, keys, "replace") != AG_OK)
+            return AG_EINVAL;
+        const ag_ynode_t *re = ag_ymap_get(body, "replace");
+        const ag_ynode_t *by = ag_ymap_get(body, "by");
+        if (re == NULL || by == NULL)
+            return fail(c, body, "replace needs `source`, `replace` and `by`");
+        t->kind = AG_TRANSFORM_REPLACE;
+        if (compile_regex(c, re, &t->re, NULL) != AG_OK)
+            return AG_EINVAL;
+        if (!is_scalar(by))
+            return fail(c, by, "`by` must be a string");
+        t->by = ag_arena_strndup(c->arena, by->text, by->len);
+    } else if (ag_str_eqc(sv(op), "substring")) {
+        static const char *const keys[] = {"source", "startChar", "endChar", NULL};
+        if (check_keys(c, body, keys, "substring") != AG_OK)
+            return AG_EINVAL;
+        t->kind = AG_TRANSFORM_SUBSTRING;
+        const ag_ynode_t *s = ag_ymap_get(body, "startChar");
+        const ag_ynode_t *e = ag_ymap_get(body, "endChar");
+        long lv;
+        if (s) {
+            if (!is_scalar(s) || ag_yscalar_int(s, &lv) != AG_OK || lv < INT32_MIN ||
+                lv > INT32_MAX)
+                return fail(c, s, "`startChar` must be an integer");
+            t->start_char = (int32_t)lv;
+            t->has_start = true;
+        }
+        if (e) {
+            if (!is_scalar(e) || ag_yscalar_int(e, &lv) != AG_OK || lv < INT32_MIN ||
+                lv > INT32_MAX)
+                return fail(c, e, "`endChar` must be an integer");
+            t->end_char = (int32_t)lv;
+            t->has_end = true;
+        }
+    } else if (ag_str_eqc(sv(op), "convert")) {
+        static const char *const keys[] = {"source", "toCase", "separatedBy", NULL};
+        if (check_keys(c, body, keys, "convert") != AG_OK)
+            return AG_EINVAL;
+        t->kind = AG_TRANSFORM_CONVERT;
+        const ag_ynode_t *tc = ag_ymap_get(body, "toCase");
+        if (tc == NULL)
+            return fail(c, body, "convert needs `toCase`");
+        int k = is_scalar(tc) ? ag_case_parse(sv(tc)) : -1;
+        if (k < 0)
+            return fail(c, tc,
+                        "unknown toCase `%.*s`, expected one of lowerCase, upperCase, "
+                        "capitalize, camelCase, snakeCase, kebabCase, pascalCase",
+                        is_scalar(tc) ? (int)tc->len : 0, is_scalar(tc) ? tc->text : "");
+        t->to_case = (uint8_t)k;
+        t->seps = AG_SEP_ALL;
+        const ag_ynode_t *sb = ag_ymap_get(body, "separatedBy");
+        if (sb) {
+            if (sb->type != AG_Y_SEQ)
+                return fail(c, sb, "`separatedBy` must be a sequence");
+            t->seps = 0;
+            for (uint32_t i = 0; i < sb->n; i++) {
+                const ag_ynode_t *it = sb->items[i];
+                int b = is_scalar(it) ? ag_sep_parse(sv(it)) : -1;
+                if (b < 0)
+                    return fail(c, it,
+                                "unknown separator `%.*s`, expected one of caseChange, dash, "
+                                "dot, slash, space, underscore",
+                                is_scalar(it) ? (int)it->len : 0, is_scalar(it) ? it->text : "");
+                t->seps |= (uint8_t)b;
+            }
+        }
+    } else if (ag_str_eqc(sv(op), "rewrite")) {
+        static const char *const keys[] = {"source", "rewriters", "joinBy", NULL};
+        if (check_keys(c, body, keys, "rewrite") != AG_OK)
+            return AG_EINVAL;
+        t->kind = AG_TRANSFORM_REWRITE;
+        const ag_ynode_t *ids = ag_ymap_get(body, "rewriters");
+        if (ids == NULL)
+            return fail(c, body, "rewrite needs `rewriters`");
+        if (ids->type != AG_Y_SEQ)
+            return fail(c, ids, "`rewriters` must be a sequence of rewriter ids");
+        t->rewriters = ag_arena_alloc(c->arena, (ids->n ? ids->n : 1) * sizeof(*t->rewriters));
+        for (uint32_t i = 0; i < ids->n; i++) {
+            const ag_ynode_t *id = ids->items[i];
+            if (need_scalar(c, id, "a rewriter id") != AG_OK)
+                return AG_EINVAL;
+            uint32_t k = 0;
+            while (k < c->def->nrewriters && !ag_str_eqc(sv(id), c->def->rewriters[k].id))
+                k++;
+            if (k == c->def->nrewriters) {
+                /* ast-grep skips an undefined rewriter without a word */
+                warn(c, id,
+                     "rewriter `%.*s` is not defined in this rule's `rewriters`: ignored "
+                     "(as ast-grep does)",
+                     (int)id->len, id->text);
+                continue;
+            }
+            t->rewriters[t->nrewriters++] = k;
+        }
+        const ag_ynode_t *jb = ag_ymap_get(body, "joinBy");
+        if (jb) {
+            if (!is_scalar(jb))
+                return fail(c, jb, "`joinBy` must be a string");
+            t->join_by = ag_arena_strndup(c->arena, jb->text, jb->len);
+            t->join_len = (uint32_t)jb->len;
+        }
+    } else {
+        return fail(c, op,
+                    "unknown transform `%.*s`, expected one of replace, substring, convert, "
+                    "rewrite",
+                    (int)op->len, op->text);
+    }
+    const ag_ynode_t *src = ag_ymap_get(body, "source");
+    if (src == NULL)
+        return fail(c, body, "a transform needs `source`");
+    t->source = var_of(c, src, "source", false);
+    if (t->source < 0)
+        return AG_EINVAL;
+    return AG_OK;
+}
+
+/* A node for a piece of the scalar v, starting off bytes into its text: at its own column when
+ * the scalar sits verbatim on its line, else at v. */
+static ag_ynode_t *piece_at(ctx_t *c, const ag_ynode_t *v, size_t off, ag_str_t text)
+{
+    ag_ynode_t *p = ag_arena_alloc(c->arena, sizeof(*p));
+    memset(p, 0, sizeof(*p));
+    p->type = AG_Y_SCALAR;
+    p->line = v->line;
+    p->col = v->col;
+    if (off <= v->len && scalar_verbatim(c, v, v->len))
+        for (size_t i = 0; i < off; i++)
+            if (((unsigned char)v->text[i] & 0xC0) != 0x80)
+                p->col++;
+    p->text = ag_arena_strndup(c->arena, text.ptr, text.len);
+    p->len = text.len;
+    p->plain = true;
+    return p;
+}
+
+static void set_pos(ag_ynode_t *n, unsigned line, unsigned col, int depth)
+{
+    n->line = line;
+    n->col = col;
+    if (depth > 4)
+        return;
+    for (uint32_t i = 0; n->type == AG_Y_SEQ && i < n->n; i++)
+        set_pos(n->items[i], line, col, depth + 1);
+    for (uint32_t i = 0; n->type == AG_Y_MAP && i < n->n; i++)
+        set_pos(n->pairs[i].value, line, col, depth + 1);
+}
+
+static ag_str_t str_trim(ag_str_t s)
+{
+    while (s.len && (s.ptr[0] == ' ' || s.ptr[0] == '\t' || s.ptr[0] == '\n' || s.ptr[0] == '\r'))
+        s.ptr++, s.len--;
+    while (s.len && (s.ptr[s.len - 1] == ' ' || s.ptr[s.len - 1] == '\t' ||
+                     s.ptr[s.len - 1] == '\n' || s.ptr[s.len - 1] == '\r'))
+        s.len--;
+    return s;
+}
+
+#define MAX_TARGS 8
+
+/* The string form `op($SRC, key=value, ...)` (ast-grep >= 0.38), split as ast-grep splits it: the
+ * name up to the first `(`, every `)` at the end dropped, the source up to the first `,`, then
+ * `key=value` pairs whose value is a '...', "..." or [...] span or runs to the next `,`; each value
+ * is read as YAML. The arguments then go through the object form's checks. */
+static int compile_transform_string(ctx_t *c, const ag_ynode_t *v, ag_transform_t *t)
+{
+    ag_str_t in = sv(v);
+    ag_str_t all = str_trim(in);
+    size_t base = (size_t)(all.ptr - in.ptr);
+    const char *open = memchr(all.ptr, '(', all.len);
+    int rc = AG_EINVAL;
+    ag_ydocs_t docs[MAX_TARGS];
+    uint32_t ndocs = 0;
+    memset(docs, 0, sizeof(docs));
+    if (open == NULL)
+        return fail(c, v,
+                    "transform `%.*s` has a syntax error: expected name($SOURCE, key=value, ...)",
+                    (int)all.len, all.ptr);
+    ag_str_t func = str_trim(ag_str(all.ptr, (size_t)(open - all.ptr)));
+    ag_str_t rest = ag_str(open + 1, all.len - (size_t)(open + 1 - all.ptr));
+    if (rest.len == 0 || rest.ptr[rest.len - 1] != ')')
+        warn(c, piece_at(c, v, base + all.len, ag_str("", 0)),
+             "transform `%.*s` lacks its closing `)` (ast-grep accepts it too)", (int)all.len,
+             all.ptr);
+    while (rest.len && rest.ptr[rest.len - 1] == ')')
+        rest.len--;
+    const char *comma = memchr(rest.ptr, ',', rest.len);
+    if (comma == NULL)
+        return fail(c, piece_at(c, v, (size_t)(rest.ptr - in.ptr), ag_str("", 0)),
+                    "transform `%.*s` has a syntax error: expected `,` and arguments after the "
+                    "source (ast-grep refuses it too)",
+                    (int)all.len, all.ptr);
+    ag_str_t src = str_trim(ag_str(rest.ptr, (size_t)(comma - rest.ptr)));
+    ag_ynode_t *opn = piece_at(c, v, (size_t)(func.ptr - in.ptr), func);
+    ag_ynode_t *srcn = piece_at(c, v, (size_t)(src.ptr - in.ptr), src);
+    ag_ypair_t *pairs = ag_arena_alloc(c->arena, (MAX_TARGS + 1) * sizeof(*pairs));
+    uint32_t np = 0;
+    pairs[np].key = piece_at(c, v, (size_t)(src.ptr - in.ptr), AG_STR_LIT("source"));
+    pairs[np++].value = srcn;
+    ag_str_t r = str_trim(ag_str(comma + 1, rest.len - (size_t)(comma + 1 - rest.ptr)));
+    while (r.len) {
+        const char *eq = memchr(r.ptr, '=', r.len);
+        if (eq == NULL) {
+            fail(c, piece_at(c, v, (size_t)(r.ptr - in.ptr), ag_str("", 0)),
+                 "transform `%.*s` has a syntax error: expected key=value at `%.*s`", (int)all.len,
+                 all.ptr, (int)r.len, r.ptr);
+            goto out;
+        }
+        ag_str_t key = str_trim(ag_str(r.ptr, (size_t)(eq - r.ptr)));
+        ag_str_t nx = ag_str(eq + 1, r.len - (size_t)(eq + 1 - r.ptr));
+        while (nx.len && (nx.ptr[0] == ' ' || nx.ptr[0] == '\t'))
+            nx.ptr++, nx.len--;
+        size_t vend;
+        if (nx.len && (nx.ptr[0] == '\'' || nx.ptr[0] == '"' || nx.ptr[0] == '[')) {
+            char close = nx.ptr[0] == '[' ? ']' : nx.ptr[0];
+            const char *q = nx.len > 1 ? memchr(nx.ptr + 1, close, nx.len - 1) : NULL;
+            if (q == NULL) {
+                fail(c, piece_at(c, v, (size_t)(nx.ptr - in.ptr), ag_str("", 0)),
+                     "transform `%.*s` has a syntax error: `%c` is never closed", (int)all.len,
+                     all.ptr, nx.ptr[0]);
+                goto out;
+            }
+            vend = (size_t)(q + 1 - nx.ptr);
+        } else {
+            const char *cm = memchr(nx.ptr, ',', nx.len);
+            vend = cm ? (size_t)(cm - nx.ptr) : nx.len;
+        }
+        ag_str_t val = ag_str(nx.ptr, vend);
+        ag_ynode_t *at = piece_at(c, v, (size_t)(val.ptr - in.ptr), val);
+        if (str_trim(val).len == 0) {
+            fail(c, at, "transform argument `%.*s` has no value", (int)key.len, key.ptr);
+            goto out;
+        }
+        if (ndocs == MAX_TARGS) {
+            fail(c, at, "too many transform arguments");
+            goto out;
+        }
+        ag_diag_t yd;
+        memset(&yd, 0, sizeof(yd));
+        if (ag_yaml_load(val, c->file, &docs[ndocs], &yd) != AG_OK) {
+            fail(c, at, "transform argument `%.*s`: invalid value `%.*s`: %s", (int)key.len,
+                 key.ptr, (int)val.len, val.ptr, yd.msg);
+            goto out;
+        }
+        ag_ydocs_t *dd = &docs[ndocs++];
+        ag_ynode_t *valn = at;
+        if (dd->n > 0) {
+            valn = dd->roots[0];
+            set_pos(valn, at->line, at->col, 0);
+        }
+        ag_ynode_t *keyn = piece_at(c, v, (size_t)(key.ptr - in.ptr), key);
+        if (ag_str_eqc(key, "source")) {
+            fail(c, keyn, "`source` is not a valid argument: the source is the first one");
+            goto out;
+        }
+        uint32_t k = 0;
+        while (k < np && !ag_str_eq(sv(pairs[k].key), key))
+            k++;
+        if (k == np)
+            np++; /* the last of a repeated key wins, as in ast-grep */
+        pairs[k].key = keyn;
+        pairs[k].value = valn;
+        r = ag_str(nx.ptr + vend, nx.len - vend);
+        r = str_trim(r);
+        while (r.len && r.ptr[0] == ',')
+            r.ptr++, r.len--;
+        r = str_trim(r);
+    }
+    ag_ynode_t *body = ag_arena_alloc(c->arena, sizeof(*body));
+    memset(body, 0, sizeof(*body));
+    body->type = AG_Y_MAP;
+    body->line = v->line;
+    body->col = v->col;
+    body->pairs = pairs;
+    body->n = np;
+    rc = compile_transform(c, opn, body, t);
+out:
+    for (uint32_t i = 0; i < ndocs; i++)
+        ag_ydocs_dispose(&docs[i]);
+    return rc;
+}
+
+static int compile_transforms(ctx_t *c, const ag_ynode_t *n, ag_transform_t **out, uint32_t *nout)
 {
     if (need_map(c, n, "transform") != AG_OK)
         return AG_EINVAL;
     ag_rule_def_t *def = c->def;
-    def->transforms = ag_arena_alloc(c->arena, (n->n ? n->n : 1) * sizeof(*def->transforms));
+    ag_transform_t *list = ag_arena_alloc(c->arena, (n->n ? n->n : 1) * sizeof(*list));
+    uint32_t nlist = 0;
+    *out = list;
+    *nout = 0;
     /* intern every output first so transforms may use each other */
     int outs[AG_MAX_VARS];
     if (n->n > AG_MAX_VARS)
@@ -1303,63 +1722,17 @@ static int compile_transforms(ctx_t *c, const ag_ynode_t *n)
         const ag_ynode_t *v = n->pairs[i].value;
         ag_transform_t *t = &tmp[i];
         t->var = outs[i];
-        if (is_scalar(v))
-            return fail(c, v,
-                        "string-form transforms are not supported yet; use the object "
-                        "form (replace: {source, replace, by})");
+        if (is_scalar(v)) {
+            if (compile_transform_string(c, v, t) != AG_OK)
+                return AG_EINVAL;
+            continue;
+        }
         if (need_map(c, v, "a transform") != AG_OK)
             return AG_EINVAL;
         if (v->n != 1)
-            return fail(c, v, "a transform has exactly one of replace, substring");
-        const ag_ynode_t *op = v->pairs[0].key;
-        const ag_ynode_t *body = v->pairs[0].value;
-        if (need_map(c, body, "a transform") != AG_OK)
-            return AG_EINVAL;
-        if (ag_str_eqc(sv(op), "replace")) {
-            static const char *const keys[] = {"source", "replace", "by", NULL};
-            if (check_keys(c, body, keys, "replace") != AG_OK)
-                return AG_EINVAL;
-            const ag_ynode_t *re = ag_ymap_get(body, "replace");
-            const ag_ynode_t *by = ag_ymap_get(body, "by");
-            if (re == NULL || by == NULL)
-                return fail(c, body, "replace needs `source`, `replace` and `by`");
-            t->kind = AG_TRANSFORM_REPLACE;
-            if (compile_regex(c, re, &t->re, NULL) != AG_OK)
-                return AG_EINVAL;
-            if (!is_scalar(by))
-                return fail(c, by, "`by` must be a string");
-            t->by = ag_arena_strndup(c->arena, by->text, by->len);
-        } else if (ag_str_eqc(sv(op), "substring")) {
-            static const char *const keys[] = {"source", "startChar", "endChar", NULL};
-            if (check_keys(c, body, keys, "substring") != AG_OK)
-                return AG_EINVAL;
-            t->kind = AG_TRANSFORM_SUBSTRING;
-            const ag_ynode_t *s = ag_ymap_get(body, "startChar");
-            const ag_ynode_t *e = ag_ymap_get(body, "endChar");
-            long lv;
-            if (s) {
-                if (!is_scalar(s) || ag_yscalar_int(s, &lv) != AG_OK || lv < INT32_MIN ||
-                    lv > INT32_MAX)
-                    return fail(c, s, "`startChar` must be an integer");
-                t->start_char = (int32_t)lv;
-                t->has_start = true;
-            }
-            if (e) {
-                if (!is_scalar(e) || ag_yscalar_int(e, &lv) != AG_OK || lv < INT32_MIN ||
-                    lv > INT32_MAX)
-                    return fail(c, e, "`endChar` must be an integer");
-                t->end_char = (int32_t)lv;
-                t->has_end = true;
-            }
-        } else {
-            return fail(c, op, "unknown transform `%.*s`, expected one of replace, substring",
-                        (int)op->len, op->text);
-        }
-        const ag_ynode_t *src = ag_ymap_get(body, "source");
-        if (src == NULL)
-            return fail(c, body, "a transform needs `source`");
-        t->source = var_of(c, src, "source", false);
-        if (t->source < 0)
+            return fail(c, v,
+                        "a transform has exactly one of replace, substring, convert, rewrite");
+        if (compile_transform(c, v->pairs[0].key, v->pairs[0].value, t) != AG_OK)
             return AG_EINVAL;
     }
     /* dependency order: a transform runs after the transform whose output it reads */
@@ -1372,13 +1745,14 @@ static int compile_transforms(ctx_t *c, const ag_ynode_t *n)
                 if (!done[j] && tmp[i].source == outs[j])
                     ready = false;
             if (ready) {
-                def->transforms[def->ntransforms++] = tmp[i];
+                list[nlist++] = tmp[i];
                 done[i] = true;
             }
         }
     }
-    if (def->ntransforms != n->n)
+    if (nlist != n->n)
         return fail(c, n, "transforms depend on each other in a cycle");
+    *nout = nlist;
     return AG_OK;
 }
 
@@ -1412,7 +1786,10 @@ static int check_template_vars(ctx_t *c, const ag_ynode_t *n, ag_str_t t)
     return AG_OK;
 }
 
-static int compile_fix(ctx_t *c, const ag_ynode_t *n)
+/* fix: a template, a FixConfig {template, expandStart, expandEnd, title}, or a list of them (the
+ * first applies, as in ast-grep). expandStart/expandEnd compile for every grammar of langs. */
+static int compile_fix(ctx_t *c, const ag_ynode_t *n, char **out, uint32_t *out_len,
+                       ag_rule_lang_t *langs)
 {
     const ag_ynode_t *t = n;
     if (n->type == AG_Y_SEQ) {
@@ -1424,21 +1801,105 @@ static int compile_fix(ctx_t *c, const ag_ynode_t *n)
         static const char *const keys[] = {"template", "expandStart", "expandEnd", "title", NULL};
         if (check_keys(c, t, keys, "fix") != AG_OK)
             return AG_EINVAL;
-        const ag_ynode_t *x = ag_ymap_get(t, "expandStart");
-        if (x == NULL)
-            x = ag_ymap_get(t, "expandEnd");
-        if (x)
-            return fail(c, x, "expandStart/expandEnd are not supported by astgate yet");
-        t = ag_ymap_get(t, "template");
-        if (t == NULL)
-            return fail(c, n, "a fix object needs `template`");
+        const ag_ynode_t *xs = ag_ymap_get(t, "expandStart");
+        const ag_ynode_t *xe = ag_ymap_get(t, "expandEnd");
+        for (int li = 0; li < AG_LANG_COUNT; li++) {
+            if (!langs[li].enabled)
+                continue;
+            if (xs && compile_rnode(c, (ag_lang_t)li, xs, &langs[li].expand_start) != AG_OK)
+                return AG_EINVAL;
+            if (xe && compile_rnode(c, (ag_lang_t)li, xe, &langs[li].expand_end) != AG_OK)
+                return AG_EINVAL;
+        }
+        const ag_ynode_t *tpl = ag_ymap_get(t, "template");
+        if (tpl == NULL)
+            return fail(c, t, "a fix object needs `template`");
+        t = tpl;
     }
     if (!is_scalar(t))
         return fail(c, t, "`fix` must be a string template");
-    if (expand(c, t, &c->def->fix, &c->def->fix_len) != AG_OK)
+    if (expand(c, t, out, out_len) != AG_OK)
         return AG_EINVAL;
-    if (check_template_vars(c, t, ag_str(c->def->fix, c->def->fix_len)) != AG_OK)
+    if (check_template_vars(c, t, ag_str(*out, *out_len)) != AG_OK)
         return AG_EINVAL;
+    return AG_OK;
+}
+
+/* ---- rewriters (transform.rewrite) ---- */
+
+static int compile_rewriters(ctx_t *c, const ag_ynode_t *n, const bool langs[AG_LANG_COUNT])
+{
+    static const char *const keys[] = {"id",        "rule", "constraints", "utils",
+                                       "transform", "fix",  NULL};
+    ag_rule_def_t *def = c->def;
+    if (n->type != AG_Y_SEQ)
+        return fail(c, n, "`rewriters` must be a sequence of rules");
+    def->rewriters = ag_arena_alloc(c->arena, (n->n ? n->n : 1) * sizeof(*def->rewriters));
+    memset(def->rewriters, 0, (n->n ? n->n : 1) * sizeof(*def->rewriters));
+    /* ids first: a rewriter's own transforms may name any of them, itself included */
+    for (uint32_t i = 0; i < n->n; i++) {
+        const ag_ynode_t *rw = n->items[i];
+        if (need_map(c, rw, "a rewriter") != AG_OK || check_keys(c, rw, keys, "rewriter") != AG_OK)
+            return AG_EINVAL;
+        const ag_ynode_t *id = ag_ymap_get(rw, "id");
+        if (id == NULL)
+            return fail(c, rw, "a rewriter needs `id`");
+        if (need_scalar(c, id, "id") != AG_OK)
+            return AG_EINVAL;
+        for (uint32_t k = 0; k < i; k++)
+            if (ag_str_eqc(sv(id), def->rewriters[k].id))
+                return fail(c, id, "duplicate rewriter id `%.*s`", (int)id->len, id->text);
+        def->rewriters[i].id = ag_arena_strndup(c->arena, id->text, id->len);
+        def->nrewriters = i + 1;
+    }
+    for (uint32_t i = 0; i < n->n; i++) {
+        const ag_ynode_t *rw = n->items[i];
+        ag_rewriter_t *w = &def->rewriters[i];
+        const ag_ynode_t *rule = ag_ymap_get(rw, "rule");
+        const ag_ynode_t *fix = ag_ymap_get(rw, "fix");
+        const ag_ynode_t *utils = ag_ymap_get(rw, "utils");
+        const ag_ynode_t *cons = ag_ymap_get(rw, "constraints");
+        if (rule == NULL || fix == NULL)
+            return fail(c, rw, "rewriter `%s` needs `rule` and `fix`", w->id);
+        if (utils)
+            return fail(c, utils,
+                        "`utils` inside a rewriter is not supported by astgate yet; put them in "
+                        "the rule's `utils`, which its rewriters can use");
+        if (cons && need_map(c, cons, "constraints") != AG_OK)
+            return AG_EINVAL;
+        for (int li = 0; li < AG_LANG_COUNT; li++) {
+            if (!langs[li])
+                continue;
+            ag_rule_lang_t *rl = &w->lang[li];
+            rl->enabled = true;
+            if (compile_rnode(c, (ag_lang_t)li, rule, &rl->rule) != AG_OK)
+                return AG_EINVAL;
+            for (uint32_t k = 0; cons && k < cons->n; k++) {
+                const ag_ynode_t *key = cons->pairs[k].key;
+                ag_str_t name = sv(key);
+                if (name.len && name.ptr[0] == '$') {
+                    name.ptr++;
+                    name.len--;
+                }
+                int v = ag_vars_find(&def->vars, name);
+                if (v < 0)
+                    return fail(c, key, "constraint on `%.*s`, which the rewriter never binds",
+                                (int)key->len, key->text);
+                if (compile_rnode(c, (ag_lang_t)li, cons->pairs[k].value, &rl->constraints[v]) !=
+                    AG_OK)
+                    return AG_EINVAL;
+            }
+        }
+    }
+    for (uint32_t i = 0; i < n->n; i++) {
+        const ag_ynode_t *rw = n->items[i];
+        ag_rewriter_t *w = &def->rewriters[i];
+        const ag_ynode_t *tr = ag_ymap_get(rw, "transform");
+        if (tr && compile_transforms(c, tr, &w->transforms, &w->ntransforms) != AG_OK)
+            return AG_EINVAL;
+        if (compile_fix(c, ag_ymap_get(rw, "fix"), &w->fix, &w->fix_len, w->lang) != AG_OK)
+            return AG_EINVAL;
+    }
     return AG_OK;
 }
 
@@ -1645,24 +2106,47 @@ static int compile_doc(ctx_t *c, const ag_ynode_t *doc, ag_rule_def_t *def)
         ag_lang_t l = (ag_lang_t)li;
         ag_rule_lang_t *rl = &def->lang[li];
         rl->enabled = true;
-        if (utils) {
-            rl->nutils = utils->n;
-            rl->utils = ag_arena_alloc(c->arena, (utils->n ? utils->n : 1) * sizeof(*rl->utils));
-            for (uint32_t i = 0; i < utils->n; i++)
+        uint32_t nlocal = utils ? utils->n : 0;
+        if (nlocal + c->ngutils) {
+            rl->nutils = nlocal + c->ngutils;
+            if (rl->nutils > 256)
+                return fail(c, utils ? utils : doc, "too many utils (at most 256)");
+            rl->utils = ag_arena_alloc(c->arena, rl->nutils * sizeof(*rl->utils));
+            for (uint32_t i = 0; i < nlocal; i++)
                 rl->utils[i].name =
                     ag_arena_strndup(c->arena, utils->pairs[i].key->text, utils->pairs[i].key->len);
-            for (uint32_t i = 0; i < utils->n; i++)
+            for (uint32_t g = 0; g < c->ngutils; g++)
+                rl->utils[nlocal + g].name =
+                    ag_arena_strndup(c->arena, c->gutils[g].name.ptr, c->gutils[g].name.len);
+            for (uint32_t i = 0; i < nlocal; i++)
                 if (compile_rnode(c, l, utils->pairs[i].value, &rl->utils[i].rule) != AG_OK)
                     return AG_EINVAL;
-            for (uint32_t i = 0; i < utils->n; i++) {
+            /* global utils compile with their own file for messages */
+            const char *file = c->file;
+            ag_str_t src = c->src;
+            for (uint32_t g = 0; g < c->ngutils; g++) {
+                c->file = c->gutils[g].file;
+                c->src = c->gutils[g].src;
+                int grc = compile_rnode(c, l, c->gutils[g].rule, &rl->utils[nlocal + g].rule);
+                c->file = file;
+                c->src = src;
+                if (grc != AG_OK)
+                    return AG_EINVAL;
+            }
+            for (uint32_t i = 0; i < rl->nutils; i++) {
                 uint8_t state[256] = {0};
-                if (utils->n > 256)
-                    return fail(c, utils, "too many utils (at most 256)");
                 state[i] = 1;
-                if (util_cycle(rl->utils[i].rule, rl->utils, rl->nutils, state, 0))
-                    return fail(c, utils->pairs[i].key,
-                                "util `%s` matches itself on the same node (a cycle)",
-                                rl->utils[i].name);
+                if (util_cycle(rl->utils[i].rule, rl->utils, rl->nutils, state, 0)) {
+                    if (i < nlocal)
+                        return fail(c, utils->pairs[i].key,
+                                    "util `%s` matches itself on the same node (a cycle)",
+                                    rl->utils[i].name);
+                    c->file = c->gutils[i - nlocal].file;
+                    fail(c, c->gutils[i - nlocal].rule,
+                         "util `%s` matches itself on the same node (a cycle)", rl->utils[i].name);
+                    c->file = file;
+                    return AG_EINVAL;
+                }
             }
         }
         if (compile_rnode(c, l, rule, &rl->rule) != AG_OK)
@@ -1708,10 +2192,13 @@ static int compile_doc(ctx_t *c, const ag_ynode_t *doc, ag_rule_def_t *def)
         }
         first = false;
     }
-    const ag_ynode_t *transform = ag_ymap_get(doc, "transform");
-    if (transform && compile_transforms(c, transform) != AG_OK)
+    const ag_ynode_t *rewriters = ag_ymap_get(doc, "rewriters");
+    if (rewriters && compile_rewriters(c, rewriters, langs) != AG_OK)
         return AG_EINVAL;
-    if (fix && compile_fix(c, fix) != AG_OK)
+    const ag_ynode_t *transform = ag_ymap_get(doc, "transform");
+    if (transform && compile_transforms(c, transform, &def->transforms, &def->ntransforms) != AG_OK)
+        return AG_EINVAL;
+    if (fix && compile_fix(c, fix, &def->fix, &def->fix_len, def->lang) != AG_OK)
         return AG_EINVAL;
     params_store(c, doc, def);
     return AG_OK;
@@ -1826,6 +2313,55 @@ out:
     return rc;
 }
 
+/* A utilDirs file: every document is a util of `id`, `language` and `rule`, which ast-grep
+ * requires; other keys ast-grep ignores, and astgate too, with a warning. */
+static int load_utils(ctx_t *c, ag_str_t text)
+{
+    c->gdocs = ag_xrealloc(c->gdocs, (c->ngdocs + 1) * sizeof(*c->gdocs));
+    ag_ydocs_t *docs = &c->gdocs[c->ngdocs];
+    memset(docs, 0, sizeof(*docs));
+    int rc = ag_yaml_load(text, c->file, docs, c->d);
+    if (rc != AG_OK)
+        return rc;
+    c->ngdocs++;
+    for (uint32_t i = 0; i < docs->n; i++) {
+        const ag_ynode_t *doc = docs->roots[i];
+        if (need_map(c, doc, "a util document") != AG_OK)
+            return AG_EINVAL;
+        for (uint32_t k = 0; k < doc->n; k++) {
+            ag_str_t key = sv(doc->pairs[k].key);
+            if (ag_str_eqc(key, "utils"))
+                return fail(c, doc->pairs[k].key,
+                            "`utils` inside a global util is not supported by astgate yet");
+            if (!ag_str_eqc(key, "id") && !ag_str_eqc(key, "language") && !ag_str_eqc(key, "rule"))
+                warn(c, doc->pairs[k].key,
+                     "unknown field `%.*s` in a global util is ignored (as ast-grep does)",
+                     (int)key.len, key.ptr);
+        }
+        const ag_ynode_t *id = ag_ymap_get(doc, "id");
+        const ag_ynode_t *lang = ag_ymap_get(doc, "language");
+        const ag_ynode_t *rule = ag_ymap_get(doc, "rule");
+        if (id == NULL || lang == NULL || rule == NULL)
+            return fail(c, doc, "a global util needs `id`, `language` and `rule`");
+        if (need_scalar(c, id, "id") != AG_OK)
+            return AG_EINVAL;
+        bool langs[AG_LANG_COUNT] = {false};
+        if (parse_language(c, lang, langs) != AG_OK)
+            return AG_EINVAL;
+        for (uint32_t g = 0; g < c->ngutils; g++)
+            if (ag_str_eq(c->gutils[g].name, sv(id)))
+                return fail(c, id, "duplicate global util `%.*s` (first in %s)", (int)id->len,
+                            id->text, c->gutils[g].file);
+        c->gutils = ag_xrealloc(c->gutils, (c->ngutils + 1) * sizeof(*c->gutils));
+        c->gutils[c->ngutils++] =
+            (gutil_t){.name = sv(id),
+                      .rule = rule,
+                      .file = ag_arena_strndup(c->arena, c->file, strlen(c->file)),
+                      .src = text};
+    }
+    return AG_OK;
+}
+
 static void build_dispatch(ctx_t *c)
 {
     struct ag_rules *rs = c->rules;
@@ -1880,8 +2416,18 @@ static int load(const ag_str_t *texts, const ag_rules_src_t *srcs, uint32_t n,
     }
     for (uint32_t i = 0; i < n && rc == AG_OK; i++) {
         c.file = srcs[i].path;
-        rc = load_text(&c, texts[i], &srcs[i], &cap);
+        if (srcs[i].utils)
+            rc = load_utils(&c, texts[i]);
     }
+    for (uint32_t i = 0; i < n && rc == AG_OK; i++) {
+        c.file = srcs[i].path;
+        if (!srcs[i].utils)
+            rc = load_text(&c, texts[i], &srcs[i], &cap);
+    }
+    for (uint32_t i = 0; i < c.ngdocs; i++)
+        ag_ydocs_dispose(&c.gdocs[i]);
+    free(c.gdocs);
+    free(c.gutils);
     for (uint32_t j = 0; j < nglobal && rc == AG_OK; j++) {
         if (c.global_hit[j])
             continue;

@@ -36,6 +36,8 @@ typedef struct ag_rules_src {
     ag_str_t text;              /* ptr NULL: read `path` */
     const ag_rules_set_t *sets; /* borrowed: each must name a parameter the file declares */
     uint32_t nsets;
+    bool utils; /* a file of sgconfig.yml's utilDirs: documents of `id`, `language` and `rule`
+                   that every rule of the set may use through `matches` (after its own utils) */
 } ag_rules_src_t;
 
 /* As ag_rules_load_files, with parameter values: srcs[i].sets for file i, then `global` (the

@@ -6,6 +6,7 @@
 #include "pattern.h"
 #include "rewrite.h"
 #include "rules.h"
+#include "strcase.h"
 
 /* ---- metadata.astgate.ensure: "the value at this place equals V" ---- */
 
@@ -66,6 +67,8 @@ typedef struct ag_ensure {
 typedef enum ag_transform_kind {
     AG_TRANSFORM_REPLACE,
     AG_TRANSFORM_SUBSTRING,
+    AG_TRANSFORM_CONVERT,
+    AG_TRANSFORM_REWRITE,
 } ag_transform_kind_t;
 
 typedef struct ag_transform {
@@ -76,6 +79,12 @@ typedef struct ag_transform {
     char *by;                     /* REPLACE: replacement, PCRE2 syntax (${1}) */
     int32_t start_char, end_char; /* SUBSTRING: unicode chars, negative from the end */
     bool has_start, has_end;
+    uint8_t to_case;     /* CONVERT: ag_case_t */
+    uint8_t seps;        /* CONVERT: AG_SEP_* bits */
+    uint32_t *rewriters; /* REWRITE: indices into the rule's rewriters, in the order given */
+    uint32_t nrewriters;
+    char *join_by; /* REWRITE: NULL = keep the text between the rewritten nodes */
+    uint32_t join_len;
 } ag_transform_t;
 
 /* ---- one rule ---- */
@@ -86,7 +95,22 @@ typedef struct ag_rule_lang {
     ag_util_t *utils;
     uint32_t nutils;
     ag_rnode_t *constraints[AG_MAX_VARS]; /* per slot; NULL = none */
+    ag_rnode_t *expand_start; /* fix.expandStart: the edit also covers the previous sibling when it
+                                 matches this; NULL = none */
+    ag_rnode_t *expand_end;   /* fix.expandEnd: same with the next sibling */
 } ag_rule_lang_t;
+
+/* An entry of the rule's `rewriters:` list, run by transform.rewrite. It shares the rule's
+ * metavariable slots (so it sees the rule's bindings, as ast-grep's rewriters inherit them) and
+ * the rule's utils. */
+typedef struct ag_rewriter {
+    char *id;
+    ag_rule_lang_t lang[AG_LANG_COUNT]; /* rule and constraints; utils are the rule's */
+    ag_transform_t *transforms;         /* in evaluation order */
+    uint32_t ntransforms;
+    char *fix; /* template (required, as in ast-grep) */
+    uint32_t fix_len;
+} ag_rewriter_t;
 
 typedef struct ag_rule_def {
     char *id;
@@ -101,6 +125,8 @@ typedef struct ag_rule_def {
     uint32_t ntransforms;
     char *fix; /* template; NULL = none */
     uint32_t fix_len;
+    ag_rewriter_t *rewriters; /* `rewriters:`, in file order */
+    uint32_t nrewriters;
     ag_ensure_t *ensure; /* NULL = none */
     char **fences;       /* info-string languages; NULL = the engine's default */
     uint32_t nfences;

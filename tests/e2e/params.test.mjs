@@ -152,4 +152,18 @@ describe('rule parameters on the command line', { skip: NEEDS_PROXY }, () => {
         r = run(['eval', '--rules', RULES, '--set', 'model=gpt-4.1-mini', '--json', data]);
         assert.equal(r.status, 0, r.stderr);
     });
+
+    it('check-rules --set checks a value as the other commands do', () => {
+        let r = run(['check-rules', '--set', 'model=gpt-4.1-mini', RULES]);
+        assert.equal(r.status, 0, r.stderr);
+        assert.match(r.stdout, /^astgate: 1 rule in 1 file ok$/m);
+        r = run(['check-rules', '--set=model=a b', RULES]);
+        assert.equal(r.status, 1);
+        assert.ok(r.stderr.includes("parameter `model` of rules/mastra.yaml: the value does not match the parameter's pattern"), r.stderr);
+        r = run(['check-rules', '--set', 'modle=x', RULES]);
+        assert.equal(r.status, 1);
+        assert.ok(r.stderr.includes('--set modle: no rule file declares a parameter `modle`'), r.stderr);
+        r = run(['check-rules', '--set', 'model', RULES]);
+        assert.equal(r.status, 2);
+    });
 });

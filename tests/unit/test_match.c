@@ -928,6 +928,7 @@ static void test_nth_child(void **state)
     fx_t *fx = *state;
     code(fx, "new Agent(/* c */ { a: 1 }, x)");
     ag_rnode_t *r = rkind(fx, "object");
+    r->has_nth = true;
     r->nth_position = 1;
     assert_int_equal(scan(fx, r), 0); /* the comment is child #1 */
     r->nth_position = 2;
@@ -949,11 +950,13 @@ static void test_nth_child(void **state)
     /* unnamed nodes never count and never match */
     code(fx, "[1, 2, 3]");
     ag_rnode_t *n3 = rkind(fx, "number");
+    n3->has_nth = true;
     n3->nth_position = 3;
     assert_int_equal(scan(fx, n3), 1);
     assert_string_equal(hit_text(fx), "3");
     /* a node failing ofRule has no position */
     ag_rnode_t *odd = rkind(fx, "number");
+    odd->has_nth = true;
     odd->nth_position = 1;
     odd->nth_of = rregex(fx, "^[13]$");
     assert_int_equal(scan(fx, odd), 1);
@@ -961,6 +964,51 @@ static void test_nth_child(void **state)
     odd->nth_position = 2;
     assert_int_equal(scan(fx, odd), 1);
     assert_string_equal(hit_text(fx), "3");
+    /* An+B (positions checked on ast-grep 0.51.1 with f(a1, ..., a7)) */
+    code(fx, "[a1, a2, a3, a4, a5, a6, a7]");
+    ag_rnode_t *an = rkind(fx, "identifier");
+    an->has_nth = true;
+    an->nth_step = 2; /* 2n+1: a1 a3 a5 a7 */
+    an->nth_position = 1;
+    assert_int_equal(scan(fx, an), 4);
+    an->nth_step = -1; /* -n+3: a1 a2 a3 */
+    an->nth_position = 3;
+    assert_int_equal(scan(fx, an), 3);
+    an->nth_step = 3; /* 3n-1: a2 a5 */
+    an->nth_position = -1;
+    assert_int_equal(scan(fx, an), 2);
+    an->nth_step = -2; /* -2n-1: none */
+    assert_int_equal(scan(fx, an), 0);
+    an->nth_step = 1; /* n-2: all */
+    an->nth_position = -2;
+    assert_int_equal(scan(fx, an), 7);
+    an->nth_step = 2; /* 2n, reversed: a2 a4 a6 */
+    an->nth_position = 0;
+    an->nth_reverse = true;
+    assert_int_equal(scan(fx, an), 3);
+}
+
+static void test_range(void **state)
+{
+    fx_t *fx = *state;
+    /* checked on ast-grep 0.51.1: 0-based lines, columns in characters, both ends exact */
+    code(fx, "const \xc3\xa9 = \"\xc3\xa9\xc3\xa9\" + foo(a1);\nlet y = 2;");
+    ag_rnode_t *r = rkind(fx, "string");
+    r->has_range = true;
+    uint32_t str[4] = {0, 10, 0, 14}; /* "éé": bytes 11..17 */
+    memcpy(r->range, str, sizeof(str));
+    assert_int_equal(scan(fx, r), 1);
+    assert_string_equal(hit_text(fx), "\"\xc3\xa9\xc3\xa9\"");
+    r->range[3] = 13; /* the end must match too */
+    assert_int_equal(scan(fx, r), 0);
+    ag_rnode_t *d = rkind(fx, "lexical_declaration");
+    d->has_range = true;
+    uint32_t second[4] = {1, 0, 1, 10};
+    memcpy(d->range, second, sizeof(second));
+    assert_int_equal(scan(fx, d), 1);
+    assert_string_equal(hit_text(fx), "let y = 2;");
+    d->range[0] = d->range[2] = 0; /* same columns on the first line: no declaration there */
+    assert_int_equal(scan(fx, d), 0);
 }
 
 static void test_regex(void **state)
@@ -1188,6 +1236,7 @@ int main(void)
         T(test_any_all_bindings),
         T(test_order_has_first_only),
         T(test_nth_child),
+        T(test_range),
         T(test_regex),
         T(test_regex_match_limit),
         T(test_matches_util),

@@ -602,6 +602,39 @@ static void test_constraint_on_unbound_variable(void **state)
     assert_idempotent(fx);
 }
 
+/* ---- code with a parse error: a rule does not fire there, and says so ---- */
+
+static void test_parse_error_flags_instead_of_rewrite(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx,
+              "id: rename\n"
+              "language: ts\n"
+              "rule: {pattern: \"oldName($$$A)\"}\n"
+              "fix: newName($$$A)\n",
+              NULL);
+    /* the call matched holds a parse error: no edit, a flag with the reason */
+    const char *broken = "```ts\nconst x = oldName(1, ;\nconst y = 2;\n```\n";
+    check(fx, broken, broken);
+    assert_int_equal(fx->res.rewrites, 0);
+    assert_int_equal(fx->res.flags, 1);
+    const ag_event_t *ev = event_of(fx, "rename", 0);
+    assert_int_equal(ev->action, AG_ACTION_FLAG);
+    assert_string_equal(ev->reason, "not applied: the code has a parse error here");
+    assert_true(ev->before.len >= 8 && memcmp(ev->before.ptr, "oldName(", 8) == 0);
+    assert_int_equal(ev->line, 2);
+    assert_int_equal(ev->col, 11);
+    /* the same code without the error is rewritten, and nothing is flagged */
+    check(fx, "```ts\nconst x = oldName(1);\nconst y = 2;\n```\n",
+          "```ts\nconst x = newName(1);\nconst y = 2;\n```\n");
+    assert_int_equal(fx->res.rewrites, 1);
+    assert_int_equal(fx->res.flags, 0);
+    /* a parse error where the rule does not match: no flag */
+    check(fx, "```ts\nconst x = other(1, ;\n```\n", "```ts\nconst x = other(1, ;\n```\n");
+    assert_int_equal(fx->res.flags, 0);
+    assert_int_equal(fx->res.nevents, 0);
+}
+
 /* ---- events ---- */
 
 static void test_event_fields(void **state)
@@ -1217,6 +1250,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_transforms_in_fix, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ensure_when_matches_own_utils, setup, teardown),
         cmocka_unit_test_setup_teardown(test_constraint_on_unbound_variable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_parse_error_flags_instead_of_rewrite, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prefilter_regex_alternation_after_class, setup,
                                         teardown),

@@ -742,8 +742,159 @@ static void test_transforms(void **state)
                "language: ts\n"
                "rule: {pattern: \"old($A)\"}\n"
                "transform:\n"
-               "  X: {convert: {source: $A, toCase: upperCase}}\n", /* `convert` at 5:7 */
-               5, 7, "unknown transform `convert`", NULL);
+               "  X: {trim: {source: $A}}\n", /* `trim` at 5:7 */
+               5, 7, "unknown transform `trim`", "convert, rewrite", NULL);
+}
+
+static void test_nth_child_forms(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *pos;
+        int32_t a, b;
+    } ok[] = {
+        {"3", 0, 3},        {"'2n+1'", 2, 1},    {"'-n+3'", -1, 3}, {"'n'", 1, 0},
+        {"'2N + 1'", 2, 1}, {"'3n-1'", 3, -1},   {"'+3'", 0, 3},    {"0", 0, 0},
+        {"'0n+2'", 0, 2},   {"'-2n-1'", -2, -1},
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        char yaml[256];
+        snprintf(yaml, sizeof(yaml),
+                 "id: a\nlanguage: ts\nrule: {kind: identifier, nthChild: {position: %s}}\n",
+                 ok[i].pos);
+        ag_rules_t *r = load_ok(yaml);
+        const ag_rnode_t *n = r->rules[0].lang[AG_LANG_TS].rule;
+        if (!n->has_nth || n->nth_step != ok[i].a || n->nth_position != ok[i].b)
+            fail_msg("%s: got %dn%+d", ok[i].pos, n->nth_step, n->nth_position);
+        ag_rules_free(r);
+    }
+    /* ast-grep 0.51.1 refuses odd and even: so does astgate, saying what to write */
+    expect_err("id: a\n"
+               "language: ts\n"
+               "rule: {kind: identifier, nthChild: odd}\n", /* `odd` at 3:36 */
+               3, 36, "`odd`", "'2n+1'", NULL);
+    expect_err("id: a\n"
+               "language: ts\n"
+               "rule: {kind: identifier, nthChild: '2n+'}\n", /* 3:36 */
+               3, 36, "An+B", NULL);
+    expect_err("id: a\n"
+               "language: ts\n"
+               "rule: {kind: identifier, nthChild: {position: '2n+-1'}}\n", /* 3:47 */
+               3, 47, "An+B", NULL);
+}
+
+static void test_range_forms(void **state)
+{
+    (void)state;
+    ag_rules_t *r = load_ok("id: a\n"
+                            "language: ts\n"
+                            "rule:\n"
+                            "  kind: identifier\n"
+                            "  range: {start: {line: 1, column: 2}, end: {line: 3, column: 4}}\n");
+    const ag_rnode_t *n = r->rules[0].lang[AG_LANG_TS].rule;
+    assert_true(n->has_range);
+    assert_int_equal(n->range[0], 1);
+    assert_int_equal(n->range[1], 2);
+    assert_int_equal(n->range[2], 3);
+    assert_int_equal(n->range[3], 4);
+    assert_int_equal(r->nwarnings, 0);
+    ag_rules_free(r);
+    /* an unknown key inside range is ignored by ast-grep: astgate warns at its place */
+    r = load_ok("id: a\n"
+                "language: ts\n"
+                "rule:\n"
+                "  kind: identifier\n"
+                "  range: {start: {line: 1, column: 2, x: 1}, end: {line: 3, column: 4}}\n");
+    assert_int_equal(r->nwarnings, 1);
+    assert_int_equal(r->warnings[0].line, 5);
+    assert_int_equal(r->warnings[0].col, 39);
+    assert_non_null(strstr(r->warnings[0].msg, "`x` in range.start is ignored"));
+    ag_rules_free(r);
+    expect_err("id: a\n"
+               "language: ts\n"
+               "rule: {kind: identifier, range: {start: {line: 0, column: 1}}}\n", /* 3:33 */
+               3, 33, "range needs `start` and `end`", NULL);
+    expect_err("id: a\n"
+               "language: ts\n"
+               "rule: {kind: identifier, range: {start: {line: -1, column: 1}, end: {line: 0, "
+               "column: 2}}}\n", /* `-1` at 3:48 */
+               3, 48, "range.start.line must be a number from 0", NULL);
+    expect_err("id: a\n"
+               "language: ts\n"
+               "rule: {kind: identifier, range: {start: {line: 0}, end: {line: 0, column: 2}}}\n",
+               3, 41, "range.start needs `line` and `column`", NULL);
+}
+
+/* sgconfig.yml utilDirs: global utils every rule may `matches` */
+static int load_with_utils(const char *utils, const char *rules, ag_rules_t **out, ag_diag_t *d)
+{
+    ag_rules_src_t srcs[2];
+    memset(srcs, 0, sizeof(srcs));
+    srcs[0].path = NAME;
+    srcs[0].text = ag_cstr(rules); /* listed first: utils load before rules anyway */
+    srcs[1].path = "g.yml";
+    srcs[1].text = ag_cstr(utils);
+    srcs[1].utils = true;
+    memset(d, 0, sizeof(*d));
+    return ag_rules_load_srcs(srcs, 2, NULL, 0, out, d);
+}
+
+static void test_global_utils(void **state)
+{
+    (void)state;
+    ag_rules_t *r = NULL;
+    ag_diag_t d;
+    /* a global util using another; a rule's own util of the same name comes first */
+    int rc = load_with_utils("id: is-num\n"
+                             "language: ts\n"
+                             "rule: {kind: number}\n"
+                             "---\n"
+                             "id: is-seven\n"
+                             "language: ts\n"
+                             "rule: {matches: is-num, regex: '^7$'}\n"
+                             "note: ignored\n",
+                             "id: a\n"
+                             "language: ts\n"
+                             "rule: {matches: is-seven}\n"
+                             "---\n"
+                             "id: b\n"
+                             "language: ts\n"
+                             "utils:\n"
+                             "  is-num: {kind: string}\n"
+                             "rule: {matches: is-num}\n",
+                             &r, &d);
+    if (rc != AG_OK)
+        fail_msg("%s:%u:%u: %s", d.file, d.line, d.col, d.msg);
+    assert_int_equal(ag_rules_count(r), 2);
+    const ag_rule_lang_t *a = &r->rules[0].lang[AG_LANG_TS];
+    assert_int_equal(a->nutils, 2);
+    assert_string_equal(a->utils[a->rule->matches].name, "is-seven");
+    const ag_rule_lang_t *b = &r->rules[1].lang[AG_LANG_TS];
+    assert_int_equal(b->rule->matches, 0); /* its own util, not the global one */
+    assert_int_equal(b->utils[0].rule->kind, ag_lang_kind(AG_LANG_TS, AG_STR_LIT("string")));
+    /* the unknown `note` is ignored with a warning at its place in the util file */
+    assert_int_equal(r->nwarnings, 1);
+    assert_string_equal(r->warnings[0].file, "g.yml");
+    assert_int_equal(r->warnings[0].line, 8);
+    ag_rules_free(r);
+
+    /* an error inside a global util names its file */
+    r = UNTOUCHED;
+    assert_int_equal(load_with_utils("id: bad\nlanguage: ts\nrule: {kind: nonsense}\n",
+                                     "id: a\nlanguage: ts\nrule: {matches: bad}\n", &r, &d),
+                     AG_EINVAL);
+    assert_ptr_equal(r, UNTOUCHED);
+    assert_string_equal(d.file, "g.yml");
+    assert_int_equal(d.line, 3);
+    assert_int_equal(d.col, 14);
+    /* ast-grep requires `language` */
+    assert_int_equal(load_with_utils("id: u\nrule: {kind: number}\n",
+                                     "id: a\nlanguage: ts\nrule: {kind: number}\n", &r, &d),
+                     AG_EINVAL);
+    assert_string_equal(d.file, "g.yml");
+    assert_non_null(strstr(d.msg, "needs `id`, `language` and `rule`"));
+    /* without utilDirs the name is unknown */
+    expect_err("id: a\nlanguage: ts\nrule: {matches: is-num}\n", 3, 17, "is-num", NULL);
 }
 
 static void test_other_metadata_ignored(void **state)
@@ -852,6 +1003,9 @@ int main(void)
         cmocka_unit_test(test_multi_document_three_rules),
         cmocka_unit_test(test_language_aliases),
         cmocka_unit_test(test_transforms),
+        cmocka_unit_test(test_nth_child_forms),
+        cmocka_unit_test(test_range_forms),
+        cmocka_unit_test(test_global_utils),
         cmocka_unit_test(test_other_metadata_ignored),
         /* last: on failure its watchdog ends the process */
         cmocka_unit_test(test_recursive_utils_load_fast),
