@@ -30,6 +30,7 @@ typedef struct key_state {
     uint32_t an_len;   /* the text length it saw */
     uint32_t an_fr;    /* its frontier (absolute) */
     ag_hold_end_t an_end;
+    ag_hold_memo_t *memo; /* the last analysis's parse, for the next; NULL until the first */
     /* when the held bytes arrived: arr_off[i] is where the bytes of a push start, arr_ns[i]
      * when it came (oldest first; only pushes with bytes still held) */
     uint32_t arr_off[MAX_ARRIVALS];
@@ -111,8 +112,10 @@ void ag_stream_free(ag_stream_t *s)
 {
     if (s == NULL)
         return;
-    for (uint32_t i = 0; i < s->nkeys; i++)
+    for (uint32_t i = 0; i < s->nkeys; i++) {
         ag_buf_dispose(&s->keys[i].text);
+        ag_hold_memo_free(s->keys[i].memo);
+    }
     free(s->keys);
     ag_buf_dispose(&s->scratch);
     free(s);
@@ -333,8 +336,13 @@ static int advance(ag_stream_t *s, key_state_t *k, bool final, ag_buf_t *out, bo
                 return emit_to(k, (uint32_t)all.len, out);
             if (!due(k, code, all))
                 return AG_OK; /* holding less later is as safe as now, and cheaper */
-            uint32_t fr =
-                ag_hold_frontier(s->engine, &b, ag_str(all.ptr + code, all.len - code), &k->an_end);
+            if (k->memo == NULL)
+                k->memo = ag_hold_memo_new();
+            if (k->an_block != code)
+                ag_hold_memo_reset(k->memo); /* a new block */
+            s->stats.analyses++;
+            uint32_t fr = ag_hold_frontier(s->engine, &b, ag_str(all.ptr + code, all.len - code),
+                                           k->memo, &k->an_end);
             k->an_block = code;
             k->an_len = (uint32_t)all.len;
             k->an_fr = fr ? code + fr : open; /* nothing: not even the opener line (a block
@@ -342,6 +350,8 @@ static int advance(ag_stream_t *s, key_state_t *k, bool final, ag_buf_t *out, bo
             return emit_to(k, k->an_fr, out);
         }
         uint32_t end = b.closed ? k->scan + b.close_end : (uint32_t)all.len;
+        if (k->memo)
+            ag_hold_memo_reset(k->memo); /* the block is done: its parse is no longer needed */
         rc = rewrite_span(s, k, open, end, out, blocked);
         k->scan = b.closed ? k->scan + pos : (uint32_t)all.len;
         k->blocks++;

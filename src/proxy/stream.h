@@ -56,6 +56,7 @@ typedef struct ag_stream_hold_stats {
     uint64_t held_max;   /* most bytes held at once by one key */
     uint64_t violations; /* blocks whose rewrite changed bytes already sent (a bug in the hold
                             analysis: counted and logged, never expected) */
+    uint64_t analyses;   /* hold analyses run (ag_hold_frontier calls), for the benches */
 } ag_stream_hold_stats_t;
 void ag_stream_hold_stats(const ag_stream_t *s, ag_stream_hold_stats_t *st);
 

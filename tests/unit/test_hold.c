@@ -15,6 +15,8 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include "fence.h"
+#include "hold.h"
 #include "rewrite.h"
 #include "rules.h"
 #include "stream.h"
@@ -305,6 +307,81 @@ static void test_golden_corpus_every_split(void **state)
     assert_true(t.changed >= 50);
 }
 
+/* The analysis of a growing block reparses incrementally from its previous parse (hold.h memo):
+ * at every step it must find what an analysis from scratch finds. Every TS block of the golden
+ * corpus, grown by 1 to 12 bytes at a time (seeded). */
+static void test_incremental_analysis_equals_fresh(void **state)
+{
+    struct dirent **names = NULL;
+    int nnames = scandir("tests/golden", &names, NULL, by_name);
+    assert_true(nnames > 0);
+    ag_buf_t in;
+    ag_buf_init(&in, 1u << 24);
+    ag_block_t *blocks = ag_xcalloc(64, sizeof(*blocks));
+    ag_hold_memo_t *memo = ag_hold_memo_new(), *fresh = ag_hold_memo_new();
+    uint64_t steps = 0, differ = 0;
+    for (int i = 0; i < nnames; i++) {
+        const char *name = names[i]->d_name;
+        char p[512];
+        snprintf(p, sizeof(p), "tests/golden/%s/input.md", name);
+        ag_buf_reset(&in);
+        if (name[0] == '.' || ag_read_file(p, &in) != AG_OK)
+            continue;
+        ag_rules_t *own = NULL;
+        snprintf(p, sizeof(p), "tests/golden/%s/rules.yaml", name);
+        if (access(p, F_OK) == 0) {
+            const char *files[] = {p};
+            ag_diag_t d;
+            memset(&d, 0, sizeof(d));
+            assert_int_equal(ag_rules_load_files(files, 1, &own, &d), AG_OK);
+        }
+        ag_engine_t *e = engine_for(own ? own : mastra, in.len);
+        uint32_t nb = 0;
+        if (ag_fence_find(ag_buf_str(&in), blocks, 64, &nb) != AG_OK)
+            nb = 0;
+        for (uint32_t b = 0; b < nb; b++) {
+            if (ag_engine_block_lang(e, &blocks[b]) < 0)
+                continue;
+            ag_hold_memo_reset(memo);
+            uint32_t len = blocks[b].end - blocks[b].start;
+            for (uint32_t n = 0; n < len;) {
+                n += 1 + rng() % 12;
+                if (n > len)
+                    n = len;
+                ag_str_t code = ag_str(in.ptr + blocks[b].start, n);
+                ag_hold_end_t e1, e2;
+                uint32_t f1 = ag_hold_frontier(e, &blocks[b], code, memo, &e1);
+                ag_hold_memo_reset(fresh);
+                uint32_t f2 = ag_hold_frontier(e, &blocks[b], code, fresh, &e2);
+                steps++;
+                if (f1 != f2 || e1.quote != e2.quote || e1.line_comment != e2.line_comment ||
+                    e1.settled != e2.settled || e1.free != e2.free) {
+                    if (differ++ < MAX_REPORTS)
+                        fprintf(stderr,
+                                "hold: %s block %u, %u bytes: incremental frontier %u (settled "
+                                "%d), from scratch %u (settled %d)\n",
+                                name, b, n, f1, e1.settled, f2, e2.settled);
+                }
+            }
+        }
+        ag_engine_free(e);
+        ag_rules_free(own);
+    }
+    for (int i = 0; i < nnames; i++)
+        free(names[i]);
+    free(names);
+    ag_hold_memo_free(memo);
+    ag_hold_memo_free(fresh);
+    free(blocks);
+    ag_buf_dispose(&in);
+    print_message("hold: %llu analyses of growing blocks, incremental and from scratch\n",
+                  (unsigned long long)steps);
+    assert_true(steps > 1000);
+    if (differ)
+        fail_msg("hold: %llu of %llu incremental analyses differ from scratch (first %d above)",
+                 (unsigned long long)differ, (unsigned long long)steps, MAX_REPORTS);
+}
+
 /* A block rule: the stream ends blocked and releases nothing of the match, whatever the split. */
 static void test_block_rule_releases_nothing_of_the_match(void **state)
 {
@@ -352,6 +429,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_corpus_every_split),
         cmocka_unit_test(test_block_rule_releases_nothing_of_the_match),
+        cmocka_unit_test(test_incremental_analysis_equals_fresh),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
