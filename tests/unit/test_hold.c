@@ -161,6 +161,7 @@ static bool stream_split(hcase_t *c, const size_t *cuts, size_t ncuts, const cha
 {
     ag_stream_t *s = ag_stream_new(c->engine, 0, NULL, NULL);
     ag_stream_set_hold(s, AG_STREAM_HOLD_MINIMAL);
+    ag_stream_set_duty(s, 0); /* every due analysis, whatever the machine's speed */
     ag_buf_t out;
     ag_buf_init(&out, 1u << 24);
     ag_stream_status_t st = AG_STREAM_OK;
@@ -382,6 +383,87 @@ static void test_incremental_analysis_equals_fresh(void **state)
                  (unsigned long long)differ, (unsigned long long)steps, MAX_REPORTS);
 }
 
+/* A clock for ag_stream_set_clock: each read moves it by tick (an analysis, between its two
+ * reads, then "takes" one tick); the test moves it between pushes. */
+typedef struct fake_clock {
+    uint64_t now, tick;
+} fake_clock_t;
+
+static uint64_t fake_now(void *ud)
+{
+    fake_clock_t *c = ud;
+    c->now += c->tick;
+    return c->now;
+}
+
+/* Streams reply in 16 deltas with the given duty; gap: clock time between two pushes. Returns
+ * the analyses; *early: bytes released before the finish. Checks the assembled text. */
+static uint64_t duty_run(ag_engine_t *e, ag_str_t reply, ag_str_t want, uint32_t duty, uint64_t gap,
+                         size_t *early)
+{
+    fake_clock_t clk = {.now = 1000000, .tick = 20000}; /* 20 us per analysis */
+    ag_stream_t *s = ag_stream_new(e, 0, NULL, NULL);
+    ag_stream_set_hold(s, AG_STREAM_HOLD_MINIMAL);
+    ag_stream_set_duty(s, duty);
+    ag_stream_set_clock(s, fake_now, &clk);
+    ag_buf_t out;
+    ag_buf_init(&out, 1u << 20);
+    ag_stream_status_t st;
+    size_t pos = 0;
+    for (uint32_t i = 0; i < 16; i++) {
+        size_t end = reply.len * (i + 1) / 16;
+        assert_int_equal(ag_stream_push(s, 1, ag_str(reply.ptr + pos, end - pos), &out, &st),
+                         AG_OK);
+        pos = end;
+        clk.now += gap;
+    }
+    *early = out.len;
+    assert_int_equal(ag_stream_finish(s, 1, &out, &st), AG_OK);
+    assert_int_equal(out.len, want.len);
+    assert_memory_equal(out.ptr, want.ptr, want.len);
+    ag_stream_hold_stats_t hs;
+    ag_stream_hold_stats(s, &hs);
+    assert_int_equal(hs.violations, 0);
+    ag_stream_free(s);
+    ag_buf_dispose(&out);
+    return hs.analyses;
+}
+
+/* The duty (ag_stream_set_duty): deltas that come in a burst are analysed once or twice, not
+ * each; deltas at a model's pace (milliseconds apart) are each analysed as without a duty, and
+ * release the same. */
+static void test_duty_analyses_a_burst_once(void **state)
+{
+    static const char reply[] =
+        "Here is the agent.\n\n```ts\nimport { Agent } from '@mastra/core/agent';\n"
+        "import { openai } from '@ai-sdk/openai';\n"
+        "import { orderLookup } from '../tools/orders';\n\n"
+        "export const orderAgent = new Agent({\n  id: 'order-agent',\n"
+        "  name: 'Order Agent',\n  instructions: 'You help customers with their orders: look "
+        "them up, explain the status and offer a refund when late.',\n"
+        "  tools: { orderLookup },\n  model: openai('gpt-4o'),\n});\n```\n\nDone.\n";
+    ag_str_t in = ag_cstr(reply);
+    ag_engine_t *e = engine_for(mastra, in.len);
+    ag_buf_t want;
+    ag_buf_init(&want, 1u << 20);
+    ag_result_t res;
+    assert_int_equal(ag_engine_rewrite(e, in, &want, &res), AG_OK);
+    assert_true(res.rewrites > 0);
+    size_t early_all, early_burst, early_paced;
+    uint64_t all = duty_run(e, in, ag_buf_str(&want), 0, 0, &early_all);
+    uint64_t burst = duty_run(e, in, ag_buf_str(&want), AG_STREAM_DUTY, 0, &early_burst);
+    uint64_t paced = duty_run(e, in, ag_buf_str(&want), AG_STREAM_DUTY, 5000000, &early_paced);
+    print_message("hold: duty: %llu analyses without, %llu in a burst, %llu at 5 ms a delta\n",
+                  (unsigned long long)all, (unsigned long long)burst, (unsigned long long)paced);
+    assert_true(all >= 6);
+    assert_true(burst <= 2);
+    assert_int_equal(paced, all);
+    assert_int_equal(early_paced, early_all);
+    assert_true(early_all > 0);
+    ag_buf_dispose(&want);
+    ag_engine_free(e);
+}
+
 /* A block rule: the stream ends blocked and releases nothing of the match, whatever the split. */
 static void test_block_rule_releases_nothing_of_the_match(void **state)
 {
@@ -430,6 +512,7 @@ int main(void)
         cmocka_unit_test(test_golden_corpus_every_split),
         cmocka_unit_test(test_block_rule_releases_nothing_of_the_match),
         cmocka_unit_test(test_incremental_analysis_equals_fresh),
+        cmocka_unit_test(test_duty_analyses_a_burst_once),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
