@@ -207,11 +207,12 @@ static uint32_t import_point(const hold_t *h, uint32_t i)
     return le;
 }
 
-/* Whether some import statement binds name. */
+/* Whether some complete import statement binds name (one still being typed may end up no
+ * import at all: `import { openai } from 'x` followed by a line end). */
 static bool import_binds(const hold_t *h, ag_str_t name)
 {
     for (uint32_t c = h->f->nodes[0].first_child; c != AG_NONE; c = h->f->nodes[c].next_sib) {
-        if (!is(h, c, h->k->import_statement))
+        if (!is(h, c, h->k->import_statement) || h->f->nodes[c].end >= h->len)
             continue;
         for (uint32_t i = c + 1; i < h->f->nodes[c].subtree_end; i++)
             if (is(h, i, h->k->identifier) && ag_str_eq(text(h, i), name))
@@ -233,19 +234,23 @@ static uint32_t structural(hold_t *h, uint32_t *perm)
         if (!import_binds(h, h->nd->import[k]))
             need_import = true;
     if (need_import) {
-        uint32_t last = AG_NONE, first = AG_NONE;
+        uint32_t last = AG_NONE, before_last = AG_NONE, first = AG_NONE;
         bool code_after = false; /* a statement follows the imports: the point cannot move */
         for (uint32_t c = f->nodes[0].first_child; c != AG_NONE; c = f->nodes[c].next_sib) {
             if (!f->nodes[c].named || f->nodes[c].extra)
                 continue;
             if (first == AG_NONE)
                 first = c;
-            if (is(h, c, h->k->import_statement))
+            if (is(h, c, h->k->import_statement)) {
+                before_last = last;
                 last = c;
-            else if (f->nodes[c].end < h->len && !f->nodes[c].has_error)
+            } else if (f->nodes[c].end < h->len && !f->nodes[c].has_error)
                 code_after = true; /* complete, and more text follows it: it cannot grow into
                                       an import */
         }
+        if (last != AG_NONE && f->nodes[last].end >= h->len)
+            last = before_last; /* still being typed (`import { z } from 'z as`): it may end up
+                                   no import at all, and the point before it */
         uint32_t at = 0;
         if (last != AG_NONE) {
             at = import_point(h, last);
