@@ -101,6 +101,17 @@ static uint64_t clock_ns(const ag_stream_t *s)
     return s->clock ? s->clock(s->clock_ud) : mono_ns();
 }
 
+/* The thread's CPU time: an analysis's cost, without the time the thread was not running (on a
+ * loaded machine a wall-clock cost would hold back analyses at a model's pace). */
+static uint64_t cpu_ns(const ag_stream_t *s)
+{
+    if (s->clock)
+        return s->clock(s->clock_ud);
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* After a push or finish: the bytes that went out and had come in an earlier push waited; report
  * how long the oldest of them did, and forget the arrivals no longer held. */
 static void waited(ag_stream_t *s, key_state_t *k, uint32_t before, uint64_t now)
@@ -357,9 +368,10 @@ static int advance(ag_stream_t *s, key_state_t *k, bool final, ag_buf_t *out, bo
                 return emit_to(k, (uint32_t)all.len, out);
             if (!due(k, code, all))
                 return AG_OK; /* holding less later is as safe as now, and cheaper */
-            uint64_t t0 = s->duty ? clock_ns(s) : 0;
-            if (s->duty && k->an_block == code && t0 < k->an_next)
+            uint64_t now = s->duty ? clock_ns(s) : 0;
+            if (s->duty && k->an_block == code && now < k->an_next)
                 return AG_OK; /* over the CPU budget: a burst of deltas, analysed later */
+            uint64_t c0 = s->duty ? cpu_ns(s) : 0;
             if (k->memo == NULL)
                 k->memo = ag_hold_memo_new();
             if (k->an_block != code)
@@ -368,8 +380,8 @@ static int advance(ag_stream_t *s, key_state_t *k, bool final, ag_buf_t *out, bo
             uint32_t fr = ag_hold_frontier(s->engine, &b, ag_str(all.ptr + code, all.len - code),
                                            k->memo, &k->an_end);
             if (s->duty) {
-                uint64_t t1 = clock_ns(s);
-                k->an_next = t1 + (t1 > t0 ? t1 - t0 : 0) * s->duty;
+                uint64_t c1 = cpu_ns(s);
+                k->an_next = now + (c1 > c0 ? c1 - c0 : 0) * (1 + (uint64_t)s->duty);
             }
             k->an_block = code;
             k->an_len = (uint32_t)all.len;
