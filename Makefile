@@ -34,7 +34,7 @@ ASAN_OBJ := $(LIB_SRC:%.c=build/asan/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/asan/%)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: bench-api bench-tools bench-proxy demo all deps grammar run test test-build unit golden fuzz fuzz-build bench clean format check-format
+.PHONY: bench-api bench-tools bench-hold bench-proxy demo all deps grammar run test test-build unit golden fuzz fuzz-build bench clean format check-format
 .DELETE_ON_ERROR:
 
 all: build/astgate
@@ -155,6 +155,16 @@ bench-tools: build/libastgate.a $(GRAMMAR_OBJ)
 	$(Q)$(CC) $(CFLAGS) -Isrc $(INCLUDES) bench/bench_tools.c build/libastgate.a $(GRAMMAR_OBJ) $(LIBS) \
 		-o build/bench_tools
 	$(Q)build/bench_tools rules/mastra.yaml
+
+# the streaming core's CPU per streamed reply, hold block vs minimal (bench/bench_hold.c)
+bench-hold: build/libastgate.a $(GRAMMAR_OBJ)
+	$(Q)$(CC) $(CFLAGS) -Isrc $(INCLUDES) bench/bench_hold.c build/libastgate.a $(GRAMMAR_OBJ) $(LIBS) \
+		-o build/bench_hold
+	$(Q)node bench/proxy/upstream.js --dump 7 build/bench-proxy-reply.md
+	@echo "== the reply of bench/run-proxy.sh"
+	$(Q)build/bench_hold --reps 7 --iters 40 build/bench-proxy-reply.md
+	@echo "== the golden replies (tests/golden/*/input.md), rules/mastra.yaml"
+	$(Q)build/bench_hold --reps 5 --iters 2 tests/golden/*/input.md
 
 format:
 	$(Q)clang-format -i src/*/*.c src/*/*.h tests/unit/*.c tests/fuzz/*.c

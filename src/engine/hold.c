@@ -6,6 +6,8 @@
 #include "rewrite_int.h"
 #include "rules_int.h"
 
+#include <pthread.h>
+
 #define MAX_KEYS 8
 #define MAX_IMPORTS 8
 
@@ -73,20 +75,53 @@ static void rule_needs(const ag_engine_t *e, const bool *active, needs_t *nd)
     }
 }
 
+/* The grammar symbols the analysis looks at, per grammar: looked up by name once (a lookup
+ * walks every symbol of the grammar). */
+typedef struct syms {
+    TSSymbol program, import_statement, export_statement, statement_block, class_body, switch_case,
+        variable_declarator, function_declaration, generator_function_declaration,
+        class_declaration, pair, shorthand, spread, computed, identifier, property_id, string;
+} syms_t;
+
+static syms_t syms_of[AG_LANG_COUNT];
+static pthread_once_t syms_once = PTHREAD_ONCE_INIT;
+
 typedef struct hold {
     ag_engine_t *e;
     const ag_flat_t *f;
     ag_lang_t lang;
     uint32_t len; /* bytes of code received (the rest of the source is the completion) */
     const needs_t *nd;
-    TSSymbol program, import_statement, export_statement, statement_block, class_body, switch_case,
-        variable_declarator, function_declaration, generator_function_declaration,
-        class_declaration, pair, shorthand, spread, computed, identifier, property_id, string;
+    const syms_t *k;
 } hold_t;
 
 static TSSymbol sym(ag_lang_t l, const char *n)
 {
     return ag_lang_kind(l, ag_cstr(n));
+}
+
+static void syms_init(void)
+{
+    for (int l = 0; l < AG_LANG_COUNT; l++) {
+        syms_t *k = &syms_of[l];
+        k->program = sym((ag_lang_t)l, "program");
+        k->import_statement = sym((ag_lang_t)l, "import_statement");
+        k->export_statement = sym((ag_lang_t)l, "export_statement");
+        k->statement_block = sym((ag_lang_t)l, "statement_block");
+        k->class_body = sym((ag_lang_t)l, "class_body");
+        k->switch_case = sym((ag_lang_t)l, "switch_case");
+        k->variable_declarator = sym((ag_lang_t)l, "variable_declarator");
+        k->function_declaration = sym((ag_lang_t)l, "function_declaration");
+        k->generator_function_declaration = sym((ag_lang_t)l, "generator_function_declaration");
+        k->class_declaration = sym((ag_lang_t)l, "class_declaration");
+        k->pair = sym((ag_lang_t)l, "pair");
+        k->shorthand = sym((ag_lang_t)l, "shorthand_property_identifier");
+        k->spread = sym((ag_lang_t)l, "spread_element");
+        k->computed = sym((ag_lang_t)l, "computed_property_name");
+        k->identifier = sym((ag_lang_t)l, "identifier");
+        k->property_id = sym((ag_lang_t)l, "property_identifier");
+        k->string = sym((ag_lang_t)l, "string");
+    }
 }
 
 static bool is(const hold_t *h, uint32_t i, TSSymbol s)
@@ -129,9 +164,10 @@ static bool key_prefix(const hold_t *h, uint32_t i)
 static bool scope_open(const hold_t *h, uint32_t i)
 {
     for (uint32_t a = h->f->nodes[i].parent; a != AG_NONE; a = h->f->nodes[a].parent) {
-        if (is(h, a, h->program))
+        if (is(h, a, h->k->program))
             return true;
-        if (is(h, a, h->statement_block) || is(h, a, h->class_body) || is(h, a, h->switch_case))
+        if (is(h, a, h->k->statement_block) || is(h, a, h->k->class_body) ||
+            is(h, a, h->k->switch_case))
             return h->f->nodes[a].end > h->len || h->f->nodes[a].missing;
     }
     return true;
@@ -141,9 +177,10 @@ static bool scope_open(const hold_t *h, uint32_t i)
 static bool scope_top(const hold_t *h, uint32_t i)
 {
     for (uint32_t a = h->f->nodes[i].parent; a != AG_NONE; a = h->f->nodes[a].parent) {
-        if (is(h, a, h->program))
+        if (is(h, a, h->k->program))
             return true;
-        if (is(h, a, h->statement_block) || is(h, a, h->class_body) || is(h, a, h->switch_case))
+        if (is(h, a, h->k->statement_block) || is(h, a, h->k->class_body) ||
+            is(h, a, h->k->switch_case))
             return false;
     }
     return true;
@@ -154,9 +191,9 @@ static bool scope_top(const hold_t *h, uint32_t i)
 static bool exported(const hold_t *h, uint32_t i)
 {
     uint32_t a = h->f->nodes[i].parent;
-    if (is(h, i, h->variable_declarator) && a != AG_NONE)
+    if (is(h, i, h->k->variable_declarator) && a != AG_NONE)
         a = h->f->nodes[a].parent; /* the declarator's lexical/variable declaration */
-    return a != AG_NONE && is(h, a, h->export_statement);
+    return a != AG_NONE && is(h, a, h->k->export_statement);
 }
 
 /* The end of the line of the import at i, before its line ending: where ensure adds one. */
@@ -170,14 +207,15 @@ static uint32_t import_point(const hold_t *h, uint32_t i)
     return le;
 }
 
-/* Whether some import statement binds name. */
+/* Whether some complete import statement binds name (one still being typed may end up no
+ * import at all: `import { openai } from 'x` followed by a line end). */
 static bool import_binds(const hold_t *h, ag_str_t name)
 {
     for (uint32_t c = h->f->nodes[0].first_child; c != AG_NONE; c = h->f->nodes[c].next_sib) {
-        if (!is(h, c, h->import_statement))
+        if (!is(h, c, h->k->import_statement) || h->f->nodes[c].end >= h->len)
             continue;
         for (uint32_t i = c + 1; i < h->f->nodes[c].subtree_end; i++)
-            if (is(h, i, h->identifier) && ag_str_eq(text(h, i), name))
+            if (is(h, i, h->k->identifier) && ag_str_eq(text(h, i), name))
                 return true;
     }
     return false;
@@ -196,19 +234,23 @@ static uint32_t structural(hold_t *h, uint32_t *perm)
         if (!import_binds(h, h->nd->import[k]))
             need_import = true;
     if (need_import) {
-        uint32_t last = AG_NONE, first = AG_NONE;
+        uint32_t last = AG_NONE, before_last = AG_NONE, first = AG_NONE;
         bool code_after = false; /* a statement follows the imports: the point cannot move */
         for (uint32_t c = f->nodes[0].first_child; c != AG_NONE; c = f->nodes[c].next_sib) {
             if (!f->nodes[c].named || f->nodes[c].extra)
                 continue;
             if (first == AG_NONE)
                 first = c;
-            if (is(h, c, h->import_statement))
+            if (is(h, c, h->k->import_statement)) {
+                before_last = last;
                 last = c;
-            else if (f->nodes[c].end < h->len && !f->nodes[c].has_error)
+            } else if (f->nodes[c].end < h->len && !f->nodes[c].has_error)
                 code_after = true; /* complete, and more text follows it: it cannot grow into
                                       an import */
         }
+        if (last != AG_NONE && f->nodes[last].end >= h->len)
+            last = before_last; /* still being typed (`import { z } from 'z as`): it may end up
+                                   no import at all, and the point before it */
         uint32_t at = 0;
         if (last != AG_NONE) {
             at = import_point(h, last);
@@ -231,32 +273,32 @@ static uint32_t structural(hold_t *h, uint32_t *perm)
             continue;
         }
         /* properties a rule pins, and spreads (the pinned property may come through them) */
-        if ((is(h, i, h->pair) && is_key(h, text(h, ag_flat_named_child(f, i, 0) == AG_NONE
-                                                        ? i
-                                                        : ag_flat_named_child(f, i, 0)))) ||
-            (is(h, i, h->shorthand) && is_key(h, text(h, i))) || is(h, i, h->spread) ||
-            is(h, i, h->computed)) {
+        if ((is(h, i, h->k->pair) && is_key(h, text(h, ag_flat_named_child(f, i, 0) == AG_NONE
+                                                           ? i
+                                                           : ag_flat_named_child(f, i, 0)))) ||
+            (is(h, i, h->k->shorthand) && is_key(h, text(h, i))) || is(h, i, h->k->spread) ||
+            is(h, i, h->k->computed)) {
             fr = n->start;
             /* lasting, unless a shorthand name still being typed (it may grow into another) */
-            if (fr < *perm && !(is(h, i, h->shorthand) && n->end >= h->len))
+            if (fr < *perm && !(is(h, i, h->k->shorthand) && n->end >= h->len))
                 *perm = fr;
             continue;
         }
         /* a name still being typed that may become one */
         if (n->end >= h->len &&
-            (is(h, i, h->shorthand) || is(h, i, h->property_id) || is(h, i, h->identifier) ||
-             is(h, i, h->string)) &&
+            (is(h, i, h->k->shorthand) || is(h, i, h->k->property_id) ||
+             is(h, i, h->k->identifier) || is(h, i, h->k->string)) &&
             key_prefix(h, i)) {
             fr = n->start;
             continue;
         }
         /* declarations a later value may still refer to (ensure follows them) */
-        if ((is(h, i, h->variable_declarator) || is(h, i, h->function_declaration) ||
-             is(h, i, h->generator_function_declaration) || is(h, i, h->class_declaration)) &&
+        if ((is(h, i, h->k->variable_declarator) || is(h, i, h->k->function_declaration) ||
+             is(h, i, h->k->generator_function_declaration) || is(h, i, h->k->class_declaration)) &&
             !exported(h, i) && scope_open(h, i)) {
             uint32_t at = n->start;
             uint32_t p = n->parent;
-            if (is(h, i, h->variable_declarator) && p != AG_NONE)
+            if (is(h, i, h->k->variable_declarator) && p != AG_NONE)
                 at = f->nodes[p].start; /* from `const` on */
             if (at < fr)
                 fr = at;
@@ -278,14 +320,14 @@ static void end_state(const hold_t *h, ag_hold_end_t *end)
     uint32_t deepest = AG_NONE;
     for (uint32_t i = 1; i < f->count; i++) {
         const ag_fnode_t *n = &f->nodes[i];
-        if (n->start < h->len && n->end >= h->len && (is(h, i, h->string) || n->extra))
+        if (n->start < h->len && n->end >= h->len && (is(h, i, h->k->string) || n->extra))
             deepest = i;
     }
     if (deepest == AG_NONE)
         return;
     const ag_fnode_t *n = &f->nodes[deepest];
     const char *src = f->src;
-    if (is(h, deepest, h->string) && n->end > h->len &&
+    if (is(h, deepest, h->k->string) && n->end > h->len &&
         (src[n->start] == '\'' || src[n->start] == '"')) {
         /* completed: the closing quote is the completion's, after a plain character */
         if (src[h->len - 1] != '\\' && src[n->end - 1] == src[n->start] && n->end == h->len + 1)
@@ -296,7 +338,26 @@ static void end_state(const hold_t *h, ag_hold_end_t *end)
     }
 }
 
-uint32_t ag_hold_frontier(ag_engine_t *e, const ag_block_t *blk, ag_str_t code, ag_hold_end_t *end)
+ag_hold_memo_t *ag_hold_memo_new(void)
+{
+    return ag_xcalloc(1, sizeof(ag_hold_memo_t));
+}
+
+void ag_hold_memo_reset(ag_hold_memo_t *m)
+{
+    ag_engine_probe_memo_dispose(m);
+}
+
+void ag_hold_memo_free(ag_hold_memo_t *m)
+{
+    if (m == NULL)
+        return;
+    ag_engine_probe_memo_dispose(m);
+    free(m);
+}
+
+uint32_t ag_hold_frontier(ag_engine_t *e, const ag_block_t *blk, ag_str_t code,
+                          ag_hold_memo_t *memo, ag_hold_end_t *end)
 {
     memset(end, 0, sizeof(*end));
     if (code.len >= UINT32_MAX / 2)
@@ -317,16 +378,15 @@ uint32_t ag_hold_frontier(ag_engine_t *e, const ag_block_t *blk, ag_str_t code, 
         end->settled = end->free = true; /* only flags: nothing ever changes */
         goto out;
     }
-    /* where the rules would edit the code as it stands */
-    uint32_t now = ag_engine_probe_edits(e, code, (ag_lang_t)lang, active);
-    if (now < fr)
-        fr = now;
-    TSTree *tree = ag_engine_parse_completed(e, code, (ag_lang_t)lang);
+    /* where the rules would edit the code as it stands, and its parse for the structure */
+    uint32_t now;
+    TSTree *tree = ag_engine_probe(e, code, (ag_lang_t)lang, active, memo, &now);
     if (tree == NULL) {
         fr = 0;
         goto out;
     }
-    ag_flat_build(&e->flat, tree, e->code.ptr, (uint32_t)e->code.len);
+    if (now < fr)
+        fr = now;
     hold_t h;
     memset(&h, 0, sizeof(h));
     h.e = e;
@@ -334,31 +394,14 @@ uint32_t ag_hold_frontier(ag_engine_t *e, const ag_block_t *blk, ag_str_t code, 
     h.lang = (ag_lang_t)lang;
     h.len = (uint32_t)code.len;
     h.nd = &nd;
-    ag_lang_t l = h.lang;
-    h.program = sym(l, "program");
-    h.import_statement = sym(l, "import_statement");
-    h.export_statement = sym(l, "export_statement");
-    h.statement_block = sym(l, "statement_block");
-    h.class_body = sym(l, "class_body");
-    h.switch_case = sym(l, "switch_case");
-    h.variable_declarator = sym(l, "variable_declarator");
-    h.function_declaration = sym(l, "function_declaration");
-    h.generator_function_declaration = sym(l, "generator_function_declaration");
-    h.class_declaration = sym(l, "class_declaration");
-    h.pair = sym(l, "pair");
-    h.shorthand = sym(l, "shorthand_property_identifier");
-    h.spread = sym(l, "spread_element");
-    h.computed = sym(l, "computed_property_name");
-    h.identifier = sym(l, "identifier");
-    h.property_id = sym(l, "property_identifier");
-    h.string = sym(l, "string");
+    pthread_once(&syms_once, syms_init);
+    h.k = &syms_of[lang];
     uint32_t perm;
     uint32_t st = structural(&h, &perm);
     if (st < fr)
         fr = st;
     end->settled = perm <= fr;
     end_state(&h, end);
-    ts_tree_delete(tree);
 out:
     free(active);
     return fr;

@@ -38,6 +38,17 @@ typedef struct ag_hold_end {
     bool free;         /* no rule edits this block: all of it goes out as it comes */
 } ag_hold_end_t;
 
-uint32_t ag_hold_frontier(ag_engine_t *e, const ag_block_t *blk, ag_str_t code, ag_hold_end_t *end);
+/* What an analysis keeps for the next one of the same block (its parse, reused for an
+ * incremental parse while the code only grows at the end). Not shared between threads. */
+typedef struct ag_hold_memo ag_hold_memo_t;
+ag_hold_memo_t *ag_hold_memo_new(void);
+/* Forgets the block (the next analysis parses from scratch). */
+void ag_hold_memo_reset(ag_hold_memo_t *m);
+void ag_hold_memo_free(ag_hold_memo_t *m);
+
+/* memo: borrowed; holds the parse of an earlier analysis of a prefix of code (the same block),
+ * or nothing (reset). */
+uint32_t ag_hold_frontier(ag_engine_t *e, const ag_block_t *blk, ag_str_t code,
+                          ag_hold_memo_t *memo, ag_hold_end_t *end);
 
 #endif

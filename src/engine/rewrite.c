@@ -1298,34 +1298,77 @@ int ag_engine_rewrite_code(ag_engine_t *e, ag_str_t code, ag_str_t label, bool f
 
 /* ---- for the streaming hold (hold.c) ---- */
 
-uint32_t ag_engine_probe_edits(ag_engine_t *e, ag_str_t code, ag_lang_t lang, const bool *active)
+TSTree *ag_engine_probe(ag_engine_t *e, ag_str_t code, ag_lang_t lang, const bool *active,
+                        struct ag_hold_memo *memo, uint32_t *edit_at)
 {
     begin(e, code);
-    if (code.len >= UINT32_MAX / 2 || e->rules->n == 0)
-        return (uint32_t)code.len;
-    memcpy(e->active, active, e->rules->n * sizeof(bool));
-    e->cur_block = 0;
-    process_block(e, 0, (uint32_t)code.len, lang, false, true, false);
-    uint32_t min = (uint32_t)code.len;
-    for (uint32_t i = 0; i < e->nedits; i++)
-        if (e->edits[i].start < min)
-            min = e->edits[i].start;
-    e->nedits = 0;
-    e->nevents = 0;
-    return min;
-}
-
-TSTree *ag_engine_parse_completed(ag_engine_t *e, ag_str_t code, ag_lang_t lang)
-{
+    *edit_at = (uint32_t)code.len;
+    TSTree *old = memo->tree;
+    memo->tree = NULL;
+    TSTree *tree = NULL;
+    if (code.len >= UINT32_MAX / 2 || old == NULL || memo->len > code.len) {
+        if (old)
+            ts_tree_delete(old);
+        old = NULL;
+    }
     ag_buf_reset(&e->code);
     if (code.len >= UINT32_MAX / 2 || ag_buf_append(&e->code, code.ptr, code.len) != AG_OK)
-        return NULL;
-    close_open(e, (uint32_t)code.len);
+        goto out;
+    e->code_off = 0;
+    e->orig_len = (uint32_t)code.len;
+    e->cur_block = 0;
+    e->cur_cut = true;
+    e->cur_frag = false;
+    /* as process_block treats the start of a cut-off block: completed, then parsed once */
+    close_open(e, e->orig_len);
+    e->code_len = (uint32_t)e->code.len;
+    TSPoint end = point_at(e->code.ptr, e->code_len);
+    if (old) {
+        /* the code only grew since: the old completion is replaced by the new bytes and the new
+         * completion, and everything before it can be reused */
+        TSInputEdit ie = {memo->len, memo->total, e->code_len, point_at(e->code.ptr, memo->len),
+                          memo->end, end};
+        ts_tree_edit(old, &ie);
+    }
     TSParser *p = e->parser[lang];
-    TSTree *t = ts_parser_parse_string(p, NULL, e->code.ptr, (uint32_t)e->code.len);
-    if (t == NULL)
-        ts_parser_reset(p);
-    return t;
+    tree = ts_parser_parse_string(p, old, e->code.ptr, e->code_len);
+    if (tree == NULL) {
+        ts_parser_reset(p); /* the parse ran out of time */
+        goto out;
+    }
+    ag_flat_build(&e->flat, tree, e->code.ptr, e->code_len);
+    memo->tree = tree;
+    memo->len = e->orig_len;
+    memo->total = e->code_len;
+    memo->end = end;
+    bool any = false;
+    for (uint32_t r = 0; r < e->rules->n; r++) {
+        e->active[r] = active[r] && e->rules->rules[r].lang[lang].enabled &&
+                       literal_present(&e->rules->rules[r], code);
+        any |= e->active[r];
+    }
+    if (!any)
+        goto out;
+    /* the edits as matching makes them: which of them the overlap and parse checks would keep
+     * does not matter here, an edit dropped now may be kept once more code has come */
+    e->m.steps = 0;
+    scan(e, lang, e->active);
+    for (uint32_t i = 0; i < e->nedits; i++)
+        if (e->edits[i].start < *edit_at)
+            *edit_at = e->edits[i].start;
+    e->nedits = 0;
+    e->nevents = 0;
+out:
+    if (old)
+        ts_tree_delete(old);
+    return tree;
+}
+
+void ag_engine_probe_memo_dispose(struct ag_hold_memo *memo)
+{
+    if (memo->tree)
+        ts_tree_delete(memo->tree);
+    memset(memo, 0, sizeof(*memo));
 }
 
 int ag_engine_block_rules(const ag_engine_t *e, const ag_block_t *blk, bool *active)

@@ -91,13 +91,23 @@ void ag_engine_line_info(const ag_engine_t *e, uint32_t off, ag_str_t *indent, a
 uint32_t ag_engine_count_errors(TSNode root);
 
 /* For the streaming hold (hold.c). */
-/* Runs the rules active[] over code as the start of a cut-off block (completed for the parse, as
- * a reply cut by max_tokens is) and returns the smallest offset an edit would start at, kept or
- * dropped, or code.len when none would; nothing is reported. */
-uint32_t ag_engine_probe_edits(ag_engine_t *e, ag_str_t code, ag_lang_t lang, const bool *active);
-/* Parses code completed the same way into a new tree over e->code (NULL when the parse ran out of
- * time); the caller deletes it. */
-TSTree *ag_engine_parse_completed(ag_engine_t *e, ag_str_t code, ag_lang_t lang);
+/* What one probe leaves for the next on the same block, whose code only grows at the end. */
+struct ag_hold_memo {
+    TSTree *tree;   /* owned: the last parse (code + completion); NULL = none */
+    uint32_t len;   /* bytes of code it parsed */
+    uint32_t total; /* ... and with the completion */
+    TSPoint end;    /* the point at total */
+};
+/* Parses code as the start of a cut-off block (completed for the parse, as a reply cut by
+ * max_tokens is) into e->code and e->flat, incrementally from memo's tree when memo holds the
+ * parse of a prefix of code; runs the rules active[] over it and sets *edit_at to the smallest
+ * offset an edit would start at, kept or dropped, or code.len when none would; nothing is
+ * reported. Returns the tree (owned by memo, valid until the next probe with it or its
+ * disposal), or NULL when the parse ran out of time (memo is then empty and e->flat stale). */
+TSTree *ag_engine_probe(ag_engine_t *e, ag_str_t code, ag_lang_t lang, const bool *active,
+                        struct ag_hold_memo *memo, uint32_t *edit_at);
+/* Frees memo's tree and empties it. */
+void ag_engine_probe_memo_dispose(struct ag_hold_memo *memo);
 /* The grammar for blk (-1: no rule looks at it), and which rules do (active[rule]). */
 int ag_engine_block_rules(const ag_engine_t *e, const ag_block_t *blk, bool *active);
 

@@ -30,6 +30,8 @@ typedef struct key_state {
     uint32_t an_len;   /* the text length it saw */
     uint32_t an_fr;    /* its frontier (absolute) */
     ag_hold_end_t an_end;
+    ag_hold_memo_t *memo; /* the last analysis's parse, for the next; NULL until the first */
+    uint64_t an_next;     /* clock time before which no analysis of the block runs (duty) */
     /* when the held bytes arrived: arr_off[i] is where the bytes of a push start, arr_ns[i]
      * when it came (oldest first; only pushes with bytes still held) */
     uint32_t arr_off[MAX_ARRIVALS];
@@ -46,6 +48,9 @@ struct ag_stream {
     ag_stream_result_cb cb;
     ag_stream_wait_cb wait_cb;
     void *ud;
+    uint32_t duty;            /* see ag_stream_set_duty */
+    ag_stream_clock_fn clock; /* NULL = mono_ns */
+    void *clock_ud;
     key_state_t *keys;
     uint32_t nkeys, cap;
     ag_buf_t scratch;
@@ -58,6 +63,7 @@ ag_stream_t *ag_stream_new(ag_engine_t *engine, size_t max_text, ag_stream_resul
     s->max_text = max_text ? max_text : (8u << 20);
     s->cb = cb;
     s->ud = ud;
+    s->duty = AG_STREAM_DUTY;
     ag_buf_init(&s->scratch, s->max_text * 2 + 65536);
     return s;
 }
@@ -72,10 +78,37 @@ void ag_stream_set_wait(ag_stream_t *s, ag_stream_wait_cb cb)
     s->wait_cb = cb;
 }
 
+void ag_stream_set_duty(ag_stream_t *s, uint32_t duty)
+{
+    s->duty = duty;
+}
+
+void ag_stream_set_clock(ag_stream_t *s, ag_stream_clock_fn clock, void *ud)
+{
+    s->clock = clock;
+    s->clock_ud = ud;
+}
+
 static uint64_t mono_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t clock_ns(const ag_stream_t *s)
+{
+    return s->clock ? s->clock(s->clock_ud) : mono_ns();
+}
+
+/* The thread's CPU time: an analysis's cost, without the time the thread was not running (on a
+ * loaded machine a wall-clock cost would hold back analyses at a model's pace). */
+static uint64_t cpu_ns(const ag_stream_t *s)
+{
+    if (s->clock)
+        return s->clock(s->clock_ud);
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
@@ -111,8 +144,10 @@ void ag_stream_free(ag_stream_t *s)
 {
     if (s == NULL)
         return;
-    for (uint32_t i = 0; i < s->nkeys; i++)
+    for (uint32_t i = 0; i < s->nkeys; i++) {
         ag_buf_dispose(&s->keys[i].text);
+        ag_hold_memo_free(s->keys[i].memo);
+    }
     free(s->keys);
     ag_buf_dispose(&s->scratch);
     free(s);
@@ -333,8 +368,21 @@ static int advance(ag_stream_t *s, key_state_t *k, bool final, ag_buf_t *out, bo
                 return emit_to(k, (uint32_t)all.len, out);
             if (!due(k, code, all))
                 return AG_OK; /* holding less later is as safe as now, and cheaper */
-            uint32_t fr =
-                ag_hold_frontier(s->engine, &b, ag_str(all.ptr + code, all.len - code), &k->an_end);
+            uint64_t now = s->duty ? clock_ns(s) : 0;
+            if (s->duty && k->an_block == code && now < k->an_next)
+                return AG_OK; /* over the CPU budget: a burst of deltas, analysed later */
+            uint64_t c0 = s->duty ? cpu_ns(s) : 0;
+            if (k->memo == NULL)
+                k->memo = ag_hold_memo_new();
+            if (k->an_block != code)
+                ag_hold_memo_reset(k->memo); /* a new block */
+            s->stats.analyses++;
+            uint32_t fr = ag_hold_frontier(s->engine, &b, ag_str(all.ptr + code, all.len - code),
+                                           k->memo, &k->an_end);
+            if (s->duty) {
+                uint64_t c1 = cpu_ns(s);
+                k->an_next = now + (c1 > c0 ? c1 - c0 : 0) * (1 + (uint64_t)s->duty);
+            }
             k->an_block = code;
             k->an_len = (uint32_t)all.len;
             k->an_fr = fr ? code + fr : open; /* nothing: not even the opener line (a block
@@ -342,6 +390,8 @@ static int advance(ag_stream_t *s, key_state_t *k, bool final, ag_buf_t *out, bo
             return emit_to(k, k->an_fr, out);
         }
         uint32_t end = b.closed ? k->scan + b.close_end : (uint32_t)all.len;
+        if (k->memo)
+            ag_hold_memo_reset(k->memo); /* the block is done: its parse is no longer needed */
         rc = rewrite_span(s, k, open, end, out, blocked);
         k->scan = b.closed ? k->scan + pos : (uint32_t)all.len;
         k->blocks++;

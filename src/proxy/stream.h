@@ -45,6 +45,20 @@ typedef enum ag_stream_hold {
 /* Sets the hold policy for keys that start after the call (default AG_STREAM_HOLD_BLOCK). */
 void ag_stream_set_hold(ag_stream_t *s, ag_stream_hold_t hold);
 
+/* The minimal hold's CPU budget: after an analysis that took t of CPU, the next analysis of the
+ * same block waits until (1 + duty) * t of wall time has passed since it started (the text in
+ * between is held; a later push or the finish takes it). It keeps the analyses at most
+ * 1 / (1 + duty) of a stream's time: deltas that come as fast as a proxy can read them (several
+ * in one read, a burst) are analysed once, while at a model's pace (milliseconds between deltas,
+ * against tens of microseconds per analysis) every due analysis runs. Default AG_STREAM_DUTY;
+ * 0 = analyse whenever due (the property tests). */
+#define AG_STREAM_DUTY 10
+void ag_stream_set_duty(ag_stream_t *s, uint32_t duty);
+/* The clock the duty reads, in nanoseconds, for both the wall time and an analysis's CPU time
+ * (default CLOCK_MONOTONIC and CLOCK_THREAD_CPUTIME_ID; tests set their own). */
+typedef uint64_t (*ag_stream_clock_fn)(void *ud);
+void ag_stream_set_clock(ag_stream_t *s, ag_stream_clock_fn clock, void *ud);
+
 /* Called when text that arrived in an earlier push goes out (a held block, a held line):
  * wait_ns is how long its oldest byte waited in the core, bytes how many went out. ud is
  * ag_stream_new's. For astgate_held_seconds. */
@@ -56,6 +70,7 @@ typedef struct ag_stream_hold_stats {
     uint64_t held_max;   /* most bytes held at once by one key */
     uint64_t violations; /* blocks whose rewrite changed bytes already sent (a bug in the hold
                             analysis: counted and logged, never expected) */
+    uint64_t analyses;   /* hold analyses run (ag_hold_frontier calls), for the benches */
 } ag_stream_hold_stats_t;
 void ag_stream_hold_stats(const ag_stream_t *s, ag_stream_hold_stats_t *st);
 

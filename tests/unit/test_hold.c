@@ -15,6 +15,8 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include "fence.h"
+#include "hold.h"
 #include "rewrite.h"
 #include "rules.h"
 #include "stream.h"
@@ -159,6 +161,7 @@ static bool stream_split(hcase_t *c, const size_t *cuts, size_t ncuts, const cha
 {
     ag_stream_t *s = ag_stream_new(c->engine, 0, NULL, NULL);
     ag_stream_set_hold(s, AG_STREAM_HOLD_MINIMAL);
+    ag_stream_set_duty(s, 0); /* every due analysis, whatever the machine's speed */
     ag_buf_t out;
     ag_buf_init(&out, 1u << 24);
     ag_stream_status_t st = AG_STREAM_OK;
@@ -305,6 +308,199 @@ static void test_golden_corpus_every_split(void **state)
     assert_true(t.changed >= 50);
 }
 
+/* The analysis of a growing block reparses incrementally from its previous parse (hold.h memo):
+ * at every step it must find what an analysis from scratch finds. Every TS block of the golden
+ * corpus, grown by 1 to 12 bytes at a time (seeded). */
+static void test_incremental_analysis_equals_fresh(void **state)
+{
+    struct dirent **names = NULL;
+    int nnames = scandir("tests/golden", &names, NULL, by_name);
+    assert_true(nnames > 0);
+    ag_buf_t in;
+    ag_buf_init(&in, 1u << 24);
+    ag_block_t *blocks = ag_xcalloc(64, sizeof(*blocks));
+    ag_hold_memo_t *memo = ag_hold_memo_new(), *fresh = ag_hold_memo_new();
+    uint64_t steps = 0, differ = 0;
+    for (int i = 0; i < nnames; i++) {
+        const char *name = names[i]->d_name;
+        char p[512];
+        snprintf(p, sizeof(p), "tests/golden/%s/input.md", name);
+        ag_buf_reset(&in);
+        if (name[0] == '.' || ag_read_file(p, &in) != AG_OK)
+            continue;
+        ag_rules_t *own = NULL;
+        snprintf(p, sizeof(p), "tests/golden/%s/rules.yaml", name);
+        if (access(p, F_OK) == 0) {
+            const char *files[] = {p};
+            ag_diag_t d;
+            memset(&d, 0, sizeof(d));
+            assert_int_equal(ag_rules_load_files(files, 1, &own, &d), AG_OK);
+        }
+        ag_engine_t *e = engine_for(own ? own : mastra, in.len);
+        uint32_t nb = 0;
+        if (ag_fence_find(ag_buf_str(&in), blocks, 64, &nb) != AG_OK)
+            nb = 0;
+        for (uint32_t b = 0; b < nb; b++) {
+            if (ag_engine_block_lang(e, &blocks[b]) < 0)
+                continue;
+            ag_hold_memo_reset(memo);
+            uint32_t len = blocks[b].end - blocks[b].start;
+            for (uint32_t n = 0; n < len;) {
+                n += 1 + rng() % 12;
+                if (n > len)
+                    n = len;
+                ag_str_t code = ag_str(in.ptr + blocks[b].start, n);
+                ag_hold_end_t e1, e2;
+                uint32_t f1 = ag_hold_frontier(e, &blocks[b], code, memo, &e1);
+                ag_hold_memo_reset(fresh);
+                uint32_t f2 = ag_hold_frontier(e, &blocks[b], code, fresh, &e2);
+                steps++;
+                if (f1 != f2 || e1.quote != e2.quote || e1.line_comment != e2.line_comment ||
+                    e1.settled != e2.settled || e1.free != e2.free) {
+                    if (differ++ < MAX_REPORTS)
+                        fprintf(stderr,
+                                "hold: %s block %u, %u bytes: incremental frontier %u (settled "
+                                "%d), from scratch %u (settled %d)\n",
+                                name, b, n, f1, e1.settled, f2, e2.settled);
+                }
+            }
+        }
+        ag_engine_free(e);
+        ag_rules_free(own);
+    }
+    for (int i = 0; i < nnames; i++)
+        free(names[i]);
+    free(names);
+    ag_hold_memo_free(memo);
+    ag_hold_memo_free(fresh);
+    free(blocks);
+    ag_buf_dispose(&in);
+    print_message("hold: %llu analyses of growing blocks, incremental and from scratch\n",
+                  (unsigned long long)steps);
+    assert_true(steps > 1000);
+    if (differ)
+        fail_msg("hold: %llu of %llu incremental analyses differ from scratch (first %d above)",
+                 (unsigned long long)differ, (unsigned long long)steps, MAX_REPORTS);
+}
+
+/* An import still being typed may end up no import at all (its string broken by the line end):
+ * neither where a missing import goes nor whether one is missing can be read from it yet. Every
+ * split of each reply (found by fuzz_hold: the first released the line of `import { z }` before
+ * the import the rewrite puts above it). */
+static void test_import_being_typed(void **state)
+{
+    static const char *const replies[] = {
+        "Agent:\n\n```ts\nimport { Agent } from '@mastra/core/agent';\n"
+        "import { z } from 'z async (\n"
+        "export const a = new Agent({ name: 'a', model: anthropic('claude-3-5-sonnet') });\n"
+        "```\n",
+        "Agent:\n\n```ts\nimport { Agent } from '@mastra/core/agent';\n"
+        "import { openai } from 'x\n"
+        "export const a = new Agent({ name: 'a', model: anthropic('claude-3-5-sonnet') });\n"
+        "```\n",
+    };
+    ag_buf_t want;
+    ag_buf_init(&want, 1u << 20);
+    totals_t t;
+    memset(&t, 0, sizeof(t));
+    for (size_t i = 0; i < sizeof(replies) / sizeof(replies[0]); i++) {
+        ag_str_t in = ag_cstr(replies[i]);
+        ag_engine_t *engine = engine_for(mastra, in.len);
+        char name[32];
+        snprintf(name, sizeof(name), "import being typed %zu", i);
+        hcase_t c;
+        case_init(&c, name, engine, in, &want);
+        assert_non_null(strstr(want.ptr, "agent';\nimport { openai } from '@ai-sdk/openai';\n"));
+        check_case(&c, &t);
+        ag_engine_free(engine);
+    }
+    ag_buf_dispose(&want);
+    if (t.bad_cases)
+        fail_msg("hold: %u of %u replies released text the rewrite changes (above)", t.bad_cases,
+                 t.cases);
+}
+
+/* A clock for ag_stream_set_clock: each read moves it by tick (an analysis, between its two
+ * reads, then "takes" one tick); the test moves it between pushes. */
+typedef struct fake_clock {
+    uint64_t now, tick;
+} fake_clock_t;
+
+static uint64_t fake_now(void *ud)
+{
+    fake_clock_t *c = ud;
+    c->now += c->tick;
+    return c->now;
+}
+
+/* Streams reply in 16 deltas with the given duty; gap: clock time between two pushes. Returns
+ * the analyses; *early: bytes released before the finish. Checks the assembled text. */
+static uint64_t duty_run(ag_engine_t *e, ag_str_t reply, ag_str_t want, uint32_t duty, uint64_t gap,
+                         size_t *early)
+{
+    fake_clock_t clk = {.now = 1000000, .tick = 20000}; /* 20 us per analysis */
+    ag_stream_t *s = ag_stream_new(e, 0, NULL, NULL);
+    ag_stream_set_hold(s, AG_STREAM_HOLD_MINIMAL);
+    ag_stream_set_duty(s, duty);
+    ag_stream_set_clock(s, fake_now, &clk);
+    ag_buf_t out;
+    ag_buf_init(&out, 1u << 20);
+    ag_stream_status_t st;
+    size_t pos = 0;
+    for (uint32_t i = 0; i < 16; i++) {
+        size_t end = reply.len * (i + 1) / 16;
+        assert_int_equal(ag_stream_push(s, 1, ag_str(reply.ptr + pos, end - pos), &out, &st),
+                         AG_OK);
+        pos = end;
+        clk.now += gap;
+    }
+    *early = out.len;
+    assert_int_equal(ag_stream_finish(s, 1, &out, &st), AG_OK);
+    assert_int_equal(out.len, want.len);
+    assert_memory_equal(out.ptr, want.ptr, want.len);
+    ag_stream_hold_stats_t hs;
+    ag_stream_hold_stats(s, &hs);
+    assert_int_equal(hs.violations, 0);
+    ag_stream_free(s);
+    ag_buf_dispose(&out);
+    return hs.analyses;
+}
+
+/* The duty (ag_stream_set_duty): deltas that come in a burst are analysed once or twice, not
+ * each; deltas at a model's pace (milliseconds apart) are each analysed as without a duty, and
+ * release the same. */
+static void test_duty_analyses_a_burst_once(void **state)
+{
+    static const char reply[] =
+        "Here is the agent.\n\n```ts\nimport { Agent } from '@mastra/core/agent';\n"
+        "import { openai } from '@ai-sdk/openai';\n"
+        "import { orderLookup } from '../tools/orders';\n\n"
+        "export const orderAgent = new Agent({\n  id: 'order-agent',\n"
+        "  name: 'Order Agent',\n  instructions: 'You help customers with their orders: look "
+        "them up, explain the status and offer a refund when late.',\n"
+        "  tools: { orderLookup },\n  model: openai('gpt-4o'),\n});\n```\n\nDone.\n";
+    ag_str_t in = ag_cstr(reply);
+    ag_engine_t *e = engine_for(mastra, in.len);
+    ag_buf_t want;
+    ag_buf_init(&want, 1u << 20);
+    ag_result_t res;
+    assert_int_equal(ag_engine_rewrite(e, in, &want, &res), AG_OK);
+    assert_true(res.rewrites > 0);
+    size_t early_all, early_burst, early_paced;
+    uint64_t all = duty_run(e, in, ag_buf_str(&want), 0, 0, &early_all);
+    uint64_t burst = duty_run(e, in, ag_buf_str(&want), AG_STREAM_DUTY, 0, &early_burst);
+    uint64_t paced = duty_run(e, in, ag_buf_str(&want), AG_STREAM_DUTY, 5000000, &early_paced);
+    print_message("hold: duty: %llu analyses without, %llu in a burst, %llu at 5 ms a delta\n",
+                  (unsigned long long)all, (unsigned long long)burst, (unsigned long long)paced);
+    assert_true(all >= 6);
+    assert_true(burst <= 2);
+    assert_int_equal(paced, all);
+    assert_int_equal(early_paced, early_all);
+    assert_true(early_all > 0);
+    ag_buf_dispose(&want);
+    ag_engine_free(e);
+}
+
 /* A block rule: the stream ends blocked and releases nothing of the match, whatever the split. */
 static void test_block_rule_releases_nothing_of_the_match(void **state)
 {
@@ -352,6 +548,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_corpus_every_split),
         cmocka_unit_test(test_block_rule_releases_nothing_of_the_match),
+        cmocka_unit_test(test_incremental_analysis_equals_fresh),
+        cmocka_unit_test(test_duty_analyses_a_burst_once),
+        cmocka_unit_test(test_import_being_typed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
