@@ -18,7 +18,8 @@ static const char SCAN_USAGE[] =
     "                    INPUT...\n"
     "\n"
     "Runs the rules over each INPUT as one block of code (.tsx and .jsx with the TSX grammar,\n"
-    "anything else as TypeScript) and prints each match: file:line:col: [action] rule: message,\n"
+    "anything else as TypeScript) and prints each match: file:line:col: [action: reason] rule: "
+    "msg,\n"
     "or with --json one JSON object per line, shaped like ast-grep's `scan --json=stream`\n"
     "({\"ruleId\",\"action\",\"file\",\"range\":{\"byteOffset\":{start,end},\"start\":{line,column}"
     ",\n"
@@ -205,8 +206,10 @@ static int scan_file(ag_engine_t *engine, const scan_args_t *a, const char *path
         if (a->json)
             rc = format_json(line, name, ev, at, end);
         else
-            rc = ag_buf_appendf(line, "%s:%u:%u: [%s] %s: %s\n", name, at.line + 1, at.col + 1,
-                                action_name(ev), ev->rule, ev->message ? ev->message : "");
+            rc = ag_buf_appendf(
+                line, "%s:%u:%u: [%s%s%s] %s%s%s\n", name, at.line + 1, at.col + 1, action_name(ev),
+                ev->reason && ev->reason[0] ? ": " : "", ev->reason ? ev->reason : "", ev->rule,
+                ev->message && ev->message[0] ? ": " : "", ev->message ? ev->message : "");
         if (rc == AG_OK)
             fwrite(line->ptr, 1, line->len, stdout);
     }
