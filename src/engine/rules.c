@@ -1260,8 +1260,8 @@ static int var_of(ctx_t *c, const ag_ynode_t *n, const char *what, bool intern)
         fail(c, n, "%s must be a metavariable like $NAME", what);
         return -1;
     }
-    s.ptr++;
-    s.len--;
+    s = s.len > 3 && s.ptr[1] == '$' && s.ptr[2] == '$' ? ag_str(s.ptr + 3, s.len - 3) /* $$$NAME */
+                                                        : ag_str(s.ptr + 1, s.len - 1);
     for (size_t i = 0; i < s.len; i++) {
         char ch = s.ptr[i];
         if (!((ch >= 'A' && ch <= 'Z') || ch == '_' || (i > 0 && ch >= '0' && ch <= '9'))) {
