@@ -6,11 +6,13 @@
 // files must equal cases/<name>/expected/<input>, and ast-grep's must still differ from them.
 // Kind "astgate-bug": astgate is wrong and the bug is open; the case runs as a todo (reported,
 // not failing) until it is fixed and the entry removed.
+// A case named refused-* holds a rule both tools must refuse: ast-grep exits non-zero, astgate
+// exits 1 with the cause at rule.yml:line:col.
 //   ASTGATE_BIN=build/asan/astgate AST_GREP_BIN=bench/node_modules/.bin/ast-grep \
 //     node --test tests/parity/parity.test.mjs
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -18,15 +20,21 @@ import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '../..');
-const astgate = resolve(root, process.env.ASTGATE_BIN ?? 'build/astgate');
-const sg = resolve(root, process.env.AST_GREP_BIN ?? 'bench/node_modules/.bin/ast-grep');
+const astgate = process.env.ASTGATE_BIN ? resolve(process.env.ASTGATE_BIN) : join(root, 'build/astgate');
+const sg = process.env.AST_GREP_BIN ? resolve(process.env.AST_GREP_BIN)
+  : join(root, 'bench/node_modules/.bin/ast-grep');
 const known = JSON.parse(readFileSync(join(here, 'known-differences.json'), 'utf8'));
 const casesDir = join(here, 'cases');
 const cases = readdirSync(casesDir).sort();
 const skip = existsSync(sg) ? false : `no ${sg} (npm ci in bench/ failed or npm is missing)`;
 
+// stdin closed (ast-grep would read it), a bound on every run (no hang without a report)
+const opts = (cwd) => ({
+  cwd, encoding: 'utf8', maxBuffer: 64 << 20, timeout: 60000, stdio: ['ignore', 'pipe', 'pipe'],
+});
+
 function run(bin, args, cwd) {
-  return execFileSync(bin, args, { cwd, encoding: 'utf8', maxBuffer: 64 << 20, stdio: ['ignore', 'pipe', 'pipe'] });
+  return execFileSync(bin, args, opts(cwd));
 }
 
 function inputsOf(dir) {
@@ -76,6 +84,17 @@ function runTool(tool, rule, dir, files) {
   }
 }
 
+// Both tools refuse the rule; astgate says where.
+function checkRefused(name, rule, dir, files) {
+  const sgRun = spawnSync(sg, ['scan', '-r', rule, ...files], opts(dir));
+  assert.notEqual(sgRun.status, 0, `${name}: ast-grep accepts the rule`);
+  const a = spawnSync(astgate, ['scan', '--rules', rule, ...files], opts(dir));
+  assert.equal(a.status, 1, `${name}: astgate accepts the rule (exit ${a.status}): ${a.stdout}`);
+  assert.equal(a.stdout, '');
+  const esc = rule.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  assert.match(a.stderr, new RegExp(`^${esc}:\\d+:\\d+: \\S`), `${name}: no file:line:col`);
+}
+
 for (const name of cases) {
   const dir = join(casesDir, name);
   const rule = join(dir, 'rule.yml');
@@ -84,6 +103,7 @@ for (const name of cases) {
   const todo = diff?.kind === 'astgate-bug' ? diff.reason : false;
   test(name, { skip, todo }, () => {
     assert.ok(files.length > 0, `${name}: no input files`);
+    if (name.startsWith('refused-')) return checkRefused(name, rule, dir, files);
     const a = runTool('astgate', rule, dir, files);
     const s = runTool('ast-grep', rule, dir, files);
     assert.ok(s.list.length > 0, `${name}: ast-grep finds nothing: the case tests nothing`);
@@ -101,7 +121,8 @@ for (const name of cases) {
     }
     assert.deepEqual(a.list, s.list, `${name}: matches differ (actual: astgate, expected: ast-grep)`);
     for (const f of files)
-      assert.equal(a.fixed[f], s.fixed[f], `${name}/${f}: fixed file differs (actual: astgate, expected: ast-grep)`);
+      assert.equal(a.fixed[f], s.fixed[f],
+        `${name}/${f}: fixed file differs (actual: astgate, expected: ast-grep)`);
   });
 }
 

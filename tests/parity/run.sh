@@ -35,7 +35,7 @@ tap=$(mktemp "${TMPDIR:-/tmp}/parity-tap.XXXXXX") || exit 2
 trap 'rm -f "$tap"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-ASTGATE_BIN=$bin AST_GREP_BIN=$sg node --test --test-timeout=60000 \
+ASTGATE_BIN=$bin AST_GREP_BIN=$sg node --test --test-timeout=900000 \
     --test-reporter=spec --test-reporter-destination=stdout \
     --test-reporter=tap --test-reporter-destination="$tap" \
     "$root/tests/parity/parity.test.mjs"
