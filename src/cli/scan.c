@@ -12,6 +12,7 @@
 
 #define MAX_RULE_FILES 64
 #define SCAN_MAX_INPUT (64u << 20) /* bytes per input file */
+#define SCAN_MAX_EVENTS 4096       /* the engine's events per run (rewrite.c's MAX_EVENTS) */
 
 static const char SCAN_USAGE[] =
     "usage: astgate scan --rules FILE [--rules FILE...] [--set NAME=VALUE...] [--json] [-U]\n"
@@ -150,20 +151,23 @@ static int write_back(const char *path, ag_str_t data)
     char *tmp = ag_xmalloc(n + 16);
     snprintf(tmp, n + 16, "%s.astgate-tmp", path);
     FILE *f = fopen(tmp, "wb");
-    int rc = AG_EIO;
-    if (f == NULL)
+    int rc = AG_EIO, err = 0;
+    if (f == NULL) {
+        err = errno;
         goto out;
+    }
     if (fwrite(data.ptr ? data.ptr : "", 1, data.len, f) != data.len) {
+        err = errno;
         fclose(f);
         goto out;
     }
-    if (fclose(f) != 0)
-        goto out;
-    if (rename(tmp, path) == 0)
+    if (fclose(f) != 0 || rename(tmp, path) != 0)
+        err = errno;
+    else
         rc = AG_OK;
 out:
     if (rc != AG_OK) {
-        fprintf(stderr, "astgate: scan: cannot write %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "astgate: scan: cannot write %s: %s\n", path, strerror(err));
         remove(tmp);
     }
     free(tmp);
@@ -214,6 +218,9 @@ static int scan_file(ag_engine_t *engine, const scan_args_t *a, const char *path
             fwrite(line->ptr, 1, line->len, stdout);
     }
     free(refs);
+    if (res.nevents >= SCAN_MAX_EVENTS)
+        fprintf(stderr, "astgate: scan: %s: stopped at %u matches; the rest are not reported\n",
+                path, (unsigned)SCAN_MAX_EVENTS);
     if (rc != AG_OK) {
         fprintf(stderr, "astgate: scan: %s: a match is too large to print\n", path);
         return rc;

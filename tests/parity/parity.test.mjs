@@ -13,7 +13,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -131,5 +131,19 @@ test('known-differences.json names existing cases, each with a reason', () => {
     assert.ok(cases.includes(name), `${name}: no such case`);
     assert.ok(typeof d.reason === 'string' && d.reason.length > 0, `${name}: no reason`);
     assert.ok(['ast-grep-wrong', 'astgate-bug'].includes(d.kind), `${name}: unknown kind ${d.kind}`);
+  }
+});
+
+test('astgate scan says so when it stops reporting at 4096 matches', () => {
+  const work = mkdtempSync(join(tmpdir(), 'parity-many-'));
+  try {
+    writeFileSync(join(work, 'many.ts'), 'var a = 1;\n'.repeat(4100));
+    const r = spawnSync(astgate, ['scan', '--rules', join(root, 'rules/examples/no-var.yml'), '--json',
+      'many.ts'], opts(work));
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.split('\n').filter(Boolean).length, 4096);
+    assert.match(r.stderr, /many\.ts: stopped at 4096 matches; the rest are not reported/);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
   }
 });
