@@ -1,10 +1,11 @@
 #!/bin/sh
 # Runs every test that `make test` covers: the C unit tests (built with ASan and UBSan), the
 # golden corpus, the rule packs' tests (`astgate test`, and `ast-grep test` on the extension-free
-# rules), the real-world shapes corpus (bench/accuracy/shapes, checked against its manifest)
-# and the end-to-end tests (official SDKs against `astgate serve` in front of a fake
-# upstream) through the sanitized binary, and the deploy/ checks (tests/deploy/run.sh: Kubernetes
-# manifests, systemd unit, container image). Ends with one summary line; exits 1 on any failure.
+# rules), the differential suite against the pinned ast-grep (tests/parity), the real-world shapes
+# corpus (bench/accuracy/shapes, checked against its manifest) and the end-to-end tests
+# (official SDKs against `astgate serve` in front of a fake upstream) through the sanitized binary,
+# and the deploy/ checks (tests/deploy/run.sh: Kubernetes manifests, systemd unit, container image).
+# Ends with one summary line; exits 1 on any failure.
 #   tests/run.sh [BUILD_DIR]    (default build/asan)
 set -u
 dir=${1:-build/asan}
@@ -74,6 +75,26 @@ else
 fi
 echo "rule-tests: ast-grep test on the rules without astgate extensions ($(echo "$sg_ids" | tr '|' ' ')): $parity"
 
+# the differential suite (tests/parity): astgate scan and the pinned ast-grep on the same rules
+# and inputs, matches and fixed files compared; skipped, like the above, without ast-grep
+if [ -x "$sg" ]; then
+    par_out=$(tests/parity/run.sh "$dir/astgate" "$sg" 2>&1)
+    rc=$?
+    printf '%s\n' "$par_out" | grep -E '^(not ok|parity:)|✖|^[[:space:]]*[+-] ' | tail -n 60
+    [ $rc -ne 0 ] && bad=1
+    pr=$(printf '%s\n' "$par_out" | sed -n 's/^parity: \([0-9]*\) passed, \([0-9]*\) failed, \([0-9]*\) todo$/\1 \2 \3/p' | tail -n 1)
+    [ -z "$pr" ] && pr="0 1 0"
+    pp=${pr%% *}
+    pt=${pr##* }
+    pf=${pr#* }
+    pf=${pf%% *}
+    par="$pp passed, $pf failed"
+    [ "$pt" -gt 0 ] && par="$par ($pt open astgate bugs: todo)"
+else
+    par="skipped"
+    echo "parity: skipped: no $sg (npm ci in bench/ failed or npm is missing)"
+fi
+
 # the real-world shapes corpus against its manifest: no silent miss (bench/accuracy/shapes)
 shapes_out=$(node bench/accuracy/shapes/check.mjs "$dir/astgate" 2>&1)
 rc=$?
@@ -105,5 +126,6 @@ df=${dr#* }
 echo
 echo "tests: unit ${unit_pass} passed, ${unit_fail} failed; golden ${gp:-0} passed, ${gf:-0} failed;" \
     "rule-tests ${rtp:-0} passed, ${rtf:-0} failed (ast-grep: ${parity%%:*});" \
+    "parity ${par};" \
     "shapes ${sm} mismatched; e2e ${ep:-0} passed, ${ef:-0} failed; deploy ${dp:-0} passed, ${df:-0} failed"
 exit $bad

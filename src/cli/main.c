@@ -7,6 +7,7 @@
 #include "rewrite.h"
 #include "rules.h"
 #include "ruletest.h"
+#include "scan.h"
 #include "toolcode.h"
 #include "tsalloc.h"
 
@@ -46,6 +47,9 @@ static const char USAGE[] =
     "  test [-c sgconfig.yml] [--filter REGEX] [-U|--update-all]\n"
     "      Run ast-grep-format rule tests (valid/invalid cases, snapshots) through astgate;\n"
     "      -U writes the snapshots that are new or differ (astgate test --help).\n"
+    "  scan --rules FILE... [--set NAME=VALUE...] [--json] [-U|--update-all] INPUT...\n"
+    "      Print every match of the rules in source files (--json: one JSON line each, in\n"
+    "      ast-grep's shape); -U writes the fixes back (astgate scan --help).\n"
     "\n"
     "options:\n"
     "  -h, --help     show this help\n"
@@ -502,5 +506,7 @@ int main(int argc, char **argv)
         return cmd_check_rules(argc - 2, argv + 2);
     if (strcmp(cmd, "test") == 0)
         return ag_ruletest_main(argc - 2, argv + 2);
+    if (strcmp(cmd, "scan") == 0)
+        return ag_scan_main(argc - 2, argv + 2);
     return usage_error("unknown command '%s'", cmd);
 }

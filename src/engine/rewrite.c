@@ -4,6 +4,7 @@
 
 #include "fence.h"
 #include "flat.h"
+#include "indent.h"
 #include "match.h"
 #include "rewrite_int.h"
 #include "rules_int.h"
@@ -437,7 +438,16 @@ static int render_fix(ag_engine_t *e, const ag_rule_def_t *def, const char *t, u
                 int v = ag_vars_find(&def->vars, ag_str(t + s, j - s));
                 if (v >= 0) {
                     ag_str_t vt = ag_env_text(&e->flat, env, v, ag_buf_str(&e->text));
-                    rc = ag_buf_append(out, vt.ptr, vt.len);
+                    const ag_slot_t *sl = &env->s[v];
+                    uint32_t vs = sl->state == AG_SLOT_SINGLE  ? sl->node
+                                  : sl->state == AG_SLOT_MULTI ? sl->multi_first
+                                                               : AG_NONE;
+                    if (vs == AG_NONE) /* a transform's output, or an empty run */
+                        rc = ag_buf_append(out, vt.ptr, vt.len);
+                    else
+                        rc = ag_indent_append_var(out, ag_str(e->flat.src, e->flat.src_len),
+                                                  e->flat.nodes[vs].start, vt,
+                                                  ag_indent_of_line(ag_str(t, len), i), indent);
                 }
                 i = j - 1;
                 continue;

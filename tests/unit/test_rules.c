@@ -897,6 +897,29 @@ static void test_global_utils(void **state)
     expect_err("id: a\nlanguage: ts\nrule: {matches: is-num}\n", 3, 17, "is-num", NULL);
 }
 
+/* A transform's source may name a multi-node metavariable as $$$NAME, as in ast-grep. */
+static void test_transform_source_multi(void **state)
+{
+    ag_rules_t *r = load_ok("id: a\n"
+                            "language: ts\n"
+                            "rule: {pattern: \"log($$$ARGS)\"}\n"
+                            "transform:\n"
+                            "  J: {replace: {source: $$$ARGS, replace: \",\", by: \";\"}}\n"
+                            "fix: print($J)\n");
+    const ag_rule_def_t *def = &r->rules[0];
+    assert_int_equal(def->ntransforms, 1);
+    assert_int_equal(def->transforms[0].source, ag_vars_find(&def->vars, AG_STR_LIT("ARGS")));
+    ag_rules_free(r);
+    /* $$ is not a prefix a source takes */
+    expect_err("id: a\n"
+               "language: ts\n"
+               "rule: {pattern: \"log($$$ARGS)\"}\n"
+               "transform:\n"
+               "  J: {replace: {source: $$ARGS, replace: a, by: b}}\n"
+               "fix: print($J)\n",
+               5, 25, "source must be a metavariable like $NAME", NULL);
+}
+
 static void test_other_metadata_ignored(void **state)
 {
     ag_rules_t *r = load_ok("id: a\n"
@@ -1006,6 +1029,7 @@ int main(void)
         cmocka_unit_test(test_nth_child_forms),
         cmocka_unit_test(test_range_forms),
         cmocka_unit_test(test_global_utils),
+        cmocka_unit_test(test_transform_source_multi),
         cmocka_unit_test(test_other_metadata_ignored),
         /* last: on failure its watchdog ends the process */
         cmocka_unit_test(test_recursive_utils_load_fast),

@@ -1,0 +1,4 @@
+p.then(f);
+p.then(f).catch(g);
+then(f);
+obj.method(x);

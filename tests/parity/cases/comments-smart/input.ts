@@ -1,0 +1,6 @@
+call(a, b);
+call(a, /* note */ b);
+call(
+  a, // first
+  b,
+);

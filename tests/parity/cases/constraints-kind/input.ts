@@ -1,0 +1,3 @@
+setTimeout(f, 100);
+setTimeout(f, delay);
+setTimeout(() => {}, 0);

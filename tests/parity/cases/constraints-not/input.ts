@@ -1,0 +1,3 @@
+const a = require('lib');
+const b = require('./local');
+const c = require("pkg/sub");

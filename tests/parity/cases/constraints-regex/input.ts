@@ -1,0 +1,4 @@
+useState(0);
+useEffect(() => {}, []);
+user(1);
+notAHook();

@@ -1,0 +1,4 @@
+function f() {
+  console.log(1);
+}
+console.log(2);

@@ -1,0 +1,6 @@
+call();
+call(1);
+call(
+  a,
+  b
+);

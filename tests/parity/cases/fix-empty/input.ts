@@ -1,0 +1,4 @@
+// TODO: remove
+const a = 1; // TODO later
+/* keep */
+const b = 2;

@@ -1,0 +1,8 @@
+class C {
+  m(x: number) {
+    if (x > 0) {
+      step1();
+      step2();
+    }
+  }
+}

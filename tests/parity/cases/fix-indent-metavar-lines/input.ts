@@ -1,0 +1,7 @@
+function f() {
+  wrap({
+    a: 1,
+    b: 2,
+  });
+}
+wrap(x);

@@ -1,0 +1,10 @@
+function f() {
+	if (DEBUG) {
+	  console.log(1);
+	};
+	if (x) {
+		if (DEBUG) {
+		  console.log(2);
+		};
+	}
+}

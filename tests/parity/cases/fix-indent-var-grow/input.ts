@@ -1,0 +1,13 @@
+wrap(`a
+  b
+
+        c`);
+function f() {
+  wrap({
+    k: 1,
+
+    j: [
+      2,
+    ],
+  });
+}

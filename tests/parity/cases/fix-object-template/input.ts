@@ -1,0 +1,3 @@
+if (a == null) {}
+if (b.c == null && d) {}
+if (e != null) {}

@@ -1,0 +1,4 @@
+fetch(url);
+fetcher(url);
+window.fetch(url);
+go(fetch);

@@ -1,0 +1,2 @@
+const a = `key: ${secret(k)} and ${other(secret(j))}`;
+const b = secret(z);

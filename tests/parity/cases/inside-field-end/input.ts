@@ -1,0 +1,4 @@
+if (ready && !failed(count)) {
+  run(task);
+}
+while (busy) {}

@@ -1,0 +1,3 @@
+const a = b;
+let c = d, e = f;
+const g = h(i);

@@ -1,0 +1,7 @@
+console.log('top');
+it('works', () => {
+  console.log('in test');
+});
+function f() {
+  console.log('in f');
+}

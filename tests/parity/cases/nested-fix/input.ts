@@ -1,0 +1,3 @@
+old(old(1));
+old([old(2), old(3)]);
+old(4);

@@ -1,0 +1,2 @@
+wrap(wrap(wrap(1)));
+wrap([wrap(2), wrap(3)]);

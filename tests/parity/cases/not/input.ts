@@ -1,0 +1,3 @@
+console.log(1);
+console.error(2);
+console.warn(3);

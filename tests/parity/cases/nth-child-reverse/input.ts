@@ -1,0 +1,3 @@
+const a = [1, 2, 3];
+const b = [4];
+const c = [5, 'x'];

@@ -1,0 +1,3 @@
+wrap(inner(1));
+inner(2);
+wrap(3);

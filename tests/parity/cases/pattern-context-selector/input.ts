@@ -1,0 +1,7 @@
+class A {
+  count = 0;
+  name = 'a';
+  method() {
+    return this.count;
+  }
+}

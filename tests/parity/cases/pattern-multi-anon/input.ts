@@ -1,0 +1,4 @@
+emit(last);
+emit(a, last);
+emit(a, b, c, last);
+emit(a, last, b);

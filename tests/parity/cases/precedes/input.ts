@@ -1,0 +1,8 @@
+function a() {
+  first();
+  second();
+  return 1;
+}
+function b() {
+  only();
+}

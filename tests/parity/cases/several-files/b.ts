@@ -1,0 +1,3 @@
+function f() {
+  var z = 3;
+}

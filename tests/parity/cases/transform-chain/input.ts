@@ -1,0 +1,3 @@
+env('API-KEY');
+env('HOST');
+env('a-b-c');

@@ -1,0 +1,3 @@
+label('héllo wörld');
+label('日本語のテキスト');
+label('ab');

@@ -1,0 +1,8 @@
+export function A() {
+  return (
+    <div>
+      <img src="a.png" />
+      <Img />
+    </div>
+  );
+}
