@@ -870,9 +870,14 @@ int ag_eval_record(ag_eval_t *ev, const void *json, uint64_t line, char *why)
     const json_t *model = json_object_get(root, "model");
     if (!json_is_string(model))
         model = json_object_get(json, "model");
+    /* a line --save wrote under --hint on/both says so: its own row, as in the live run */
+    const json_t *hint = json_object_get(json, "hint");
+    bool hinted = json_is_string(hint) && strcmp(json_string_value(hint), "on") == 0;
     uint32_t saved = ev->cur;
     if (ev->by_record && json_is_string(model) && json_string_length(model) > 0)
-        ev->cur = find_group(ev, json_string_value(model), false);
+        ev->cur = find_group(ev, json_string_value(model), hinted);
+    else if (ev->by_record && hinted)
+        ev->cur = find_group(ev, ev->src_label ? ev->src_label : "", true);
     if (msgs) {
         err = json_is_array(msgs) ? "no assistant message with text content or tool calls"
                                   : "\"messages\" is not an array";
@@ -1624,6 +1629,9 @@ static void judge_answer(live_t *lv, const job_t *j, long status)
         /* the model asked for, so that an offline run groups the lines as this one did */
         if (json_is_object(doc) && !json_is_string(json_object_get(doc, "model")))
             json_object_set_new(doc, "model", json_string(variant_model(lv, j->variant)));
+        /* and the arm: a later offline run keeps the hinted answers in a row of their own */
+        if (json_is_object(doc) && variant_hint(lv, j->variant))
+            json_object_set_new(doc, "hint", json_string("on"));
         json_dumpf(doc, lv->o->save, JSON_COMPACT);
         fputc('\n', lv->o->save);
     }

@@ -270,6 +270,23 @@ test('live --hint both: each prompt with and without the rules\' hint; with it t
     assert.match(t.stdout, /\n {2}stubborn +4 +4 +0\.0% +100\.0% +\+100\.0 pp +4 +0 +0 +0\n {2}stubborn \+hint +4 +4 +100\.0% +100\.0% +\+0\.0 pp +0 +0 +0 +0\n/);
 });
 
+test('live --hint both --save, then offline: the hinted answers keep a row of their own', { skip: NEEDS_PROXY }, async () => {
+    const save = path.join(tmpDir(), 'saved-hint.jsonl');
+    const live = await runEval(liveArgs(promptsFile(), ['--json', '--hint', 'both', '--save', save]));
+    assert.equal(live.code, 0, live.stderr);
+    const lines = fs.readFileSync(save, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.equal(lines.length, 24);
+    assert.equal(lines.filter((l) => l.hint === 'on').length, 12);
+    assert.equal(lines.filter((l) => l.hint === undefined).length, 12);
+    const off = await runEval(['--rules', RULES, '--json', save]);
+    assertClean(off);
+    assert.equal(off.code, 0, off.stderr);
+    const rows = (j) => j.models.map((m) => [m.model, m.hint, m.replies, m.raw_accuracy_pct, m.corrected_accuracy_pct]);
+    const want = rows(parseJson(live));
+    assert.deepEqual(rows(parseJson(off)).sort(), want.sort());
+    assert.ok(want.some((r) => r[0] === 'stubborn' && r[1] === 'on' && r[3] === 100));
+});
+
 test('--hint: on without a rule that has a hint is an error; a bad value or no --live is a usage error', { skip: NEEDS_PROXY }, async () => {
     const rules = path.join(tmpDir(), 'nohint.yaml');
     fs.writeFileSync(rules, 'id: no-eval\nlanguage: TypeScript\nmessage: do not eval\nrule: {pattern: "eval($X)"}\n');
