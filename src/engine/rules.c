@@ -1827,6 +1827,27 @@ static int compile_fix(ctx_t *c, const ag_ynode_t *n, char **out, uint32_t *out_
 
 /* ---- rewriters (transform.rewrite) ---- */
 
+/* `constraints` of a rule or a rewriter (`who`): a rule object per metavariable it binds. */
+static int compile_constraints(ctx_t *c, ag_lang_t l, const ag_rule_def_t *def,
+                               const ag_ynode_t *cons, ag_rule_lang_t *rl, const char *who)
+{
+    for (uint32_t i = 0; i < cons->n; i++) {
+        const ag_ynode_t *key = cons->pairs[i].key;
+        ag_str_t name = sv(key);
+        if (name.len && name.ptr[0] == '$') {
+            name.ptr++;
+            name.len--;
+        }
+        int v = ag_vars_find(&def->vars, name);
+        if (v < 0)
+            return fail(c, key, "constraint on `%.*s`, which the %s never binds", (int)key->len,
+                        key->text, who);
+        if (compile_rnode(c, l, cons->pairs[i].value, &rl->constraints[v]) != AG_OK)
+            return AG_EINVAL;
+    }
+    return AG_OK;
+}
+
 static int compile_rewriters(ctx_t *c, const ag_ynode_t *n, const bool langs[AG_LANG_COUNT])
 {
     static const char *const keys[] = {"id",        "rule", "constraints", "utils",
@@ -1874,21 +1895,8 @@ static int compile_rewriters(ctx_t *c, const ag_ynode_t *n, const bool langs[AG_
             rl->enabled = true;
             if (compile_rnode(c, (ag_lang_t)li, rule, &rl->rule) != AG_OK)
                 return AG_EINVAL;
-            for (uint32_t k = 0; cons && k < cons->n; k++) {
-                const ag_ynode_t *key = cons->pairs[k].key;
-                ag_str_t name = sv(key);
-                if (name.len && name.ptr[0] == '$') {
-                    name.ptr++;
-                    name.len--;
-                }
-                int v = ag_vars_find(&def->vars, name);
-                if (v < 0)
-                    return fail(c, key, "constraint on `%.*s`, which the rewriter never binds",
-                                (int)key->len, key->text);
-                if (compile_rnode(c, (ag_lang_t)li, cons->pairs[k].value, &rl->constraints[v]) !=
-                    AG_OK)
-                    return AG_EINVAL;
-            }
+            if (cons && compile_constraints(c, (ag_lang_t)li, def, cons, rl, "rewriter") != AG_OK)
+                return AG_EINVAL;
         }
     }
     for (uint32_t i = 0; i < n->n; i++) {
@@ -2159,22 +2167,8 @@ static int compile_doc(ctx_t *c, const ag_ynode_t *doc, ag_rule_def_t *def)
                         "try adding a `kind` rule",
                         def->id);
         c->kinds[li][c->rules->n] = k;
-        if (constraints) {
-            for (uint32_t i = 0; i < constraints->n; i++) {
-                const ag_ynode_t *key = constraints->pairs[i].key;
-                ag_str_t name = sv(key);
-                if (name.len && name.ptr[0] == '$') {
-                    name.ptr++;
-                    name.len--;
-                }
-                int v = ag_vars_find(&def->vars, name);
-                if (v < 0)
-                    return fail(c, key, "constraint on `%.*s`, which the rule never binds",
-                                (int)key->len, key->text);
-                if (compile_rnode(c, l, constraints->pairs[i].value, &rl->constraints[v]) != AG_OK)
-                    return AG_EINVAL;
-            }
-        }
+        if (constraints && compile_constraints(c, l, def, constraints, rl, "rule") != AG_OK)
+            return AG_EINVAL;
         if (ensure) {
             if (first)
                 def->ensure = ag_arena_alloc(c->arena, sizeof(*def->ensure));

@@ -5,53 +5,14 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { FakeUpstream } from './fake-upstream.mjs';
-import { API_KEY, BIN, NEEDS_PROXY, ROOT, RULES, closedPort, tmpDir, withTimeout, writeRules } from './helpers.mjs';
+import { API_KEY, BIN, NEEDS_PROXY, ROOT, RULES, closedPort, tmpDir, writeRules } from './helpers.mjs';
+import { assertClean, parseJson, runEval } from './eval-helpers.mjs';
 
 const MODEL = 'gpt-4.1-nano-ft';
 const FLAG_EVAL = 'id: no-eval\nlanguage: TypeScript\nmessage: do not eval\nrule: {pattern: "eval($X)"}\n';
-
-// Runs `BIN eval ARGS` from the repo root; resolves {code, signal, stdout, stderr}.
-function runEval(args, { env = {}, ms = 60000 } = {}) {
-    const child = spawn(BIN, ['eval', ...args], {
-        cwd: ROOT,
-        env: { ...process.env, OPENAI_API_KEY: API_KEY, ...env },
-        stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8');
-    child.stderr.setEncoding('utf8');
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const done = new Promise((resolve, reject) => {
-        child.once('error', reject);
-        child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-    });
-    return withTimeout(done, ms, `astgate eval ${args.join(' ')}`).catch((err) => {
-        child.kill('SIGKILL');
-        throw err;
-    });
-}
-
-function assertClean(r) {
-    const report = r.stderr.search(/ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: \w+Sanitizer/);
-    assert.ok(report < 0, `sanitizer report:\n${r.stderr.slice(report, report + 4000)}`);
-    for (const s of [API_KEY, `Bearer ${API_KEY}`]) {
-        assert.ok(!r.stdout.includes(s) && !r.stderr.includes(s), 'astgate eval printed the API key');
-    }
-}
-
-function parseJson(r) {
-    try {
-        return JSON.parse(r.stdout);
-    } catch (err) {
-        assert.fail(`--json output is not JSON (${err.message}); exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`);
-    }
-}
 
 const fenced = (code) => `Here you go:\n\n\`\`\`ts\n${code}\`\`\`\n`;
 const agent = (model) => `import { Agent } from '@mastra/core/agent';\n\nexport const a = new Agent({\n  name: 'A',\n  instructions: 'Help.',\n  model: ${model},\n});\n`;
