@@ -579,9 +579,9 @@ static int member(scan_t *sc, size_t *i, uint32_t *cand, size_t *bad)
             c |= 1u << p;
         } else if (st->kind == STEP_KEY) {
             /* an unescaped name matches only a wanted name of its length */
-            if (!esc ? klen == st->len && memcmp(s + sc->key_off + 1, pa->text + st->off, klen) == 0
-                     : raw_eq(s, sc->key_off + 1, end - 1, esc,
-                              ag_str(pa->text + st->off, st->len)))
+            if (!esc
+                    ? klen == st->len && memcmp(s + sc->key_off + 1, pa->text + st->off, klen) == 0
+                    : raw_eq(s, sc->key_off + 1, end - 1, esc, ag_str(pa->text + st->off, st->len)))
                 c |= 1u << p;
         }
     }

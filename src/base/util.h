@@ -22,8 +22,7 @@ enum {
 };
 
 /* Always-on invariant check for our own logic (never for input). */
-#define AG_ASSERT(expr)                                                                            \
-    ((expr) ? (void)0 : ag_assert_fail(#expr, __FILE__, __LINE__))
+#define AG_ASSERT(expr) ((expr) ? (void)0 : ag_assert_fail(#expr, __FILE__, __LINE__))
 _Noreturn void ag_assert_fail(const char *expr, const char *file, int line);
 
 /* Borrowed bytes; never assumed NUL-terminated. */

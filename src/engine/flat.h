@@ -10,21 +10,21 @@
 #define AG_NONE UINT32_MAX
 
 typedef struct ag_fnode {
-    uint32_t start, end;   /* byte offsets into the parsed source */
-    uint32_t parent;       /* index; AG_NONE for the root */
-    uint32_t first_child;  /* index; AG_NONE for a leaf */
-    uint32_t next_sib;     /* index; AG_NONE for the last child */
-    uint32_t prev_sib;     /* index; AG_NONE for the first child */
-    uint32_t subtree_end;  /* descendants are the indices (i, subtree_end) */
-    uint32_t child_count;  /* all children, named or not */
-    TSSymbol sym;          /* public symbol (ts_node_symbol) */
-    TSFieldId field;       /* field under the parent; 0 = none. Filled lazily: read it only
-                            * through ag_flat_child_by_field */
-    uint8_t named : 1;     /* ts_node_is_named */
-    uint8_t extra : 1;     /* ts_node_is_extra (comments) */
-    uint8_t missing : 1;   /* inserted by error recovery, zero width */
-    uint8_t error : 1;     /* an ERROR node */
-    uint8_t has_error : 1; /* ts_node_has_error: this subtree holds an ERROR or MISSING node */
+    uint32_t start, end;     /* byte offsets into the parsed source */
+    uint32_t parent;         /* index; AG_NONE for the root */
+    uint32_t first_child;    /* index; AG_NONE for a leaf */
+    uint32_t next_sib;       /* index; AG_NONE for the last child */
+    uint32_t prev_sib;       /* index; AG_NONE for the first child */
+    uint32_t subtree_end;    /* descendants are the indices (i, subtree_end) */
+    uint32_t child_count;    /* all children, named or not */
+    TSSymbol sym;            /* public symbol (ts_node_symbol) */
+    TSFieldId field;         /* field under the parent; 0 = none. Filled lazily: read it only
+                              * through ag_flat_child_by_field */
+    uint8_t named : 1;       /* ts_node_is_named */
+    uint8_t extra : 1;       /* ts_node_is_extra (comments) */
+    uint8_t missing : 1;     /* inserted by error recovery, zero width */
+    uint8_t error : 1;       /* an ERROR node */
+    uint8_t has_error : 1;   /* ts_node_has_error: this subtree holds an ERROR or MISSING node */
     uint8_t fields_done : 1; /* the field ids of this node's children are filled */
 } ag_fnode_t;
 
@@ -33,11 +33,11 @@ typedef struct ag_flat {
     TSNode *ts;        /* the tree-sitter node of each entry, for lazy field ids */
     uint32_t count;
     uint32_t cap;
-    uint32_t errors;   /* ERROR plus MISSING nodes */
-    const char *src;   /* borrowed source the tree was parsed from */
+    uint32_t errors; /* ERROR plus MISSING nodes */
+    const char *src; /* borrowed source the tree was parsed from */
     uint32_t src_len;
     const TSLanguage *lang;
-    uint32_t *left;    /* scratch for ag_flat_build: siblings left per open level */
+    uint32_t *left; /* scratch for ag_flat_build: siblings left per open level */
     uint32_t left_cap;
 } ag_flat_t;
 

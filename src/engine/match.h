@@ -7,13 +7,13 @@
 #include "rule.h"
 
 typedef struct ag_matcher {
-    const ag_flat_t *flat;        /* the tree being matched (borrowed) */
-    const ag_util_t *utils;       /* utils of the rule being evaluated (borrowed) */
+    const ag_flat_t *flat;  /* the tree being matched (borrowed) */
+    const ag_util_t *utils; /* utils of the rule being evaluated (borrowed) */
     uint32_t nutils;
-    pcre2_match_data *md;         /* owned; reused for every regex */
-    pcre2_match_context *mctx;    /* owned; carries match and depth limits */
-    uint64_t steps;               /* node comparisons so far (reset by the caller) */
-    uint64_t max_steps;           /* 0 = unlimited; past it every match fails (budget) */
+    pcre2_match_data *md;      /* owned; reused for every regex */
+    pcre2_match_context *mctx; /* owned; carries match and depth limits */
+    uint64_t steps;            /* node comparisons so far (reset by the caller) */
+    uint64_t max_steps;        /* 0 = unlimited; past it every match fails (budget) */
 } ag_matcher_t;
 
 /* regex_match_limit bounds PCRE2 backtracking on untrusted model output (0 = PCRE2's default). */

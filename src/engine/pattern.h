@@ -9,9 +9,9 @@
 typedef struct ag_vars {
     char *names[AG_MAX_VARS]; /* owned, NUL-terminated, without the leading $ signs */
     uint32_t count;
-    uint32_t bound;           /* bit per slot: interned while not_depth was 0, i.e. captured by
-                                 the rule where a match binds it (not only under `not`) */
-    int not_depth;            /* set by the rule compiler around a `not` subrule */
+    uint32_t bound; /* bit per slot: interned while not_depth was 0, i.e. captured by
+                       the rule where a match binds it (not only under `not`) */
+    int not_depth;  /* set by the rule compiler around a `not` subrule */
 } ag_vars_t;
 
 void ag_vars_init(ag_vars_t *v);
@@ -25,7 +25,8 @@ int ag_vars_find(const ag_vars_t *v, ag_str_t name);
 /* Compiles src for lang. selector (len 0 = none) picks the first node of that kind in pre-order
  * and makes candidates need that kind. Captured metavariables are interned into vars. parser is
  * a scratch parser set to lang (borrowed). On failure returns AG_EINVAL and writes a sentence
- * for people into err ("pattern has multiple AST nodes", "selector `pair` matches nothing", ...). */
+ * for people into err ("pattern has multiple AST nodes", "selector `pair` matches nothing", ...).
+ */
 AG_MUSTCHECK int ag_pattern_compile(ag_lang_t lang, TSParser *parser, ag_str_t src,
                                     ag_str_t selector, ag_strictness_t strictness, ag_vars_t *vars,
                                     ag_pattern_t **out, char *err, size_t errlen);

@@ -94,10 +94,11 @@ static void test_bad_fence_language_is_refused(void **state)
 {
     ag_rules_t *r = NULL;
     ag_diag_t d;
-    assert_int_equal(ag_rules_load_mem(AG_STR_LIT("id: a\nlanguage: ts\nrule: {kind: identifier}\n"
-                                                  "metadata:\n  astgate:\n    fences: [ts, 'type script']\n"),
-                                       "t.yaml", &r, &d),
-                     AG_EINVAL);
+    assert_int_equal(
+        ag_rules_load_mem(AG_STR_LIT("id: a\nlanguage: ts\nrule: {kind: identifier}\n"
+                                     "metadata:\n  astgate:\n    fences: [ts, 'type script']\n"),
+                          "t.yaml", &r, &d),
+        AG_EINVAL);
     assert_int_equal(d.line, 6);
     assert_int_equal(d.col, 18);
     assert_non_null(strstr(d.msg, "fence language"));

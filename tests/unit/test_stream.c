@@ -145,9 +145,9 @@ static void test_other_languages_stream_through(void **state)
     ag_buf_t out;
     ag_buf_init(&out, 1 << 20);
     ag_stream_status_t st;
-    assert_int_equal(ag_stream_push(s, 0, AG_STR_LIT("```python\nagent = Agent(model='gpt-4')"),
-                                    &out, &st),
-                     AG_OK);
+    assert_int_equal(
+        ag_stream_push(s, 0, AG_STR_LIT("```python\nagent = Agent(model='gpt-4')"), &out, &st),
+        AG_OK);
     assert_string_equal(out.ptr, "```python\nagent = Agent(model='gpt-4')");
     ag_stream_free(s);
     ag_buf_dispose(&out);
@@ -160,9 +160,8 @@ static void test_keys_are_independent(void **state)
     ag_buf_init(&a, 1 << 20);
     ag_buf_init(&b, 1 << 20);
     ag_stream_status_t st;
-    assert_int_equal(ag_stream_push(s, 0, AG_STR_LIT("```ts\nnew Agent({ model: 'x' })\n"), &a,
-                                    &st),
-                     AG_OK);
+    assert_int_equal(
+        ag_stream_push(s, 0, AG_STR_LIT("```ts\nnew Agent({ model: 'x' })\n"), &a, &st), AG_OK);
     assert_int_equal(ag_stream_push(s, 1, AG_STR_LIT("prose "), &b, &st), AG_OK);
     assert_int_equal(ag_stream_push(s, 0, AG_STR_LIT("```\n"), &a, &st), AG_OK);
     assert_int_equal(ag_stream_push(s, 1, AG_STR_LIT("more"), &b, &st), AG_OK);
@@ -181,9 +180,9 @@ static void test_bare_code_is_held_prose_is_not(void **state)
     ag_buf_t out;
     ag_buf_init(&out, 1 << 20);
     ag_stream_status_t st;
-    assert_int_equal(ag_stream_push(s, 0, AG_STR_LIT("import { Agent } from '@mastra/core';\n"),
-                                    &out, &st),
-                     AG_OK);
+    assert_int_equal(
+        ag_stream_push(s, 0, AG_STR_LIT("import { Agent } from '@mastra/core';\n"), &out, &st),
+        AG_OK);
     assert_int_equal(out.len, 0);
     assert_int_equal(ag_stream_push(s, 0, AG_STR_LIT("new Agent({ model: 'a/b' });\n"), &out, &st),
                      AG_OK);
@@ -214,9 +213,8 @@ static void test_block_rule_stops_the_key(void **state)
     ag_buf_t out;
     ag_buf_init(&out, 1 << 20);
     ag_stream_status_t st;
-    assert_int_equal(ag_stream_push(s, 0, AG_STR_LIT("Run:\n```ts\neval(x)\n```\nafter"), &out,
-                                    &st),
-                     AG_OK);
+    assert_int_equal(
+        ag_stream_push(s, 0, AG_STR_LIT("Run:\n```ts\neval(x)\n```\nafter"), &out, &st), AG_OK);
     assert_int_equal(st, AG_STREAM_BLOCKED);
     assert_string_equal(out.ptr, "Run:\n");
     ag_stream_free(s);
