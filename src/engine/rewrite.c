@@ -128,6 +128,7 @@ static ag_event_t *event_add(ag_engine_t *e, uint32_t rule, ag_action_t action)
     ev->params = def->params_json;
     ev->reason = "";
     ev->shadow = e->opts.shadow || def->shadow;
+    ev->redact = def->redact;
     ev->block = e->block_base + e->cur_block;
     return ev;
 }

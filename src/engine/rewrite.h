@@ -31,6 +31,8 @@ typedef struct ag_event {
     ag_str_t before;        /* text replaced (empty for an insertion) */
     ag_str_t after;         /* text put in its place (empty for flag/block) */
     const char *message;    /* the rule's message, may be "" */
+    bool redact;            /* the rule says before/after may hold a secret: logs leave them
+                               out (metadata.astgate.redact) */
     const char *params;     /* the rule's parameters set by the configuration, as a JSON object
                                ({"model":"gpt-4.1-mini"}); NULL = none (all at their defaults) */
 } ag_event_t;

@@ -1987,7 +1987,7 @@ static int parse_astgate(ctx_t *c, const ag_ynode_t *meta, const ag_ynode_t **en
     if (need_map(c, ag, "metadata.astgate") != AG_OK)
         return AG_EINVAL;
     static const char *const keys[] = {"action", "fences", "ensure", "mode",
-                                       "params", "hint",   NULL};
+                                       "params", "hint",   "redact", NULL};
     if (check_keys(c, ag, keys, "metadata.astgate") != AG_OK)
         return AG_EINVAL;
     if (parse_hint(c, ag_ymap_get(ag, "hint")) != AG_OK)
@@ -2002,6 +2002,13 @@ static int parse_astgate(ctx_t *c, const ag_ynode_t *meta, const ag_ynode_t **en
             def->action = AG_ACTION_BLOCK;
         else
             return fail(c, action, "action must be rewrite, flag or block");
+    }
+    const ag_ynode_t *redact = ag_ymap_get(ag, "redact");
+    if (redact) {
+        if (is_scalar(redact) && ag_str_eqc(sv(redact), "true"))
+            def->redact = true;
+        else if (!(is_scalar(redact) && ag_str_eqc(sv(redact), "false")))
+            return fail(c, redact, "redact must be true or false");
     }
     const ag_ynode_t *mode = ag_ymap_get(ag, "mode");
     if (mode) {

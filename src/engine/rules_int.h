@@ -117,6 +117,8 @@ typedef struct ag_rule_def {
     char *message;
     char *severity;
     uint8_t action; /* ag_action_t */
+    bool redact;    /* metadata.astgate.redact: logs name the matched text's length, never
+                       the text (credentials) */
     bool shadow;    /* metadata.astgate.mode: shadow: log what it would do, change
                      * nothing, block nothing */
     ag_vars_t vars;

@@ -86,9 +86,11 @@ int ag_audit_format(ag_buf_t *b, const ag_event_t *ev, const ag_audit_ctx_t *ctx
     if (rc == AG_OK)
         rc = ag_buf_appendf(b, ",\"block\":%u,\"line\":%u,\"column\":%u", ev->block, ev->line,
                             ev->col);
-    if (rc == AG_OK)
+    if (rc == AG_OK && ev->redact) /* the text may be a credential: its size only */
+        rc = ag_buf_appendf(b, ",\"redacted\":true,\"before_bytes\":%zu", ev->before.len);
+    if (rc == AG_OK && !ev->redact)
         rc = kv_str(b, "before", ev->before);
-    if (rc == AG_OK && ev->action == AG_ACTION_REWRITE)
+    if (rc == AG_OK && !ev->redact && ev->action == AG_ACTION_REWRITE)
         rc = kv_str(b, "after", ev->after);
     if (rc == AG_OK && ev->reason && ev->reason[0])
         rc = kv_str(b, "reason", ag_cstr(ev->reason));

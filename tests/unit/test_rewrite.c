@@ -1170,6 +1170,53 @@ static void check_json_line(ag_str_t line, const char *key, ag_buf_t *decoded)
     assert_int_equal(ag_json_decode_str(p.found, decoded), AG_OK);
 }
 
+/* metadata.astgate.redact: the audit line of a rule whose match may be a credential gives the
+ * matched text's size, never the text nor the replacement; `redact` must be a boolean. */
+static void test_audit_line_redacted(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx,
+              "id: key\n"
+              "language: ts\n"
+              "rule: {kind: string, regex: \"^.sk-[A-Za-z0-9]{20,}.$\"}\n"
+              "fix: process.env.OPENAI_API_KEY\n"
+              "metadata: {astgate: {redact: true}}\n"
+              "---\n"
+              "id: plain\n"
+              "language: ts\n"
+              "rule: {pattern: \"debugger\"}\n",
+              NULL);
+    const char *reply = "```ts\nconst k = 'sk-Q7vT2mXr9LpZk3WbN8yHc4Df';\ndebugger;\n```\n";
+    rewrite(fx, reply, strlen(reply));
+    assert_int_equal(fx->res.rewrites, 1);
+    assert_int_equal(fx->res.nevents, 2);
+    for (uint32_t i = 0; i < fx->res.nevents; i++) {
+        const ag_event_t *ev = &fx->res.events[i];
+        ag_buf_reset(&fx->line);
+        assert_int_equal(ag_audit_format(&fx->line, ev, NULL, 1763771177058), AG_OK);
+        ag_str_t line = ag_buf_str(&fx->line);
+        if (strcmp(ev->rule, "key") == 0) {
+            assert_true(ev->redact);
+            assert_null(ag_memmem(line, AG_STR_LIT("Q7vT2mXr9LpZk3WbN8yHc4Df")));
+            assert_null(ag_memmem(line, AG_STR_LIT("\"before\"")));
+            assert_null(ag_memmem(line, AG_STR_LIT("\"after\"")));
+            assert_non_null(ag_memmem(line, AG_STR_LIT("\"redacted\":true,\"before_bytes\":29")));
+        } else {
+            assert_false(ev->redact);
+            assert_non_null(ag_memmem(line, AG_STR_LIT("\"before\":\"debugger\"")));
+        }
+    }
+    ag_rules_t *r = NULL;
+    ag_diag_t d;
+    memset(&d, 0, sizeof(d));
+    assert_int_equal(ag_rules_load_mem(ag_cstr("id: k\nlanguage: ts\nrule: {kind: string}\n"
+                                               "metadata: {astgate: {redact: yes-please}}\n"),
+                                       "t.yaml", &r, &d),
+                     AG_EINVAL);
+    assert_int_equal(d.line, 4);
+    assert_string_equal(d.msg, "redact must be true or false");
+}
+
 static void test_audit_line_is_one_json_line(void **state)
 {
     fx_t *fx = *state;
@@ -1264,6 +1311,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_idempotent_with_nul_byte, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotent_when_an_edit_moves_error_recovery, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_audit_line_redacted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_line_is_one_json_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_code_whole, setup, teardown),
         cmocka_unit_test_setup_teardown(test_code_label_picks_rules_and_grammar, setup, teardown),
