@@ -144,7 +144,14 @@ test('--html: the page loads from disk alone; bars, labels and table match --jso
             // drawn at its own size: a chart shrunk to fit would shrink its labels with it
             const scale = svg.getBoundingClientRect().width / num(svg, 'width');
             const texts = [...svg.querySelectorAll('text.label, text.na')].map(box);
-            return { axisY: num(axis, 'y1'), topY: Math.min(...grids), groups, key, scale, texts, bars: svg.querySelectorAll('rect.bar').length };
+            // the widest label there can be, in the labels' font: it must fit between two bars'
+            // centres whatever the figures, not only this run's
+            const probe = svg.querySelector('text.label').cloneNode();
+            probe.textContent = '88.88%';
+            svg.appendChild(probe);
+            const widest = probe.getBBox().width;
+            probe.remove();
+            return { axisY: num(axis, 'y1'), topY: Math.min(...grids), groups, key, scale, texts, widest, bars: svg.querySelectorAll('rect.bar').length };
         });
         const perPct = (chart.axisY - chart.topY) / 100;
         assert.ok(perPct > 0, `${id}: the 100 % line is above the axis`);
@@ -165,6 +172,7 @@ test('--html: the page loads from disk alone; bars, labels and table match --jso
             );
             const step = seen.slots[1].center - seen.slots[0].center;
             assert.ok(step > 0);
+            assert.ok(chart.widest < step, `${id}: a label of ${chart.widest} px is wider than the ${step} px between bars`);
             for (const [k, slot] of seen.slots.entries()) {
                 const [series, hint] = SLOTS[k];
                 const what = `${id}: ${g.name} ${series}${hint === 'on' ? ' +hint' : ''}`;

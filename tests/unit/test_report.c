@@ -125,25 +125,25 @@ static void test_bars_and_tables(void **state)
     const char *page = render(*state);
     /* a model's group holds its four bars, its rows without and with the hint found by name
      * though another model's row sits between them: 66.66 % of a 200 px bar, on the axis at
-     * y = 224, then 100 %, then the hinted 50 % and 75 % (lighter), 44 px apart */
+     * y = 224, then 100 %, then the hinted 50 % and 75 % (lighter), 52 px apart */
     assert_has(page, "<g class=\"bars\" data-group=\"&lt;script&gt;alert(1)&lt;/script&gt;\">\n"
-                     "<rect class=\"bar raw\" x=\"72.0\" y=\"90.68\" width=\"44\" "
+                     "<rect class=\"bar raw\" x=\"72.0\" y=\"90.68\" width=\"52\" "
                      "height=\"133.32\" data-series=\"raw\" data-hint=\"off\" "
                      "data-value=\"66.66\"");
     assert_has(page, "text-anchor=\"middle\">66.66%</text>");
-    assert_has(page, "<rect class=\"bar corrected\" x=\"116.0\" y=\"24.00\" width=\"44\" "
+    assert_has(page, "<rect class=\"bar corrected\" x=\"124.0\" y=\"24.00\" width=\"52\" "
                      "height=\"200.00\" data-series=\"corrected\" data-hint=\"off\" "
                      "data-value=\"100\"");
-    assert_has(page, "<rect class=\"bar raw hint\" x=\"160.0\" y=\"124.00\" width=\"44\" "
+    assert_has(page, "<rect class=\"bar raw hint\" x=\"176.0\" y=\"124.00\" width=\"52\" "
                      "height=\"100.00\" data-series=\"raw\" data-hint=\"on\" data-value=\"50\"");
-    assert_has(page, "<rect class=\"bar corrected hint\" x=\"204.0\" y=\"74.00\" width=\"44\" "
+    assert_has(page, "<rect class=\"bar corrected hint\" x=\"228.0\" y=\"74.00\" width=\"52\" "
                      "height=\"150.00\" data-series=\"corrected\" data-hint=\"on\" "
                      "data-value=\"75\"");
     /* a figure of 0 is a bar of no height labelled 0%; n/a is a labelled gap, no bar */
     assert_has(page, "height=\"0.00\" data-series=\"raw\" data-hint=\"on\" data-value=\"0\"");
-    assert_has(page, "<text class=\"label\" x=\"182.0\" y=\"220.00\" text-anchor=\"middle\">"
+    assert_has(page, "<text class=\"label\" x=\"202.0\" y=\"220.00\" text-anchor=\"middle\">"
                      "0%</text>");
-    assert_has(page, "<g class=\"bars\" data-group=\"prose\">\n<text class=\"na\" x=\"326.0\" "
+    assert_has(page, "<g class=\"bars\" data-group=\"prose\">\n<text class=\"na\" x=\"362.0\" "
                      "y=\"220.0\" text-anchor=\"middle\" data-series=\"raw\" data-hint=\"off\" "
                      "data-group=\"prose\">n/a<title>prose: raw n/a</title></text>");
     assert_has(page, "data-series=\"corrected\" data-hint=\"on\" data-group=\"prose\">n/a");
