@@ -8,7 +8,7 @@
 #include <string.h>
 
 #define BAR_H 200          /* px: the height of a 100 % bar */
-#define BAR_W 36           /* px */
+#define BAR_W 52           /* px: a label ("88.88%": 45.8 px in 12px DejaVu Sans) fits over it */
 #define GROUP_GAP 56       /* px between groups of bars */
 #define LABEL_MAX 18       /* bytes of a group name under the chart; the bar titles hold it whole */
 #define CHART_TOP 24       /* px above the 100 % line, for the labels */
@@ -167,7 +167,7 @@ static const char STYLE[] =
     ".meta{color:#555}table{border-collapse:collapse;margin:.5em 0}"
     "th,td{padding:.25em .7em;border-bottom:1px solid #e3e6ec;text-align:right}"
     "th:first-child,td:first-child,td.name{text-align:left}th{background:#f3f5f8}"
-    "svg{display:block;margin:.5em 0;max-width:100%;height:auto}"
+    ".chart{overflow-x:auto}svg{display:block;margin:.5em 0}"
     ".bar.raw{fill:#c8553d}.bar.corrected{fill:#2a9d8f}.bar.raw.hint{fill:#e9a27c}"
     ".bar.corrected.hint{fill:#8fd3c9}.axis{stroke:#8a93a3;stroke-width:1}"
     ".grid{stroke:#e3e6ec;stroke-width:1}"
@@ -185,56 +185,95 @@ static const char STYLE[] =
 
 /* ---- charts ---- */
 
+/* A group of bars: one model (or one rule of one model), its row without the hint and its row
+ * with it side by side, so that the hint's effect reads within the group. */
 typedef struct bar_group {
-    const json_t *row;   /* the counts: raw_accuracy_pct, corrected_accuracy_pct */
-    const json_t *model; /* the models[] row, for its name */
-    const char *rule;    /* per-rule chart: the rule id; NULL in the model chart */
+    const json_t *off; /* the counts without the hint (raw_accuracy_pct, ...); NULL: none */
+    const json_t *on;  /* the counts with the rules' hints in the request; NULL: none */
+    const char *model; /* the model's name as the JSON has it */
+    const char *rule;  /* per-rule chart: the rule id; NULL in the model chart */
 } bar_group_t;
 
-static void put_bar(page_t *p, double x, const char *series, const char *label_for, const json_t *m,
-                    const char *rule, const json_t *v)
+/* The bars of a group, in order; a chart shows the hinted two only when the run had that arm,
+ * the plain two only when it had the other. */
+static const struct series {
+    const char *name; /* data-series and the CSS class */
+    const char *key;  /* the figure in the row */
+    bool hint;        /* from the hinted row */
+    const char *says; /* in the bar's title */
+} SERIES[] = {
+    {"raw", "raw_accuracy_pct", false, "raw"},
+    {"corrected", "corrected_accuracy_pct", false, "corrected"},
+    {"raw", "raw_accuracy_pct", true, "raw with the hints"},
+    {"corrected", "corrected_accuracy_pct", true, "corrected with the hints"},
+};
+
+static bool is_hinted(const json_t *m)
+{
+    return strcmp(jstr(m, "hint"), "on") == 0;
+}
+
+static void put_group_name(page_t *p, const bar_group_t *g, const char *between)
+{
+    if (g->rule) {
+        esc_c(p, g->rule);
+        put(p, between);
+    }
+    esc_c(p, g->model[0] ? g->model : "(no model)");
+}
+
+/* One bar at x, or, when the figure is n/a (no reply with code, or no such arm for this model),
+ * a gap labelled "n/a": never a bar of no height, which would read as 0 %. */
+static void put_bar(page_t *p, double x, const struct series *s, const bar_group_t *g)
 {
     char b[64];
     double base = CHART_TOP + BAR_H;
+    const json_t *v = json_object_get(s->hint ? g->on : g->off, s->key);
+    const char *cls = s->hint ? " hint" : "";
     if (!json_is_number(v)) {
-        putf(p, "<text class=\"na\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">n/a</text>\n",
-             x + BAR_W / 2.0, base - 4);
+        putf(p, "<text class=\"na\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" ", x + BAR_W / 2.0,
+             base - 4);
+        putf(p, "data-series=\"%s\" data-hint=\"%s\" data-group=\"", s->name,
+             s->hint ? "on" : "off");
+        put_group_name(p, g, " / ");
+        put(p, "\">n/a<title>");
+        put_group_name(p, g, ", ");
+        putf(p, ": %s n/a</title></text>\n", s->says);
         return;
     }
     double val = json_number_value(v);
     double clamped = val < 0 ? 0 : val > 100 ? 100 : val;
     double h = clamped * BAR_H / 100.0;
-    bool hinted = strcmp(jstr(m, "hint"), "on") == 0;
-    putf(p, "<rect class=\"bar %s%s\" x=\"%.1f\" y=\"%.2f\" width=\"%d\" height=\"%.2f\" ", series,
-         hinted ? " hint" : "", x, base - h, BAR_W, h);
-    putf(p, "data-series=\"%s\" data-value=\"%s\" data-group=\"", series, fig(b, sizeof(b), val));
-    if (rule) {
-        esc_c(p, rule);
-        put(p, " / ");
-    }
-    put_name(p, m);
+    putf(p, "<rect class=\"bar %s%s\" x=\"%.1f\" y=\"%.2f\" width=\"%d\" height=\"%.2f\" ", s->name,
+         cls, x, base - h, BAR_W, h);
+    putf(p, "data-series=\"%s\" data-hint=\"%s\" data-value=\"%s\" data-group=\"", s->name,
+         s->hint ? "on" : "off", fig(b, sizeof(b), val));
+    put_group_name(p, g, " / ");
     put(p, "\"><title>");
-    if (rule) {
-        esc_c(p, rule);
-        put(p, ", ");
-    }
-    put_name(p, m);
-    putf(p, ": %s %s%%</title></rect>\n", label_for, fig(b, sizeof(b), val));
+    put_group_name(p, g, ", ");
+    putf(p, ": %s %s%%</title></rect>\n", s->says, fig(b, sizeof(b), val));
     putf(p, "<text class=\"label\" x=\"%.1f\" y=\"%.2f\" text-anchor=\"middle\">%s%%</text>\n",
          x + BAR_W / 2.0, base - h - 4, fig(b, sizeof(b), val));
 }
 
 static void put_chart(page_t *p, const char *id, const char *title, const bar_group_t *g, size_t n)
 {
-    bool any_hint = false;
-    for (size_t i = 0; i < n; i++)
-        any_hint |= strcmp(jstr(g[i].model, "hint"), "on") == 0;
-    double gw = 2 * BAR_W + GROUP_GAP;
+    bool any_off = false, any_on = false;
+    for (size_t i = 0; i < n; i++) {
+        any_off |= g[i].off != NULL;
+        any_on |= g[i].on != NULL;
+    }
+    if (!any_off && !any_on)
+        any_off = true; /* no row at all: the axes and the key of a plain run */
+    size_t first = any_off ? 0 : 2, last = any_on ? 4 : 2, nb = last - first;
+    double gw = nb * BAR_W + GROUP_GAP;
     double width = CHART_LEFT + n * gw + 10;
     double height = CHART_TOP + BAR_H + CHART_BOTTOM;
-    putf(p, "<svg id=\"%s\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" ",
-         id, width, height);
-    putf(p, "viewBox=\"0 0 %.0f %.0f\" role=\"img\" aria-label=\"%s\">\n", width, height, title);
+    /* the chart scrolls rather than shrinks: a shrunk one would shrink its labels too */
+    putf(p, "<div class=\"chart\"><svg id=\"%s\" xmlns=\"http://www.w3.org/2000/svg\" ", id);
+    putf(p, "width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" role=\"img\" ", width, height,
+         width, height);
+    putf(p, "aria-label=\"%s\">\n", title);
     for (int t = 0; t <= 100; t += 25) {
         double y = CHART_TOP + BAR_H - t * BAR_H / 100.0;
         putf(p, "<line class=\"%s\" x1=\"%d\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\"/>",
@@ -244,11 +283,12 @@ static void put_chart(page_t *p, const char *id, const char *title, const bar_gr
     }
     for (size_t i = 0; i < n; i++) {
         double x = CHART_LEFT + GROUP_GAP / 2.0 + i * gw;
-        put_bar(p, x, "raw", "raw", g[i].model, g[i].rule,
-                json_object_get(g[i].row, "raw_accuracy_pct"));
-        put_bar(p, x + BAR_W, "corrected", "corrected", g[i].model, g[i].rule,
-                json_object_get(g[i].row, "corrected_accuracy_pct"));
-        double cx = x + BAR_W;
+        put(p, "<g class=\"bars\" data-group=\"");
+        put_group_name(p, &g[i], " / ");
+        put(p, "\">\n");
+        for (size_t k = first; k < last; k++)
+            put_bar(p, x + (k - first) * BAR_W, &SERIES[k], &g[i]);
+        double cx = x + nb * BAR_W / 2.0;
         double y = CHART_TOP + BAR_H + 16;
         putf(p, "<text class=\"group\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">", cx, y);
         if (g[i].rule) {
@@ -258,18 +298,86 @@ static void put_chart(page_t *p, const char *id, const char *title, const bar_gr
                  "text-anchor=\"middle\">",
                  cx, y + 15);
         }
-        const char *name = jstr(g[i].model, "model");
-        esc_short(p, name[0] ? name : "(no model)");
-        if (strcmp(jstr(g[i].model, "hint"), "on") == 0)
-            put(p, " +hint");
-        put(p, "</text>\n");
+        esc_short(p, g[i].model[0] ? g[i].model : "(no model)");
+        put(p, "</text>\n</g>\n");
     }
-    put(p, "</svg>\n<p class=\"key\"><span class=\"raw\"></span>raw (as written)<span "
-           "class=\"corrected\"></span>corrected (after the rewrite)");
-    if (any_hint)
+    put(p, "</svg></div>\n<p class=\"key\">");
+    if (any_off)
+        put(p, "<span class=\"raw\"></span>raw (as written)<span class=\"corrected\"></span>"
+               "corrected (after the rewrite)");
+    if (any_on)
         put(p, "<span class=\"raw hint\"></span>raw, the rules' hints in the request<span "
                "class=\"corrected hint\"></span>corrected, with the hints");
     put(p, "</p>\n");
+}
+
+/* The group of model in g[0..*n), added when new. */
+static bar_group_t *model_group(bar_group_t *g, size_t *n, const char *model)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp(g[i].model, model) == 0)
+            return &g[i];
+    g[*n].model = model;
+    return &g[(*n)++];
+}
+
+/* The row of rule id in a models[] row's rules, or NULL. */
+static const json_t *rule_row(const json_t *m, const char *id)
+{
+    size_t k;
+    const json_t *r;
+    if (m == NULL)
+        return NULL;
+    json_array_foreach(json_object_get(m, "rules"), k, r)
+    {
+        if (strcmp(jstr(r, "id"), id) == 0)
+            return r;
+    }
+    return NULL;
+}
+
+/* The two charts: per model, then per rule and model, each group holding a model's rows without
+ * and with the hint (matched by name: eval writes one row per model and arm, in any order). */
+static void put_charts(page_t *p, const json_t *models)
+{
+    size_t nm = json_array_size(models), ng = 0, nr = 0, i, k;
+    const json_t *m, *r;
+    bar_group_t *g = ag_xcalloc(nm ? nm : 1, sizeof(*g));
+    json_array_foreach(models, i, m)
+    {
+        bar_group_t *x = model_group(g, &ng, jstr(m, "model"));
+        const json_t **arm = is_hinted(m) ? &x->on : &x->off;
+        if (*arm == NULL)
+            *arm = m;
+        nr += json_array_size(json_object_get(m, "rules"));
+    }
+    put(p, "<h2 id=\"by-model\">Accuracy per model</h2>\n");
+    put_chart(p, "chart-models", "raw and corrected accuracy per model", g, ng);
+
+    /* rule by rule, in the order they first appear, each model's group side by side */
+    bar_group_t *rg = ag_xcalloc(nr ? nr : 1, sizeof(*rg));
+    size_t nrg = 0;
+    json_array_foreach(models, i, m)
+    {
+        json_array_foreach(json_object_get(m, "rules"), k, r)
+        {
+            const char *id = jstr(r, "id");
+            bool seen = false;
+            for (size_t q = 0; q < nrg && !seen; q++)
+                seen = strcmp(rg[q].rule, id) == 0;
+            if (seen)
+                continue;
+            for (size_t q = 0; q < ng && nrg < nr; q++) {
+                bar_group_t x = {rule_row(g[q].off, id), rule_row(g[q].on, id), g[q].model, id};
+                if (x.off || x.on)
+                    rg[nrg++] = x;
+            }
+        }
+    }
+    put(p, "<h2 id=\"by-rule\">Accuracy per rule</h2>\n");
+    put_chart(p, "chart-rules", "raw and corrected accuracy per rule and model", rg, nrg);
+    free(rg);
+    free(g);
 }
 
 /* ---- tables ---- */
@@ -526,8 +634,8 @@ int ag_report_html(const struct json_t *summary, ag_buf_t *out)
         esc_c(p, jstr(json_object_get(s, "input"), "file"));
     }
     put(p, "<br>rules: ");
-    size_t i, k;
-    const json_t *v, *r;
+    size_t i;
+    const json_t *v;
     json_array_foreach(json_object_get(s, "rule_files"), i, v)
     {
         if (i)
@@ -539,38 +647,7 @@ int ag_report_html(const struct json_t *summary, ag_buf_t *out)
          "n/a when no reply has code</p>\n",
          jint(s, "replies"), jint(s, "with_code"));
 
-    /* the charts */
-    size_t nm = json_array_size(models), nr = 0;
-    bar_group_t *g = ag_xcalloc(nm ? nm : 1, sizeof(*g));
-    json_array_foreach(models, i, v)
-    {
-        g[i].row = v;
-        g[i].model = v;
-    }
-    put(p, "<h2 id=\"by-model\">Accuracy per model</h2>\n");
-    put_chart(p, "chart-models", "raw and corrected accuracy per model", g, nm);
-    free(g);
-    json_array_foreach(models, i, v) nr += json_array_size(json_object_get(v, "rules"));
-    g = ag_xcalloc(nr ? nr : 1, sizeof(*g));
-    size_t ng = 0;
-    /* rule by rule, each model's bars side by side */
-    const json_t *first_rules = json_object_get(json_array_get(models, 0), "rules");
-    json_array_foreach(first_rules, k, r)
-    {
-        json_array_foreach(models, i, v)
-        {
-            const json_t *row = json_array_get(json_object_get(v, "rules"), k);
-            if (row == NULL || ng == nr)
-                continue;
-            g[ng].row = row;
-            g[ng].model = v;
-            g[ng].rule = jstr(row, "id");
-            ng++;
-        }
-    }
-    put(p, "<h2 id=\"by-rule\">Accuracy per rule</h2>\n");
-    put_chart(p, "chart-rules", "raw and corrected accuracy per rule and model", g, ng);
-    free(g);
+    put_charts(p, models);
 
     put(p, "<h2 id=\"table\">Models</h2>\n");
     put_models_table(p, models);

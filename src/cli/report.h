@@ -12,8 +12,11 @@ struct json_t;
  * "rules", "live", ...) with, optionally, "examples" (ag_eval_examples_json). Every string from
  * it is HTML-escaped (replies are model output: hostile); the page carries a Content-Security-
  * Policy that allows no script and no fetch. Percentages are printed as the JSON has them (two
- * decimals, rounded down by eval), null as "n/a". Borrowed; not modified. Returns AG_OK, or
- * AG_ETOOBIG when out's maximum is reached (out then holds a cut page). Thread-safe. */
+ * decimals, rounded down by eval), null as "n/a", a labelled gap in a chart and never a bar. The
+ * charts hold one group per model (per rule and model): its raw and corrected bars, then those of
+ * its hinted row ("hint": "on", matched by "model") when the summary has one. Borrowed; not
+ * modified. Returns AG_OK, or AG_ETOOBIG when out's maximum is reached (out then holds a cut
+ * page). Thread-safe. */
 AG_MUSTCHECK int ag_report_html(const struct json_t *summary, ag_buf_t *out);
 
 #endif

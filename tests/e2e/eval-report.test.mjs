@@ -1,9 +1,10 @@
 // `astgate eval --html` in a real browser (issue 16): Debian's chromium, headless, driven by the
 // pinned puppeteer-core, opens the page of a live run over the fake models (each without and with
-// the rules' hints: the hinted bars) from disk and checks that
-// it loads with no console error and no request but the file itself, that every bar is there with a
-// height proportional to its figure and a readable label, and that the table's numbers are those of
-// --json from the same run.
+// the rules' hints) from disk and checks that it loads with no console error and no request but the
+// file itself, that each model's group holds its four bars (raw, corrected, and both with the hints)
+// with heights proportional to the figures of its off and on rows in --json, n/a as a labelled gap,
+// distinct colours named by the key and labels that are readable and do not overlap, and that the
+// tables' numbers are those of --json from the same run.
 //
 // Chromium comes from scripts/deps.sh (as root). Missing, the test fails when it runs as root (the
 // CI machine: deps.sh should have installed it) and is skipped with the reason otherwise, as
@@ -87,59 +88,138 @@ test('--html: the page loads from disk alone; bars, labels and table match --jso
     assert.deepEqual(requests, [url], 'the page asked for something besides itself');
     assert.deepEqual(errors, []);
 
+    // Each model is one group of four bars: raw and corrected, then raw and corrected with the
+    // hints, from its off and on rows of --json; per rule, one such group per rule and model.
+    const modelNames = [...new Set(j.models.map((m) => m.model))];
+    const arm = (model, hint) => j.models.find((m) => m.model === model && m.hint === hint) || null;
+    const byModel = modelNames.map((model) => ({ name: model, off: arm(model, 'off'), on: arm(model, 'on') }));
+    assert.ok(byModel.every((g) => g.off && g.on), 'a --hint both run has both arms of every model');
+    const ruleIds = [...new Set(j.models.flatMap((m) => m.rules.map((x) => x.id)))];
+    const byRule = ruleIds.flatMap((id) =>
+        byModel.map((g) => ({ name: `${id} / ${g.name}`, off: g.off.rules.find((x) => x.id === id), on: g.on.rules.find((x) => x.id === id) })),
+    );
+    const SLOTS = [
+        ['raw', 'off'],
+        ['corrected', 'off'],
+        ['raw', 'on'],
+        ['corrected', 'on'],
+    ];
     for (const [id, groups] of [
-        ['chart-models', j.models.map((m) => ({ name: name(m), row: m, hint: m.hint }))],
-        ['chart-rules', j.models[0].rules.flatMap((rule, k) => j.models.map((m) => ({ name: `${rule.id} / ${name(m)}`, row: m.rules[k], hint: m.hint })))],
+        ['chart-models', byModel],
+        ['chart-rules', byRule],
     ]) {
         const chart = await page.$eval(`svg#${id}`, (svg) => {
             const num = (el, a) => Number(el.getAttribute(a));
+            const box = (el) => {
+                const r = el.getBoundingClientRect();
+                return { left: r.left, right: r.right, top: r.top, bottom: r.bottom };
+            };
+            const label = (t) => ({ text: t.textContent.replace(/n\/a.*/s, 'n/a'), x: num(t, 'x'), y: num(t, 'y'), box: box(t), size: parseFloat(getComputedStyle(t).fontSize), fill: getComputedStyle(t).fill });
             const axis = svg.querySelector('line.axis');
             const grids = [...svg.querySelectorAll('line.grid')].map((l) => num(l, 'y1'));
-            const labels = [...svg.querySelectorAll('text.label, text.na')].map((t) => {
-                const box = t.getBBox();
-                return { text: t.textContent, x: num(t, 'x'), y: num(t, 'y'), w: box.width, h: box.height, size: parseFloat(getComputedStyle(t).fontSize), fill: getComputedStyle(t).fill };
-            });
-            const bars = [...svg.querySelectorAll('rect.bar')].map((b) => ({
-                series: b.dataset.series,
-                hinted: b.classList.contains('hint'),
-                group: b.dataset.group,
-                value: Number(b.dataset.value),
-                x: num(b, 'x'),
-                y: num(b, 'y'),
-                width: num(b, 'width'),
-                height: num(b, 'height'),
-                shown: b.getBoundingClientRect().width > 0,
+            const groups = [...svg.querySelectorAll('g.bars')].map((g) => ({
+                name: g.dataset.group,
+                // the bars and the n/a gaps, in the order they stand
+                slots: [...g.querySelectorAll('rect.bar, text.na')].map((el) =>
+                    el.tagName === 'rect'
+                        ? {
+                              kind: 'bar',
+                              series: el.dataset.series,
+                              hint: el.dataset.hint,
+                              hinted: el.classList.contains('hint'),
+                              value: Number(el.dataset.value),
+                              x: num(el, 'x'),
+                              y: num(el, 'y'),
+                              width: num(el, 'width'),
+                              height: num(el, 'height'),
+                              center: num(el, 'x') + num(el, 'width') / 2,
+                              fill: getComputedStyle(el).fill,
+                              shown: el.getBoundingClientRect().width > 0,
+                          }
+                        : { kind: 'na', series: el.dataset.series, hint: el.dataset.hint, center: num(el, 'x'), label: label(el) },
+                ),
+                labels: [...g.querySelectorAll('text.label')].map(label),
             }));
-            return { axisY: num(axis, 'y1'), topY: Math.min(...grids), labels, bars };
+            const key = [...(svg.closest('div.chart')?.nextElementSibling?.querySelectorAll('span') ?? [])].map((s) => ({ cls: s.className, color: getComputedStyle(s).backgroundColor }));
+            // drawn at its own size: a chart shrunk to fit would shrink its labels with it
+            const scale = svg.getBoundingClientRect().width / num(svg, 'width');
+            const texts = [...svg.querySelectorAll('text.label, text.na')].map(box);
+            // the widest label there can be, in the labels' font: it must fit between two bars'
+            // centres whatever the figures, not only this run's
+            const probe = svg.querySelector('text.label').cloneNode();
+            probe.textContent = '88.88%';
+            svg.appendChild(probe);
+            const widest = probe.getBBox().width;
+            probe.remove();
+            return { axisY: num(axis, 'y1'), topY: Math.min(...grids), groups, key, scale, texts, widest, bars: svg.querySelectorAll('rect.bar').length };
         });
         const perPct = (chart.axisY - chart.topY) / 100;
         assert.ok(perPct > 0, `${id}: the 100 % line is above the axis`);
-        let expected = 0;
-        for (const g of groups) {
-            for (const series of ['raw', 'corrected']) {
-                const want = g.row[`${series}_accuracy_pct`];
-                const bar = chart.bars.find((b) => b.group === g.name && b.series === series);
+        assert.ok(Math.abs(chart.scale - 1) < 0.01, `${id}: drawn at ${chart.scale} of its size`);
+        assert.deepEqual(
+            chart.groups.map((g) => g.name),
+            groups.map((g) => g.name),
+            `${id}: one group per model (per rule and model), the hinted arm inside it`,
+        );
+        let bars = 0;
+        const fills = new Map();
+        for (const [gi, g] of groups.entries()) {
+            const seen = chart.groups[gi];
+            assert.deepEqual(
+                seen.slots.map((s) => [s.series, s.hint]),
+                SLOTS,
+                `${id}: ${g.name} holds raw, corrected, raw +hint, corrected +hint`,
+            );
+            const step = seen.slots[1].center - seen.slots[0].center;
+            assert.ok(step > 0);
+            assert.ok(chart.widest < step, `${id}: a label of ${chart.widest} px is wider than the ${step} px between bars`);
+            for (const [k, slot] of seen.slots.entries()) {
+                const [series, hint] = SLOTS[k];
+                const what = `${id}: ${g.name} ${series}${hint === 'on' ? ' +hint' : ''}`;
+                assert.ok(Math.abs(slot.center - seen.slots[0].center - k * step) < 0.01, `${what} stands in its place in the group`);
+                const want = g[hint]?.[`${series}_accuracy_pct`] ?? null;
                 if (want === null) {
-                    assert.equal(bar, undefined, `${id}: ${g.name} ${series} is n/a and has no bar`);
+                    assert.equal(slot.kind, 'na', `${what} is n/a: a gap, no bar`);
+                    assert.equal(slot.label.text, 'n/a');
+                    assert.ok(slot.label.box.right > slot.label.box.left && slot.label.size >= 10, `${what}: the n/a is readable`);
                     continue;
                 }
-                expected++;
-                assert.ok(bar, `${id}: no ${series} bar for ${g.name}`);
-                assert.equal(bar.value, want, `${id}: ${g.name} ${series}`);
-                assert.ok(Math.abs(bar.height - want * perPct) < 0.01, `${id}: ${g.name} ${series} bar is ${bar.height} px high for ${want} %`);
-                assert.ok(Math.abs(bar.y + bar.height - chart.axisY) < 0.01, `${id}: ${g.name} ${series} bar stands on the axis`);
-                assert.ok(bar.shown && bar.width > 0);
-                assert.equal(bar.hinted, g.hint === 'on', `${id}: ${g.name} ${series}: hinted bars are marked`);
-                const label = chart.labels.find((l) => Math.abs(l.x - (bar.x + bar.width / 2)) < 0.01 && l.text !== 'n/a');
-                assert.ok(label, `${id}: ${g.name} ${series} has a label`);
+                bars++;
+                assert.equal(slot.kind, 'bar', `${what}: no bar for ${want} %`);
+                assert.equal(slot.value, want, what);
+                assert.ok(Math.abs(slot.height - want * perPct) < 0.01, `${what} bar is ${slot.height} px high for ${want} %`);
+                assert.ok(Math.abs(slot.y + slot.height - chart.axisY) < 0.01, `${what} bar stands on the axis`);
+                assert.ok(slot.shown && slot.width > 0);
+                assert.equal(slot.hinted, hint === 'on', `${what}: hinted bars are marked`);
+                const key = `${series} ${hint}`;
+                if (!fills.has(key)) fills.set(key, slot.fill);
+                assert.equal(slot.fill, fills.get(key), `${what}: one colour per kind of bar`);
+                const label = seen.labels.find((l) => Math.abs(l.x - slot.center) < 0.01);
+                assert.ok(label, `${what} has a label`);
                 assert.equal(figure(label.text), want);
-                assert.ok(label.y <= bar.y, `${id}: the label of ${g.name} ${series} sits above its bar`);
-                assert.ok(label.w > 0 && label.h > 0 && label.size >= 10, `${id}: the label of ${g.name} ${series} is readable (${label.size} px)`);
+                assert.ok(label.y <= slot.y, `${what}: the label sits above its bar`);
+                assert.ok(label.box.right > label.box.left && label.size >= 10, `${what}: the label is readable (${label.size} px)`);
             }
         }
-        assert.equal(chart.bars.length, expected, `${id}: one bar per figure`);
-        const nas = chart.labels.filter((l) => l.text === 'n/a').length;
-        assert.equal(nas, groups.length * 2 - expected, `${id}: an n/a label per missing figure`);
+        assert.equal(chart.bars, bars, `${id}: one bar per figure, none for n/a`);
+        assert.equal(new Set(fills.values()).size, fills.size, `${id}: the kinds of bar have distinct colours (${[...fills].join(', ')})`);
+        // the key names the four kinds, in the bars' colours
+        assert.deepEqual(
+            chart.key.map((k) => k.cls),
+            ['raw', 'corrected', 'raw hint', 'corrected hint'],
+        );
+        for (const k of chart.key) {
+            const [series, hint] = [k.cls.split(' ')[0], k.cls.includes('hint') ? 'on' : 'off'];
+            const fill = fills.get(`${series} ${hint}`);
+            if (fill) assert.equal(k.color, fill, `${id}: the key's ${k.cls} is the bars' colour`);
+        }
+        // no two labels overlap
+        for (const [a, x] of chart.texts.entries()) {
+            for (const y of chart.texts.slice(a + 1)) {
+                const apart = x.right <= y.left || y.right <= x.left || x.bottom <= y.top || y.bottom <= x.top;
+                assert.ok(apart, `${id}: two labels overlap: ${JSON.stringify([x, y])}`);
+            }
+        }
     }
 
     const rows = await page.$$eval('table#models tbody tr', (trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)));
