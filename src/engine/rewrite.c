@@ -443,7 +443,11 @@ static int render_fix(ag_engine_t *e, const ag_rule_def_t *def, const char *t, u
                                   : sl->state == AG_SLOT_MULTI ? sl->multi_first
                                                                : AG_NONE;
                     if (vs == AG_NONE) /* a transform's output, or an empty run */
-                        rc = ag_buf_append(out, vt.ptr, vt.len);
+                        /* no place in the source: as ast-grep 0.51.1, each later line only
+                         * gains the template line's indentation, not the matched line's */
+                        rc = ag_indent_append_var(out, AG_STR_LIT(""), 0, vt,
+                                                  ag_indent_of_line(ag_str(t, len), i),
+                                                  AG_STR_LIT(""));
                     else
                         rc = ag_indent_append_var(out, ag_str(e->flat.src, e->flat.src_len),
                                                   e->flat.nodes[vs].start, vt,

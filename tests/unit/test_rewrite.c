@@ -544,6 +544,26 @@ static void test_transforms_in_fix(void **state)
     assert_idempotent(fx);
 }
 
+/* A transform's output over several lines in a multi-line fix: each later line gains the
+ * indentation of the template line it lands on and not the matched line's (ast-grep 0.51.1;
+ * tests/parity case fix-indent-transform-multiline). */
+static void test_transform_multiline_in_fix(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx,
+              "id: t\n"
+              "language: ts\n"
+              "rule: {pattern: \"wrap($A)\"}\n"
+              "transform:\n"
+              "  T: {replace: {source: $A, replace: zz, by: yy}}\n"
+              "fix: \"{\\n  go($T);\\n}\"\n",
+              NULL);
+    check(fx, "```ts\nwrap(a(\n  1));\n```\n", "```ts\n{\n  go(a(\n    1));\n};\n```\n");
+    check(fx, "```ts\nif (x) {\n  wrap(b(\n    3));\n}\n```\n",
+          "```ts\nif (x) {\n  {\n    go(b(\n      3));\n  };\n}\n```\n");
+    assert_idempotent(fx);
+}
+
 /* An ensure rule's `when: {matches: UTIL}` looks the util up among its own rule's utils, not
  * those of whichever rule the block's scan tried last (two packs loaded together broke each
  * other's rewrites that way). */
@@ -1248,6 +1268,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bare_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_reply, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transforms_in_fix, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transform_multiline_in_fix, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ensure_when_matches_own_utils, setup, teardown),
         cmocka_unit_test_setup_teardown(test_constraint_on_unbound_variable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_error_flags_instead_of_rewrite, setup, teardown),
