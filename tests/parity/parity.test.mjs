@@ -9,9 +9,6 @@
 // Kind "astgate-declines": astgate does not apply the fix on purpose and flags the match with
 // the entry's "flag" as its reason; the match ranges agree, astgate's fixed files equal
 // cases/<name>/expected/<input> and ast-grep's differ from them.
-// Kind "edit-span": astgate reports the span its edit replaces (the match with its expandStart/
-// expandEnd sibling) as the match's range; that span must equal ast-grep's replacementOffsets,
-// the replacements and the fixed files must be equal.
 // A case named refused-* holds a rule both tools must refuse: ast-grep exits non-zero, astgate
 // exits 1 with the cause at rule.yml:line:col.
 //   ASTGATE_BIN=build/asan/astgate AST_GREP_BIN=bench/node_modules/.bin/ast-grep \
@@ -71,15 +68,6 @@ function matches(out) {
   return out.split('\n').filter((l) => l.trim()).map((l) => norm(JSON.parse(l))).sort(order);
 }
 
-// ast-grep's matches reduced to the span each fix replaces, and astgate's alike (kind edit-span).
-function editSpans(out) {
-  return out.split('\n').filter((l) => l.trim()).map((l) => {
-    const m = JSON.parse(l);
-    const span = m.replacementOffsets ?? m.range.byteOffset;
-    return { ruleId: m.ruleId, file: m.file, bytes: [span.start, span.end], replacement: m.replacement };
-  }).sort(order);
-}
-
 // Runs one tool over a copy of the inputs: its matches and the files after its fixes.
 function runTool(tool, rule, dir, files) {
   const work = mkdtempSync(join(tmpdir(), `parity-${tool}-`));
@@ -93,7 +81,7 @@ function runTool(tool, rule, dir, files) {
       out = run(astgate, ['scan', '--rules', rule, '--json', '-U', ...files], work);
     }
     for (const f of files) fixed[f] = readFileSync(join(work, f), 'utf8');
-    return { list: matches(out), spans: editSpans(out), raw: out, fixed };
+    return { list: matches(out), raw: out, fixed };
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
@@ -122,14 +110,6 @@ for (const name of cases) {
     const a = runTool('astgate', rule, dir, files);
     const s = runTool('ast-grep', rule, dir, files);
     assert.ok(s.list.length > 0, `${name}: ast-grep finds nothing: the case tests nothing`);
-    if (diff?.kind === 'edit-span') {
-      assert.deepEqual(a.spans, s.spans, `${name}: edit spans differ`);
-      for (const f of files)
-        assert.equal(a.fixed[f], s.fixed[f], `${name}/${f}: fixed file differs`);
-      assert.notDeepEqual(a.list, s.list,
-        `${name}: the match ranges now agree: remove the case from known-differences.json`);
-      return;
-    }
     if (diff?.kind === 'ast-grep-wrong' || diff?.kind === 'astgate-declines') {
       // ast-grep is wrong here: the ranges still agree, the fix is checked against expected/
       const strip = (l) => l.map(({ replacement, ...rest }) => rest);
@@ -158,7 +138,7 @@ test('known-differences.json names existing cases, each with a reason', () => {
   for (const [name, d] of Object.entries(known)) {
     assert.ok(cases.includes(name), `${name}: no such case`);
     assert.ok(typeof d.reason === 'string' && d.reason.length > 0, `${name}: no reason`);
-    assert.ok(['ast-grep-wrong', 'astgate-bug', 'astgate-declines', 'edit-span'].includes(d.kind),
+    assert.ok(['ast-grep-wrong', 'astgate-bug', 'astgate-declines'].includes(d.kind),
       `${name}: unknown kind ${d.kind}`);
     if (d.kind === 'astgate-declines')
       assert.ok(typeof d.flag === 'string' && d.flag.length > 0, `${name}: no flag`);

@@ -657,6 +657,32 @@ static void test_parse_error_flags_instead_of_rewrite(void **state)
 
 /* ---- events ---- */
 
+/* A fix widened by expandEnd: the event's offset/before is the span the edit replaces, its
+ * match_offset/match_len the matched node alone (scan --json reports that, as ast-grep). */
+static void test_event_match_span_with_expand(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx,
+              "id: drop\n"
+              "language: ts\n"
+              "rule: {pattern: debug, inside: {kind: array}}\n"
+              "fix: {template: '', expandEnd: {regex: ','}}\n",
+              NULL);
+    const char *reply = "```ts\nconst a = [debug, y];\n```\n";
+    check(fx, reply, "```ts\nconst a = [ y];\n```\n");
+    assert_int_equal(fx->res.nevents, 1);
+    const ag_event_t *ev = &fx->res.events[0];
+    assert_int_equal(ev->offset, strstr(reply, "debug") - reply);
+    assert_int_equal(ev->before.len, 6); /* "debug," */
+    assert_int_equal(ev->match_offset, ev->offset);
+    assert_int_equal(ev->match_len, 5); /* "debug" */
+    /* not widened: the same span */
+    check(fx, "```ts\nconst b = [debug];\n```\n", "```ts\nconst b = [];\n```\n");
+    ev = &fx->res.events[0];
+    assert_int_equal(ev->match_offset, ev->offset);
+    assert_int_equal(ev->match_len, ev->before.len);
+}
+
 static void test_event_fields(void **state)
 {
     fx_t *fx = *state;
@@ -1272,6 +1298,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ensure_when_matches_own_utils, setup, teardown),
         cmocka_unit_test_setup_teardown(test_constraint_on_unbound_variable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_error_flags_instead_of_rewrite, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_event_match_span_with_expand, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prefilter_regex_alternation_after_class, setup,
                                         teardown),
