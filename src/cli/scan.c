@@ -26,7 +26,8 @@ static const char SCAN_USAGE[] =
     ",\n"
     "\"end\":{line,column}},\"text\",\"replacement\",...}: lines and columns 0-based, columns in\n"
     "characters, as ast-grep counts them). A rewrite rule's edit that is not applied says\n"
-    "\"applied\":false and why. -U, --update-all: write the rewritten code back to each INPUT.\n";
+    "\"applied\":false and why; one widened by expandStart/expandEnd gives the bytes it replaces\n"
+    "as \"replacementOffsets\". -U, --update-all: write the rewritten code back to each INPUT.\n";
 
 typedef struct scan_args {
     const char *files[MAX_RULE_FILES];
@@ -104,8 +105,9 @@ static const char *action_name(const ag_event_t *ev)
     return "flag";
 }
 
-/* One event as a JSON line into b. */
-static int format_json(ag_buf_t *b, const char *file, const ag_event_t *ev, pos_t s, pos_t e)
+/* One event as a JSON line into b: s and e bound the matched node, text is its source. */
+static int format_json(ag_buf_t *b, const char *file, const ag_event_t *ev, pos_t s, pos_t e,
+                       ag_str_t text)
 {
     int rc = ag_buf_appendf(b, "{\"ruleId\":");
     if (rc == AG_OK)
@@ -121,11 +123,14 @@ static int format_json(ag_buf_t *b, const char *file, const ag_event_t *ev, pos_
                             "\"end\":{\"line\":%u,\"column\":%u}},\"text\":",
                             s.off, e.off, s.line, s.col, e.line, e.col);
     if (rc == AG_OK)
-        rc = ag_json_append_str(b, ev->before);
+        rc = ag_json_append_str(b, text);
     if (rc == AG_OK && ev->action == AG_ACTION_REWRITE) {
         rc = ag_buf_appendf(b, ",\"replacement\":");
         if (rc == AG_OK)
             rc = ag_json_append_str(b, ev->after);
+        if (rc == AG_OK && (ev->match_offset != ev->offset || ev->match_len != ev->before.len))
+            rc = ag_buf_appendf(b, ",\"replacementOffsets\":{\"start\":%u,\"end\":%u}", ev->offset,
+                                ev->offset + (uint32_t)ev->before.len);
         if (rc == AG_OK)
             rc = ag_buf_appendf(b, ",\"applied\":%s", ev->applied ? "true" : "false");
     }
@@ -203,17 +208,24 @@ static int scan_file(ag_engine_t *engine, const scan_args_t *a, const char *path
     const char *name = strcmp(path, "-") == 0 ? "STDIN" : path;
     for (uint32_t i = 0; i < res.nevents && rc == AG_OK; i++) {
         const ag_event_t *ev = refs[i];
+        /* the matched node, inside the edit's span (expandStart/expandEnd widen only the edit) */
         pos_advance(code, &at, ev->offset);
-        pos_t end = at;
-        pos_advance(code, &end, ev->offset + (uint32_t)ev->before.len);
+        pos_t start = at;
+        pos_advance(code, &start, ev->match_offset);
+        pos_t end = start;
+        pos_advance(code, &end, ev->match_offset + ev->match_len);
+        ag_str_t text = ev->match_offset == ev->offset && ev->match_len == ev->before.len
+                            ? ev->before
+                            : ag_str(code.ptr + ev->match_offset, ev->match_len);
         ag_buf_reset(line);
         if (a->json)
-            rc = format_json(line, name, ev, at, end);
+            rc = format_json(line, name, ev, start, end, text);
         else
             rc = ag_buf_appendf(
-                line, "%s:%u:%u: [%s%s%s] %s%s%s\n", name, at.line + 1, at.col + 1, action_name(ev),
-                ev->reason && ev->reason[0] ? ": " : "", ev->reason ? ev->reason : "", ev->rule,
-                ev->message && ev->message[0] ? ": " : "", ev->message ? ev->message : "");
+                line, "%s:%u:%u: [%s%s%s] %s%s%s\n", name, start.line + 1, start.col + 1,
+                action_name(ev), ev->reason && ev->reason[0] ? ": " : "",
+                ev->reason ? ev->reason : "", ev->rule, ev->message && ev->message[0] ? ": " : "",
+                ev->message ? ev->message : "");
         if (rc == AG_OK)
             fwrite(line->ptr, 1, line->len, stdout);
     }

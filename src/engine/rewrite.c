@@ -158,8 +158,9 @@ void ag_engine_flag(ag_engine_t *e, uint32_t rule, uint32_t node, const char *re
     ev->offset = off;
     ev->reason = reason ? reason : "";
     uint32_t end = n->end < e->orig_len ? n->end : e->orig_len;
-    event_texts(e, ev, ag_str(e->reply.ptr + off, end > n->start ? end - n->start : 0),
-                ag_str(NULL, 0));
+    ev->match_offset = off;
+    ev->match_len = end > n->start ? end - n->start : 0;
+    event_texts(e, ev, ag_str(e->reply.ptr + off, ev->match_len), ag_str(NULL, 0));
     e->res.flags++;
 }
 
@@ -177,6 +178,8 @@ int ag_engine_edit(ag_engine_t *e, uint32_t rule, uint32_t start, uint32_t end, 
     ag_edit_t *ed = &e->edits[e->nedits];
     ed->start = start;
     ed->end = end;
+    ed->match_start = start;
+    ed->match_end = end;
     ed->rule = rule;
     ed->text_off = (uint32_t)e->text.len;
     ed->text_len = (uint32_t)text.len;
@@ -444,7 +447,11 @@ static int render_fix(ag_engine_t *e, const ag_rule_def_t *def, const char *t, u
                                   : sl->state == AG_SLOT_MULTI ? sl->multi_first
                                                                : AG_NONE;
                     if (vs == AG_NONE) /* a transform's output, or an empty run */
-                        rc = ag_buf_append(out, vt.ptr, vt.len);
+                        /* no place in the source: as ast-grep 0.51.1, each later line only
+                         * gains the template line's indentation, not the matched line's */
+                        rc = ag_indent_append_var(out, AG_STR_LIT(""), 0, vt,
+                                                  ag_indent_of_line(ag_str(t, len), i),
+                                                  AG_STR_LIT(""));
                     else
                         rc = ag_indent_append_var(out, ag_str(e->flat.src, e->flat.src_len),
                                                   e->flat.nodes[vs].start, vt,
@@ -490,6 +497,10 @@ static int apply_fix(ag_engine_t *e, uint32_t rule, const ag_rule_def_t *def,
     int rc = render_fix(e, def, def->fix, def->fix_len, node, env, &out);
     if (rc == AG_OK)
         rc = ag_engine_edit(e, rule, start, end, ag_buf_str(&out), end);
+    if (rc == AG_OK) { /* the event reports the match, as ast-grep does, the edit beside it */
+        e->edits[e->nedits - 1].match_start = e->flat.nodes[node].start;
+        e->edits[e->nedits - 1].match_end = e->flat.nodes[node].end;
+    }
     ag_buf_dispose(&out);
     return rc;
 }
@@ -573,6 +584,8 @@ static void scan(ag_engine_t *e, ag_lang_t lang, const bool *active)
                     line_col(e->reply, e->code_off + n->start, &ev->line, &ev->col);
                     ev->offset = e->code_off + n->start;
                     uint32_t end = n->end < e->orig_len ? n->end : e->orig_len;
+                    ev->match_offset = ev->offset;
+                    ev->match_len = end > n->start ? end - n->start : 0;
                     event_texts(e, ev,
                                 ag_str(e->reply.ptr + e->code_off + n->start,
                                        end > n->start ? end - n->start : 0),
@@ -789,6 +802,10 @@ static void edit_event(ag_engine_t *e, const ag_edit_t *ed)
     line_col(e->reply, ed->code_off + start, &ev->line, &ev->col);
     ev->offset = ed->code_off + start;
     uint32_t end = ed->end < ed->orig_len ? ed->end : ed->orig_len;
+    uint32_t ms = ed->match_start < ed->orig_len ? ed->match_start : ed->orig_len;
+    uint32_t me = ed->match_end < ed->orig_len ? ed->match_end : ed->orig_len;
+    ev->match_offset = ed->code_off + ms;
+    ev->match_len = me > ms ? me - ms : 0;
     event_texts(e, ev, ag_str(e->reply.ptr + ed->code_off + start, end > start ? end - start : 0),
                 ed->fragment ? ag_str(NULL, 0) : edit_text(e, ed));
 }
@@ -1262,6 +1279,7 @@ static int finish(ag_engine_t *e, ag_buf_t *out, ag_result_t *res)
         const struct ev_off *o = &e->ev_off[i];
         e->events[i].line += e->line_base;
         e->events[i].offset += e->offset_base;
+        e->events[i].match_offset += e->offset_base;
         e->events[i].before = ag_str(e->evtext.ptr + o->before, o->before_len);
         e->events[i].after = ag_str(e->evtext.ptr + o->after, o->after_len);
     }

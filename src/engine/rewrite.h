@@ -29,6 +29,9 @@ typedef struct ag_event {
     uint32_t offset;        /* byte offset of the same place; an applied edit replaced
                                reply[offset, offset + before.len) with after */
     ag_str_t before;        /* text replaced (empty for an insertion) */
+    uint32_t match_offset;  /* byte offset of the matched node, as offset; differs from offset
+                               only when a fix's expandStart/expandEnd widened the edit */
+    uint32_t match_len;     /* bytes of the matched node (before.len unless widened) */
     ag_str_t after;         /* text put in its place (empty for flag/block) */
     const char *message;    /* the rule's message, may be "" */
     bool redact;            /* the rule says before/after may hold a secret: logs leave them

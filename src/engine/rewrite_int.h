@@ -9,9 +9,11 @@
 #include "rules_int.h"
 
 typedef struct ag_edit {
-    uint32_t start, end; /* bytes in the block's code (e->code) */
-    uint32_t code_off;   /* where the block's code starts in the reply */
-    uint32_t orig_len;   /* bytes of the block's code in the reply */
+    uint32_t start, end;             /* bytes in the block's code (e->code) */
+    uint32_t match_start, match_end; /* the matched node: start/end unless expandStart/expandEnd
+                                        widened the edit */
+    uint32_t code_off;               /* where the block's code starts in the reply */
+    uint32_t orig_len;               /* bytes of the block's code in the reply */
     uint32_t block;
     uint32_t rule;
     uint32_t text_off, text_len; /* replacement, in e->text */

@@ -6,6 +6,9 @@
 // files must equal cases/<name>/expected/<input>, and ast-grep's must still differ from them.
 // Kind "astgate-bug": astgate is wrong and the bug is open; the case runs as a todo (reported,
 // not failing) until it is fixed and the entry removed.
+// Kind "astgate-declines": astgate does not apply the fix on purpose and flags the match with
+// the entry's "flag" as its reason; the match ranges agree, astgate's fixed files equal
+// cases/<name>/expected/<input> and ast-grep's differ from them.
 // A case named refused-* holds a rule both tools must refuse: ast-grep exits non-zero, astgate
 // exits 1 with the cause at rule.yml:line:col.
 //   ASTGATE_BIN=build/asan/astgate AST_GREP_BIN=bench/node_modules/.bin/ast-grep \
@@ -70,15 +73,15 @@ function runTool(tool, rule, dir, files) {
   const work = mkdtempSync(join(tmpdir(), `parity-${tool}-`));
   try {
     for (const f of files) cpSync(join(dir, f), join(work, f));
-    let list, fixed = {};
+    let out, fixed = {};
     if (tool === 'ast-grep') {
-      list = matches(run(sg, ['scan', '-r', rule, '--json=stream', ...files], work));
+      out = run(sg, ['scan', '-r', rule, '--json=stream', ...files], work);
       run(sg, ['scan', '-r', rule, '--update-all', ...files], work);
     } else {
-      list = matches(run(astgate, ['scan', '--rules', rule, '--json', '-U', ...files], work));
+      out = run(astgate, ['scan', '--rules', rule, '--json', '-U', ...files], work);
     }
     for (const f of files) fixed[f] = readFileSync(join(work, f), 'utf8');
-    return { list, fixed };
+    return { list: matches(out), raw: out, fixed };
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
@@ -107,10 +110,15 @@ for (const name of cases) {
     const a = runTool('astgate', rule, dir, files);
     const s = runTool('ast-grep', rule, dir, files);
     assert.ok(s.list.length > 0, `${name}: ast-grep finds nothing: the case tests nothing`);
-    if (diff?.kind === 'ast-grep-wrong') {
+    if (diff?.kind === 'ast-grep-wrong' || diff?.kind === 'astgate-declines') {
       // ast-grep is wrong here: the ranges still agree, the fix is checked against expected/
       const strip = (l) => l.map(({ replacement, ...rest }) => rest);
       assert.deepEqual(strip(a.list), strip(s.list), `${name}: match ranges differ`);
+      if (diff.kind === 'astgate-declines') {
+        const flagged = a.raw.split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l))
+          .filter((m) => m.action === 'flag' && m.reason === diff.flag);
+        assert.ok(flagged.length > 0, `${name}: astgate flags no match with "${diff.flag}"`);
+      }
       for (const f of files) {
         const want = readFileSync(join(dir, 'expected', f), 'utf8');
         assert.equal(a.fixed[f], want, `${name}/${f}: astgate's fix is not the expected one`);
@@ -130,7 +138,10 @@ test('known-differences.json names existing cases, each with a reason', () => {
   for (const [name, d] of Object.entries(known)) {
     assert.ok(cases.includes(name), `${name}: no such case`);
     assert.ok(typeof d.reason === 'string' && d.reason.length > 0, `${name}: no reason`);
-    assert.ok(['ast-grep-wrong', 'astgate-bug'].includes(d.kind), `${name}: unknown kind ${d.kind}`);
+    assert.ok(['ast-grep-wrong', 'astgate-bug', 'astgate-declines'].includes(d.kind),
+      `${name}: unknown kind ${d.kind}`);
+    if (d.kind === 'astgate-declines')
+      assert.ok(typeof d.flag === 'string' && d.flag.length > 0, `${name}: no flag`);
   }
 });
 

@@ -544,6 +544,26 @@ static void test_transforms_in_fix(void **state)
     assert_idempotent(fx);
 }
 
+/* A transform's output over several lines in a multi-line fix: each later line gains the
+ * indentation of the template line it lands on and not the matched line's (ast-grep 0.51.1;
+ * tests/parity case fix-indent-transform-multiline). */
+static void test_transform_multiline_in_fix(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx,
+              "id: t\n"
+              "language: ts\n"
+              "rule: {pattern: \"wrap($A)\"}\n"
+              "transform:\n"
+              "  T: {replace: {source: $A, replace: zz, by: yy}}\n"
+              "fix: \"{\\n  go($T);\\n}\"\n",
+              NULL);
+    check(fx, "```ts\nwrap(a(\n  1));\n```\n", "```ts\n{\n  go(a(\n    1));\n};\n```\n");
+    check(fx, "```ts\nif (x) {\n  wrap(b(\n    3));\n}\n```\n",
+          "```ts\nif (x) {\n  {\n    go(b(\n      3));\n  };\n}\n```\n");
+    assert_idempotent(fx);
+}
+
 /* An ensure rule's `when: {matches: UTIL}` looks the util up among its own rule's utils, not
  * those of whichever rule the block's scan tried last (two packs loaded together broke each
  * other's rewrites that way). */
@@ -636,6 +656,32 @@ static void test_parse_error_flags_instead_of_rewrite(void **state)
 }
 
 /* ---- events ---- */
+
+/* A fix widened by expandEnd: the event's offset/before is the span the edit replaces, its
+ * match_offset/match_len the matched node alone (scan --json reports that, as ast-grep). */
+static void test_event_match_span_with_expand(void **state)
+{
+    fx_t *fx = *state;
+    use_rules(fx,
+              "id: drop\n"
+              "language: ts\n"
+              "rule: {pattern: debug, inside: {kind: array}}\n"
+              "fix: {template: '', expandEnd: {regex: ','}}\n",
+              NULL);
+    const char *reply = "```ts\nconst a = [debug, y];\n```\n";
+    check(fx, reply, "```ts\nconst a = [ y];\n```\n");
+    assert_int_equal(fx->res.nevents, 1);
+    const ag_event_t *ev = &fx->res.events[0];
+    assert_int_equal(ev->offset, strstr(reply, "debug") - reply);
+    assert_int_equal(ev->before.len, 6); /* "debug," */
+    assert_int_equal(ev->match_offset, ev->offset);
+    assert_int_equal(ev->match_len, 5); /* "debug" */
+    /* not widened: the same span */
+    check(fx, "```ts\nconst b = [debug];\n```\n", "```ts\nconst b = [];\n```\n");
+    ev = &fx->res.events[0];
+    assert_int_equal(ev->match_offset, ev->offset);
+    assert_int_equal(ev->match_len, ev->before.len);
+}
 
 static void test_event_fields(void **state)
 {
@@ -1295,9 +1341,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bare_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_reply, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transforms_in_fix, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transform_multiline_in_fix, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ensure_when_matches_own_utils, setup, teardown),
         cmocka_unit_test_setup_teardown(test_constraint_on_unbound_variable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_error_flags_instead_of_rewrite, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_event_match_span_with_expand, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prefilter_regex_alternation_after_class, setup,
                                         teardown),

@@ -1,0 +1,3 @@
+const a = [x, debug];
+const b = [debug, y];
+const c = [x, debug /* on */, y];

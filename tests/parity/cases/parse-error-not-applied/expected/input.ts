@@ -1,0 +1,4 @@
+let a = 1
+function f() {
+  var b = (2;
+}

@@ -1,0 +1,4 @@
+var a = 1;
+function f() {
+  var b = (2;
+}

@@ -1,0 +1,3 @@
+const a = 1;
+const é = foo(bar);
+const bar = 2;

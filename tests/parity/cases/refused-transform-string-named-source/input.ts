@@ -1,0 +1,3 @@
+env('HOME');
+env("API_KEY");
+const x = env('é_ü_PATH');

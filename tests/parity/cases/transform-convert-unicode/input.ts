@@ -1,0 +1,3 @@
+tag('éclairAuChocolat');
+tag('ÖlPreis');
+tag('ÆsirΣigma');

@@ -1,0 +1,3 @@
+tag('straßeNeu');
+tag('ﬁne');
+tag('ŉa');

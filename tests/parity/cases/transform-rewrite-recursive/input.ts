@@ -1,0 +1,2 @@
+if (and(a, and(b, c), d)) {}
+const v = and(x);

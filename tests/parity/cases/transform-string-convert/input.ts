@@ -1,0 +1,3 @@
+const maxRetryCount = 3;
+const apiBaseURL = 'x';
+const simple = 1;

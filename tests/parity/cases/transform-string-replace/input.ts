@@ -1,0 +1,3 @@
+getElementById('main');
+getElementById('side-bar');
+getElementById(name);

@@ -1,0 +1,3 @@
+log(a, b, c);
+log(x);
+log('lit', y);
