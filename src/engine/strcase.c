@@ -1,6 +1,7 @@
 /* transform.convert: case conversion with ast-grep's word splitting. Case tests and maps go
  * through the C.UTF-8 locale object (thread-safe *_l calls), made once. */
 #include "strcase.h"
+#include "casefull.h"
 
 #include <locale.h>
 #include <pthread.h>
@@ -103,6 +104,25 @@ static int put_char(ag_buf_t *out, int32_t c)
     return ag_buf_append(out, b, n);
 }
 
+/* The mapping of c to several characters (U+00DF to "SS"), or NULL: Unicode's full case mapping,
+ * as Rust's to_uppercase/to_lowercase apply it for ast-grep. */
+static const struct ag_casefull *full_case(int32_t c, int upper)
+{
+    const struct ag_casefull *t = upper ? AG_UPPER_FULL : AG_LOWER_FULL;
+    size_t lo = 0, hi = upper ? sizeof(AG_UPPER_FULL) / sizeof(AG_UPPER_FULL[0])
+                              : sizeof(AG_LOWER_FULL) / sizeof(AG_LOWER_FULL[0]);
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (t[mid].cp == (uint32_t)c)
+            return &t[mid];
+        if (t[mid].cp < (uint32_t)c)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
 /* Appends s with every character mapped: upper (1), lower (0), or as it is (-1). */
 static int map_chars(ag_str_t s, int upper, ag_buf_t *out)
 {
@@ -120,6 +140,12 @@ static int map_chars(ag_str_t s, int upper, ag_buf_t *out)
                 else if (!upper && c >= 'A' && c <= 'Z')
                     m = c + 32;
             } else {
+                const struct ag_casefull *f = full_case(c, upper);
+                if (f) {
+                    rc = ag_buf_append(out, f->utf8, f->len);
+                    i += n;
+                    continue;
+                }
                 m = (int32_t)(upper ? towupper_l((wint_t)c, utf8_loc)
                                     : towlower_l((wint_t)c, utf8_loc));
             }

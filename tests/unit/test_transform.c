@@ -87,6 +87,33 @@ static void test_convert_cases(void **state)
                 "1\xc3\x89");
 }
 
+/* Case mappings that grow (Unicode's full mapping, as ast-grep's Rust to_uppercase): checked on
+ * ast-grep 0.51.1's CLI (tests/parity case transform-convert-upper-special). */
+static void test_convert_full_case_mapping(void **state)
+{
+    (void)state;
+    expect_case("stra\xc3\x9f"
+                "eNeu",
+                AG_CASE_UPPER, AG_SEP_ALL, "STRASSENEU");
+    expect_case("\xef\xac\x81"
+                "ne",
+                AG_CASE_UPPER, AG_SEP_ALL, "FINE");
+    expect_case("\xef\xac\x81"
+                "ne",
+                AG_CASE_CAPITALIZE, AG_SEP_ALL, "FIne");
+    expect_case("\xc5\x89"
+                "a",
+                AG_CASE_UPPER, AG_SEP_ALL,
+                "\xca\xbc"
+                "NA");
+    /* U+0130 lower-cases to i + U+0307 */
+    expect_case("\xc4\xb0"
+                "X",
+                AG_CASE_LOWER, AG_SEP_ALL,
+                "i\xcc\x87"
+                "x");
+}
+
 static void test_convert_separated_by(void **state)
 {
     (void)state;
@@ -365,11 +392,17 @@ static void test_fix_expand(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_convert_snake_splitting), cmocka_unit_test(test_convert_cases),
-        cmocka_unit_test(test_convert_separated_by),    cmocka_unit_test(test_convert_names),
-        cmocka_unit_test(test_convert_in_fix),          cmocka_unit_test(test_string_form),
-        cmocka_unit_test(test_string_form_errors),      cmocka_unit_test(test_rewrite_transform),
-        cmocka_unit_test(test_rewrite_errors),          cmocka_unit_test(test_fix_expand),
+        cmocka_unit_test(test_convert_snake_splitting),
+        cmocka_unit_test(test_convert_cases),
+        cmocka_unit_test(test_convert_full_case_mapping),
+        cmocka_unit_test(test_convert_separated_by),
+        cmocka_unit_test(test_convert_names),
+        cmocka_unit_test(test_convert_in_fix),
+        cmocka_unit_test(test_string_form),
+        cmocka_unit_test(test_string_form_errors),
+        cmocka_unit_test(test_rewrite_transform),
+        cmocka_unit_test(test_rewrite_errors),
+        cmocka_unit_test(test_fix_expand),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
