@@ -10,16 +10,11 @@
 #include <string.h>
 
 #include "rewrite.h"
+#include "fuzz.h"
 #include "rules.h"
 #include "stream.h"
 
-#define CHECK(expr)                                                                                \
-    do {                                                                                           \
-        if (!(expr)) {                                                                             \
-            fprintf(stderr, "fuzz_hold: check failed: %s (line %d)\n", #expr, __LINE__);           \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+#define CHECK(expr) FUZZ_CHECK("fuzz_hold", expr)
 
 #define FUZZ_MAX_INPUT (64u << 10)
 
@@ -33,16 +28,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    const char *path = getenv("ASTGATE_FUZZ_RULES");
-    if (path == NULL)
-        path = "rules/mastra.yaml";
-    ag_diag_t d;
-    memset(&d, 0, sizeof(d));
-    if (ag_rules_load_files(&path, 1, &rules, &d) != AG_OK) {
-        ag_diag_print(&d, stderr);
-        fprintf(stderr, "fuzz_hold: run from the repository root or set ASTGATE_FUZZ_RULES\n");
-        abort();
-    }
+    rules = fuzz_load_rules("fuzz_hold");
     ag_engine_opts_t eo;
     memset(&eo, 0, sizeof(eo));
     eo.bare = true; /* as the proxy's default configuration */

@@ -9,15 +9,10 @@
 #include <string.h>
 
 #include "rewrite.h"
+#include "fuzz.h"
 #include "rules.h"
 
-#define CHECK(expr)                                                                                \
-    do {                                                                                           \
-        if (!(expr)) {                                                                             \
-            fprintf(stderr, "fuzz_rewrite: check failed: %s (line %d)\n", #expr, __LINE__);        \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+#define CHECK(expr) FUZZ_CHECK("fuzz_rewrite", expr)
 
 #define FUZZ_MAX_INPUT (256u << 10)
 
@@ -31,16 +26,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    const char *path = getenv("ASTGATE_FUZZ_RULES");
-    if (path == NULL)
-        path = "rules/mastra.yaml";
-    ag_diag_t d;
-    memset(&d, 0, sizeof(d));
-    if (ag_rules_load_files(&path, 1, &rules, &d) != AG_OK) {
-        ag_diag_print(&d, stderr);
-        fprintf(stderr, "fuzz_rewrite: run from the repository root or set ASTGATE_FUZZ_RULES\n");
-        abort();
-    }
+    rules = fuzz_load_rules("fuzz_rewrite");
     engine = ag_engine_new(rules, NULL);
     return 0;
 }
