@@ -65,14 +65,7 @@ static bool nonempty(ag_str_t body, const ag_jscan_match_t *m)
 }
 
 /* What goes in: pre, then hint JSON-escaped (after sep, escaped the same way), then post. */
-typedef struct piece {
-    size_t at;  /* offset in body */
-    size_t cut; /* body bytes replaced from `at` */
-    const char *pre;
-    const char *sep;
-    unsigned style;
-    const char *post;
-} piece_t;
+typedef ag_hint_place_t piece_t;
 
 static int emit(ag_str_t body, ag_str_t hint, const piece_t *p, ag_buf_t *out)
 {
@@ -190,16 +183,28 @@ static int keyed(ag_hint_api_t api, ag_str_t body, scan_t *s, piece_t *p, ag_hin
     return AG_OK;
 }
 
+int ag_hint_locate(ag_hint_api_t api, ag_str_t body, ag_hint_place_t *at)
+{
+    scan_t s;
+    ag_hint_slot_t where = AG_HINT_SLOT_NONE;
+    int rc = api == AG_HINT_CHAT ? chat(body, &s, at, &where) : keyed(api, body, &s, at, &where);
+    at->slot = rc == AG_OK ? where : AG_HINT_SLOT_NONE;
+    return rc;
+}
+
+int ag_hint_emit(ag_str_t body, ag_str_t hint, const ag_hint_place_t *at, ag_buf_t *out)
+{
+    return emit(body, hint, at, out);
+}
+
 int ag_hint_apply(ag_hint_api_t api, ag_str_t body, ag_str_t hint, ag_buf_t *out,
                   ag_hint_slot_t *slot)
 {
-    scan_t s;
-    piece_t p;
-    ag_hint_slot_t where = AG_HINT_SLOT_NONE;
-    int rc = api == AG_HINT_CHAT ? chat(body, &s, &p, &where) : keyed(api, body, &s, &p, &where);
+    ag_hint_place_t at;
+    int rc = ag_hint_locate(api, body, &at);
     if (rc == AG_OK)
-        rc = emit(body, hint, &p, out);
+        rc = emit(body, hint, &at, out);
     if (rc == AG_OK && slot)
-        *slot = where;
+        *slot = at.slot;
     return rc;
 }

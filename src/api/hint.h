@@ -49,4 +49,22 @@ const char *ag_hint_slot_name(ag_hint_slot_t s);
 AG_MUSTCHECK int ag_hint_apply(ag_hint_api_t api, ag_str_t body, ag_str_t hint, ag_buf_t *out,
                                ag_hint_slot_t *slot);
 
+/* ag_hint_apply in two steps, for a caller that decides after finding the slot whether to add
+ * the hint at all (the proxy's {ab: P} draw counts only requests with a slot): locate scans the
+ * body once (AG_OK or AG_ENOENT as above; *at says where, at->slot which kind), emit copies body
+ * into out with the hint there (AG_OK, AG_ETOOBIG; out as it was on error). */
+typedef struct ag_hint_place {
+    size_t at;        /* offset in the body */
+    size_t cut;       /* body bytes replaced from `at` (a null) */
+    const char *pre;  /* before the escaped separator and hint */
+    const char *sep;  /* escaped like the hint, before it */
+    unsigned style;   /* the escaping style of the string the hint joins */
+    const char *post; /* after the hint */
+    ag_hint_slot_t slot;
+} ag_hint_place_t;
+
+AG_MUSTCHECK int ag_hint_locate(ag_hint_api_t api, ag_str_t body, ag_hint_place_t *at);
+AG_MUSTCHECK int ag_hint_emit(ag_str_t body, ag_str_t hint, const ag_hint_place_t *at,
+                              ag_buf_t *out);
+
 #endif

@@ -1450,25 +1450,29 @@ static ag_str_t hint_request(preq_t *r, ag_str_t body)
     int route = r->api == &ag_api_openai_chat        ? AG_M_ROUTE_CHAT
                 : r->api == &ag_api_openai_responses ? AG_M_ROUTE_RESPONSES
                                                      : AG_M_ROUTE_MESSAGES;
-    /* escaping grows a byte to 6 at most; the slot's own syntax is under 64 bytes */
-    ag_buf_init(&r->reqbody, body.len + g->hint.len * 6 + 256);
-    ag_hint_slot_t slot = AG_HINT_SLOT_NONE;
-    if (ag_hint_apply(hint_api(r->api), body, ag_buf_str(&g->hint), &r->reqbody, &slot) != AG_OK) {
+    /* the slot first: the control arm and a body without one are sent as they came, uncopied */
+    ag_hint_place_t at;
+    if (ag_hint_locate(hint_api(r->api), body, &at) != AG_OK) {
         r->arm = AG_M_ARM_NO_SLOT;
     } else if (h.mode == AG_HINTS_AB && (r->w->ab_acc += h.ab_pct) < 100) {
         r->arm = AG_M_ARM_CONTROL;
     } else {
         if (h.mode == AG_HINTS_AB)
             r->w->ab_acc -= 100;
-        r->arm = AG_M_ARM_HINT;
-        r->hint_slot = (uint8_t)slot;
-        r->hint_bytes = (uint32_t)(r->reqbody.len - body.len);
+        /* escaping grows a byte to 6 at most; the slot's own syntax is under 64 bytes */
+        ag_buf_init(&r->reqbody, body.len + g->hint.len * 6 + 256);
+        if (ag_hint_emit(body, ag_buf_str(&g->hint), &at, &r->reqbody) == AG_OK) {
+            r->arm = AG_M_ARM_HINT;
+            r->hint_slot = (uint8_t)at.slot;
+            r->hint_bytes = (uint32_t)(r->reqbody.len - body.len);
+        } else {
+            ag_buf_dispose(&r->reqbody);
+            r->arm = AG_M_ARM_NO_SLOT;
+        }
     }
     ag_m_inc(&m->hint_requests[route][r->arm], 1);
-    if (r->arm != AG_M_ARM_HINT) {
-        ag_buf_dispose(&r->reqbody);
+    if (r->arm != AG_M_ARM_HINT)
         return body;
-    }
     ag_m_inc(&m->hint_bytes, r->hint_bytes);
     hint_note(r);
     return ag_buf_str(&r->reqbody);
